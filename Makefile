@@ -1,0 +1,71 @@
+# The Chuck Norris Asynchronous Job System. `make help` lists the targets.
+# Every target sets up what it needs: .venv (Python 3.13, requirements-dev.txt) and, for SAM, .venv-sam.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13, the Lambda runtime's version: the first candidate that really runs 3.13 (pyenv shims answer
+# for versions they do not select, hence the check).
+PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+REGION ?= us-east-1
+SUB ?= alice
+PYTEST_ARGS ?=
+
+.PHONY: help run token test test-unit lint format validate build deploy clean check-python
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+check-python:
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or pass PYTHON313=/path/to/python3.13" >&2; exit 1; }
+
+$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt | check-python
+	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt | check-python
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+run: $(VENV)/.installed ## Start the whole system locally (moto, gateway on :3000, functions, SQS poller)
+	PYTHONPATH=. $(PY) -m local.stack
+
+token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice
+	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)"
+
+test: $(VENV)/.installed ## Install what the tests need and run them all (unit, integration, end-to-end)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed ## Run the unit tests only
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/jobs/jobs local
+	$(VENV)/bin/mypy functions/api/app.py
+	$(VENV)/bin/mypy functions/process_jobs/app.py
+
+format: $(VENV)/.installed ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+validate: $(SAM_VENV)/.installed ## sam validate --lint (cfn-lint included)
+	$(SAM) validate --lint --region $(REGION)
+
+build: $(SAM_VENV)/.installed ## sam build for arm64 (python3.13), into .aws-sam/
+	$(SAM) build
+
+deploy: build ## sam deploy --guided (first time) using samconfig.toml
+	$(SAM) deploy --guided
+
+clean: ## Remove the virtual environments and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""The API function: one powertools resolver, one short handler per verb of ``/api/v1/jobs``.
+
+Each handler authenticates (done by the resolver's middleware), gets a validated request, calls one service
+function and returns. Errors become problem+json responses in ``jobs.http``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from jobs import bootstrap
+from jobs.http import build_resolver, owner_id
+from jobs.models import Job, JobCreate, JobPage
+from jobs.observability import MetricUnit, logger, metrics
+from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+app = build_resolver()
+
+
+@app.post("/api/v1/jobs")
+def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
+    """Submit a job: 201 Created with its ``Location`` and the QUEUED job."""
+    job = bootstrap.api_service().create_job(owner_id(app), request)
+    metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        body=job,
+        headers={"Location": f"/api/v1/jobs/{job.job_id}"},
+    )
+
+
+@app.get("/api/v1/jobs")
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+) -> JobPage:
+    """The caller's jobs, newest first, one page at a time."""
+    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token)
+
+
+@app.get("/api/v1/jobs/<job_id>")
+def get_job(job_id: str) -> Job:
+    """One of the caller's jobs; 404 when absent or someone else's."""
+    return bootstrap.api_service().get_job(owner_id(app), job_id)
+
+
+@app.delete("/api/v1/jobs/<job_id>")
+def delete_job(job_id: str) -> Response[None]:
+    """Delete one of the caller's jobs whatever its status: 204, or 404 when absent or someone else's."""
+    bootstrap.api_service().delete_job(owner_id(app), job_id)
+    return Response(status_code=204)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0)."""
+    return app.resolve(event, context)

@@ -1,0 +1,52 @@
+"""The one place where real dependencies are wired: settings → store, queue, service, authenticator.
+
+Everything is built on first use and cached for the life of the Lambda sandbox, never at import time (moto
+must be active first in tests, and a request that needs no SQS client never creates one).
+``reset()`` drops the cache; tests call it between cases.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from jobs import aws, settings
+from jobs.auth import Authenticator
+from jobs.queue import SqsJobQueue
+from jobs.service import JobService
+from jobs.store import DynamoJobStore
+
+
+@cache
+def api_service() -> JobService:
+    """The API function's service: the DynamoDB store and the SQS queue named by its settings."""
+    return JobService(
+        DynamoJobStore(settings.store_settings().table_name),
+        SqsJobQueue(settings.queue_settings().queue_url),
+    )
+
+
+@cache
+def consumer_service() -> JobService:
+    """The consumer's service: the DynamoDB store only."""
+    return JobService(DynamoJobStore(settings.store_settings().table_name))
+
+
+@cache
+def authenticator() -> Authenticator:
+    """The API function's token verifier, configured by ``AuthSettings``."""
+    return Authenticator(settings.auth_settings())
+
+
+def reset() -> None:
+    """Forget every cached setting, client and service (for tests)."""
+    for cached in (
+        api_service,
+        consumer_service,
+        authenticator,
+        aws.client,
+        settings.store_settings,
+        settings.queue_settings,
+        settings.consumer_settings,
+        settings.auth_settings,
+    ):
+        cached.cache_clear()

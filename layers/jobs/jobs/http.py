@@ -1,0 +1,175 @@
+"""The API's powertools resolver: request validation, authentication, and the one error-mapping table.
+
+Every error the function produces is ``application/problem+json`` (RFC 9457) with ``type``, ``title``,
+``status`` and ``detail``; validation errors add ``errors`` (each with ``loc``, ``msg``, ``type``). No stack
+trace or AWS error text reaches a client. Authentication runs before body validation, so a request without a
+valid token learns nothing about the body rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from jobs import bootstrap
+from jobs.auth import Principal
+from jobs.models import (
+    AuthUnavailable,
+    InvalidPageToken,
+    InvalidPayload,
+    JobNotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnknownJobType,
+)
+from jobs.observability import logger, metrics, MetricUnit
+
+PROBLEM_JSON = "application/problem+json"
+#: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
+REALM = "jobs"
+
+
+def problem(
+    status: HTTPStatus,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: Sequence[dict[str, Any]] | None = None,
+) -> Response[str]:
+    """An RFC 9457 problem response: ``type`` is ``about:blank`` and ``title`` the status phrase."""
+    body: dict[str, Any] = {"type": "about:blank", "title": status.phrase, "status": status.value, "detail": detail}
+    if errors is not None:
+        body["errors"] = list(errors)
+    return Response(status_code=status.value, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
+
+
+def _public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors without their ``input`` (which may echo a secret or a large body)."""
+    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+
+
+def principal(app: APIGatewayHttpResolver) -> Principal:
+    """The authenticated caller of the current request, verified once and kept in the resolver's context.
+
+    Raises:
+        Unauthenticated: no usable bearer token.
+        AuthUnavailable: the verification keys could not be fetched.
+    """
+    known = app.context.get("principal")
+    if isinstance(known, Principal):
+        return known
+    try:
+        found = bootstrap.authenticator().authenticate(app.current_event.headers.get("authorization"))
+    except Unauthenticated:
+        metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
+        raise
+    app.append_context(principal=found)
+    logger.append_keys(owner_id=found.sub)
+    return found
+
+
+def owner_id(app: APIGatewayHttpResolver) -> str:
+    """The ``owner_id`` of every read and write in this request: the verified ``sub``, never request data."""
+    return principal(app).sub
+
+
+def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    principal(app)
+    return next_middleware(app)
+
+
+def build_resolver() -> APIGatewayHttpResolver:
+    """A resolver with validation on, authentication on every route, and the error table registered."""
+    # A response that breaks its own model is our bug: a 500, never a 422 blamed on the client.
+    app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR)
+    app.use(middlewares=[_authenticate])
+
+    @app.exception_handler(Unauthenticated)
+    def _unauthenticated(error: Unauthenticated) -> Response[str]:
+        # RFC 6750 section 3.1: no error code when the request carried no credentials at all.
+        challenge = f'Bearer realm="{REALM}"' if error.missing else f'Bearer realm="{REALM}", error="invalid_token"'
+        logger.info("Authentication failed", extra={"reason": str(error)})
+        return problem(
+            HTTPStatus.UNAUTHORIZED,
+            "A valid bearer token is required.",
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response[str]:
+        # The validation middleware runs before route middlewares: authenticate first, so that a caller
+        # without a valid token gets 401 whatever its body.
+        try:
+            principal(app)
+        except Unauthenticated as failure:
+            return _unauthenticated(failure)
+        except AuthUnavailable as failure:
+            return _auth_unavailable(failure)
+        errors = _public_errors(error.errors())
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.", errors=errors)
+        return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The request is not valid.", errors=errors)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(error: RequestUnsupportedContentType) -> Response[str]:
+        return problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
+
+    @app.exception_handler(AuthUnavailable)
+    def _auth_unavailable(error: AuthUnavailable) -> Response[str]:
+        logger.warning("Token verification unavailable", extra={"reason": str(error)})
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "Tokens cannot be verified right now; retry later.",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(JobNotFound)
+    def _not_found(error: JobNotFound) -> Response[str]:
+        return problem(HTTPStatus.NOT_FOUND, "No such job.")
+
+    @app.exception_handler(UnknownJobType)
+    def _unknown_type(error: UnknownJobType) -> Response[str]:
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "The request is not valid.",
+            errors=[{"loc": ["body", "type"], "msg": str(error), "type": "unknown_job_type"}],
+        )
+
+    @app.exception_handler(InvalidPayload)
+    def _invalid_payload(error: InvalidPayload) -> Response[str]:
+        errors = [{**e, "loc": ["body", *e["loc"]]} for e in _public_errors(error.errors)]
+        return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The payload does not fit the job type.", errors=errors)
+
+    @app.exception_handler(InvalidPageToken)
+    def _invalid_page_token(error: InvalidPageToken) -> Response[str]:
+        return problem(HTTPStatus.BAD_REQUEST, "next_token is not valid.")
+
+    @app.exception_handler(ServiceUnavailable)
+    def _unavailable(error: ServiceUnavailable) -> Response[str]:
+        logger.warning("Dependency unavailable", extra={"reason": str(error)})
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The service is busy; retry later.",
+            headers={"Retry-After": str(error.retry_after)},
+        )
+
+    @app.not_found
+    def _no_route(error: NotFoundError) -> Response[str]:
+        return problem(HTTPStatus.NOT_FOUND, "No such resource.")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[str]:
+        logger.exception("Unhandled error")
+        return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+
+    return app

@@ -1,0 +1,224 @@
+"""Models at every boundary (request, response, DynamoDB item, SQS message) and the domain errors.
+
+Timestamps are timezone-aware UTC ``datetime`` values, written as RFC 3339 strings with millisecond
+precision and a ``Z`` suffix (``2026-11-29T10:43:19.123Z``), so that their string order is their time order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StringConstraints,
+)
+
+#: DynamoDB allows 32 levels of nested attributes (DynamoDB developer guide, "Quotas": nested attributes).
+MAX_PAYLOAD_DEPTH = 32
+#: A payload's size as compact UTF-8 JSON, bytes: far below DynamoDB's 400 KB item limit, with room for the
+#: result and the other attributes.
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_TITLE_LENGTH = 200
+#: DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125
+#: (DynamoDB developer guide, "Supported data types: Number").
+DYNAMODB_NUMBER_MAX = 1e126
+DYNAMODB_NUMBER_MIN = 1e-130
+
+
+def utc_now() -> datetime:
+    """The current time, UTC, truncated to milliseconds (the precision the table stores)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 text of an aware datetime in UTC with milliseconds: ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
+
+
+def _check_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    def depth(node: object, level: int) -> None:
+        if level > MAX_PAYLOAD_DEPTH:
+            raise ValueError(f"payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
+        if isinstance(node, dict):
+            for child in node.values():
+                depth(child, level + 1)
+        elif isinstance(node, list):
+            for child in node:
+                depth(child, level + 1)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ValueError("payload numbers must be finite")
+            if abs(node) >= DYNAMODB_NUMBER_MAX or 0 < abs(node) < DYNAMODB_NUMBER_MIN:
+                raise ValueError("payload number is out of DynamoDB's range (1e-130 to 9.9e125)")
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 10**38:
+            raise ValueError("payload integers must have at most 38 digits")
+
+    depth(value, 1)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}")
+    return value
+
+
+Payload = Annotated[dict[str, JsonValue], AfterValidator(_check_payload)]
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its lifecycle: ``QUEUED → RUNNING → SUCCEEDED | FAILED``."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for SUCCEEDED and FAILED, which never change again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class JobError(BaseModel):
+    """Why a job FAILED: the error's ``type`` (an exception class name) and a human ``message``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+
+
+class JobCreate(BaseModel):
+    """Body of ``POST /api/v1/jobs``: a title, an optional job ``type`` (default ``report``) and a payload.
+
+    Unknown fields are rejected. ``payload`` is any JSON object of finite numbers, at most
+    ``MAX_PAYLOAD_DEPTH`` levels deep and ``MAX_PAYLOAD_BYTES`` bytes as compact JSON.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "report"
+    payload: Payload = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    """A job as stored and as returned to its owner.
+
+    ``owner_id`` (the JWT ``sub``) is the partition key; it is never serialised into API responses.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    owner_id: str = Field(exclude=True)
+    job_id: str
+    title: str
+    type: str
+    status: JobStatus
+    payload: dict[str, JsonValue]
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    attempts: int = 0
+    result: dict[str, JsonValue] | None = None
+    error: JobError | None = None
+
+
+class JobPage(BaseModel):
+    """Body of ``GET /api/v1/jobs``: jobs newest first, and the opaque token of the next page (or null)."""
+
+    items: list[Job]
+    next_token: str | None = None
+
+
+class JobMessage(BaseModel):
+    """Body of a message on the jobs queue: a reference to one job, never its payload."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    owner_id: Annotated[str, StringConstraints(min_length=1)]
+    job_id: Annotated[str, StringConstraints(min_length=1)]
+
+
+# Domain errors. They carry no HTTP knowledge: jobs.http maps each to a status code in one table.
+
+
+class JobsError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class JobNotFound(JobsError):
+    """No job with this id belongs to the caller (it never existed, was deleted, or is someone else's)."""
+
+
+class UnknownJobType(JobsError):
+    """``type`` names no registered processor."""
+
+
+class InvalidPayload(JobsError):
+    """The payload does not fit its job type; ``errors`` is the pydantic error list."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("payload does not fit the job type")
+        self.errors = errors
+
+
+class InvalidPageToken(JobsError):
+    """A ``next_token`` that this API did not issue to this caller."""
+
+
+class Unauthenticated(JobsError):
+    """No usable bearer token; ``missing`` is True when the request carried none (RFC 6750 section 3.1)."""
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.missing = missing
+
+
+class AuthUnavailable(JobsError):
+    """Tokens cannot be verified right now (the JWKS or the secret could not be fetched)."""
+
+
+class ServiceUnavailable(JobsError):
+    """A dependency (DynamoDB, SQS) refused or failed; the request may be retried after ``retry_after`` s."""
+
+    def __init__(self, reason: str, *, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class TransitionRejected(JobsError):
+    """A conditional status write found the job missing (``current`` is None) or in another status."""
+
+    def __init__(self, current: Job | None) -> None:
+        super().__init__("job is gone" if current is None else f"job is {current.status}")
+        self.current = current
+
+
+class JobInProgress(JobsError):
+    """The job is RUNNING under another delivery of its message; this delivery should come back later."""
+
+
+class ProcessorError(JobsError):
+    """A processor could not finish a job. ``retryable`` asks for another delivery instead of FAILED."""
+
+    retryable: bool = False
+
+
+class RetryableProcessorError(ProcessorError):
+    """A transient processor failure: the message goes back to the queue until its last receive."""
+
+    retryable = True

@@ -1,0 +1,187 @@
+"""Job types: a registry from a ``type`` name to the processor that runs it.
+
+A processor is ``(job, store) -> result``: it gets the RUNNING job and a read view of the store, and returns
+the JSON object stored as the job's ``result``. Processors must be idempotent: SQS delivers at least once, so
+after a crash one may run again for the same job, while the final status is written once. A processor raises
+``ProcessorError`` (or any exception) to fail the job, ``RetryableProcessorError`` to ask for another delivery.
+
+Built in: ``report`` (the default type) and ``noop``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from jobs.models import InvalidPayload, Job, JobStatus, UnknownJobType, format_timestamp
+from jobs.store import JobStore
+
+Processor = Callable[[Job, JobStore], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A registered job type: its processor and the model its payload must fit (checked at create time)."""
+
+    name: str
+    run: Processor
+    payload_model: type[BaseModel] | None = None
+
+    def check_payload(self, payload: dict[str, Any]) -> None:
+        """Validate ``payload`` against ``payload_model``.
+
+        Raises:
+            InvalidPayload: with pydantic's error list, locations prefixed by ``payload``.
+        """
+        if self.payload_model is None:
+            return
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as error:
+            errors = error.errors(include_url=False, include_context=False, include_input=False)
+            raise InvalidPayload([{**e, "loc": ("payload", *e["loc"])} for e in errors]) from error
+
+
+# --- report -------------------------------------------------------------------------------------------------
+
+
+class ReportPayload(BaseModel):
+    """Payload of a ``report`` job. ``target_user_ids``, ``complexity_level`` and ``priority`` are recorded in
+    the report as given; they never select whose jobs are read (only the owner's own are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    report_type: Literal["quarterly_audit"] = "quarterly_audit"
+    target_user_ids: list[str] = []
+    complexity_level: int | None = None
+    priority: str | None = None
+
+
+def quarter_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The calendar quarter (UTC) containing ``moment``: ``[start, end)``, e.g. Oct 1 to Jan 1 for Q4."""
+    moment = moment.astimezone(UTC)
+    first_month = 3 * ((moment.month - 1) // 3) + 1
+    start = datetime(moment.year, first_month, 1, tzinfo=UTC)
+    end = datetime(moment.year + (first_month == 10), (first_month + 2) % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def job_id_bounds(start: datetime, end: datetime) -> tuple[str, str]:
+    """The lowest and highest UUIDv7 text whose timestamp lies in ``[start, end)``.
+
+    A UUIDv7 begins with its 48-bit Unix time in milliseconds (RFC 9562 section 5.7), and lowercase hex
+    compares like the number, so these bound a ``BETWEEN`` on the ``job_id`` sort key.
+    """
+
+    def prefix(ms: int) -> str:
+        digits = f"{ms:012x}"
+        return f"{digits[:8]}-{digits[8:]}"
+
+    low_ms = int(start.timestamp() * 1000)
+    high_ms = int(end.timestamp() * 1000) - 1
+    return f"{prefix(low_ms)}-0000-0000-000000000000", f"{prefix(high_ms)}-ffff-ffff-ffffffffffff"
+
+
+def percentile(values: Sequence[float], rank: float) -> float | None:
+    """The ``rank``-th percentile (0 < rank ≤ 100) by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(rank / 100 * len(ordered))) - 1]
+
+
+def _summary(seconds: list[float]) -> dict[str, Any]:
+    p50, p95 = percentile(seconds, 50), percentile(seconds, 95)
+    return {
+        "count": len(seconds),
+        "p50": round(p50, 3) if p50 is not None else None,
+        "p95": round(p95, 3) if p95 is not None else None,
+    }
+
+
+def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
+    """The audit of ``jobs`` (the owner's jobs created in the quarter of ``job``'s creation).
+
+    Returns counts by status and by type, the success rate (SUCCEEDED over finished jobs, None when none
+    finished), processing time (finished_at − started_at) and queue wait (started_at − created_at) as
+    nearest-rank p50/p95 in seconds, and the request's own parameters as given.
+    """
+    start, end = quarter_bounds(job.created_at)
+    by_status: Counter[str] = Counter({status.value: 0 for status in JobStatus})
+    by_type: Counter[str] = Counter()
+    processing: list[float] = []
+    waiting: list[float] = []
+    total = 0
+    for item in jobs:
+        if not start <= item.created_at < end:
+            continue
+        total += 1
+        by_status[item.status] += 1
+        by_type[item.type] += 1
+        if item.started_at is not None:
+            waiting.append((item.started_at - item.created_at).total_seconds())
+            if item.finished_at is not None and item.status.is_terminal:
+                processing.append((item.finished_at - item.started_at).total_seconds())
+    finished = by_status[JobStatus.SUCCEEDED] + by_status[JobStatus.FAILED]
+    payload = ReportPayload.model_validate(job.payload)
+    return {
+        "report_type": payload.report_type,
+        "quarter": f"{start.year}-Q{(start.month - 1) // 3 + 1}",
+        "period": {"start": format_timestamp(start), "end": format_timestamp(end)},
+        "total_jobs": total,
+        "by_status": dict(by_status),
+        "by_type": dict(sorted(by_type.items())),
+        "success_rate": round(by_status[JobStatus.SUCCEEDED] / finished, 4) if finished else None,
+        "processing_seconds": _summary(processing),
+        "queue_wait_seconds": _summary(waiting),
+        "requested": {
+            "target_user_ids": payload.target_user_ids,
+            "complexity_level": payload.complexity_level,
+            "priority": payload.priority,
+        },
+    }
+
+
+def run_report(job: Job, store: JobStore) -> dict[str, Any]:
+    """The ``report`` processor: reads only the owner's partition, within the quarter's id range."""
+    start, end = quarter_bounds(job.created_at)
+    low, high = job_id_bounds(start, end)
+    return quarterly_audit(job, store.list_range(job.owner_id, low, high))
+
+
+# --- noop ---------------------------------------------------------------------------------------------------
+
+
+def run_noop(job: Job, store: JobStore) -> dict[str, Any]:
+    """The ``noop`` processor: returns at once, for benchmarks and load tests."""
+    return {"noop": True}
+
+
+BUILT_IN_TYPES: dict[str, JobType] = {
+    "report": JobType("report", run_report, ReportPayload),
+    "noop": JobType("noop", run_noop),
+}
+
+
+class Registry:
+    """Job types by name. The deployed registry holds ``BUILT_IN_TYPES`` only."""
+
+    def __init__(self, types: Iterable[JobType] = BUILT_IN_TYPES.values()) -> None:
+        self._types = {job_type.name: job_type for job_type in types}
+
+    def __getitem__(self, name: str) -> JobType:
+        """The job type called ``name``. Raises ``UnknownJobType``."""
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(f"unknown job type {name!r}; known: {', '.join(sorted(self._types))}") from None
+
+    def names(self) -> list[str]:
+        """The registered type names, sorted."""
+        return sorted(self._types)

@@ -1,0 +1,122 @@
+"""Typed configuration read from the function's environment, validated once and cached.
+
+Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings`` and
+``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``. A missing or contradictory
+variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Algorithms a deployment may pin. ``none`` is never accepted (RFC 8725 section 3.1).
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
+
+
+class StoreSettings(BaseSettings):
+    """Where jobs live: ``JOBS_TABLE_NAME`` (the ``Jobs`` table's physical name)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    table_name: str = Field(min_length=3, max_length=255)
+
+
+class QueueSettings(BaseSettings):
+    """Where work goes: ``JOBS_QUEUE_URL`` (the jobs queue's URL, as ``!Ref`` of an SQS queue gives it)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    queue_url: str = Field(min_length=1)
+
+
+class ConsumerSettings(BaseSettings):
+    """The consumer's view of its queue: ``JOBS_MAX_RECEIVE_COUNT``, the redrive policy's ``maxReceiveCount``.
+
+    A record whose ``ApproximateReceiveCount`` has reached it is on its last delivery before the DLQ.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    max_receive_count: int = Field(default=3, ge=1, le=1000)
+
+
+class AuthSettings(BaseSettings):
+    """How bearer tokens are verified (environment variables prefixed ``JWT_``/``JWKS_``).
+
+    Two modes: a JWKS URL (``JWKS_URL``; asymmetric algorithms, default ``RS256``) or a shared secret held in
+    SSM Parameter Store as a SecureString named by ``JWT_SECRET_PARAMETER`` (symmetric algorithms, default
+    ``HS256``). ``JWKS_URL`` wins when both are set, and the template only grants the SSM read when it is empty.
+    ``JWT_ALGORITHMS`` is a comma-separated list; algorithms come from here, never from a token's header.
+    Empty strings count as unset, because CloudFormation parameters cannot be null.
+
+    Raises:
+        pydantic.ValidationError: neither mode configured, or algorithms that do not fit the mode.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jwks_url: str | None = Field(default=None, validation_alias="JWKS_URL")
+    jwt_secret_parameter: str | None = Field(default=None, validation_alias="JWT_SECRET_PARAMETER")
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="JWT_ALGORITHMS")
+    jwt_issuer: str | None = Field(default=None, validation_alias="JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, validation_alias="JWT_AUDIENCE")
+    #: Clock skew tolerated on ``exp``/``nbf``/``iat``, seconds.
+    jwt_leeway_seconds: float = Field(default=10, ge=0, le=300, validation_alias="JWT_LEEWAY_SECONDS")
+    #: Timeout of one JWKS fetch, seconds; well under API Gateway's 30 s integration limit.
+    jwks_timeout_seconds: float = Field(default=3, gt=0, le=10, validation_alias="JWKS_TIMEOUT_SECONDS")
+    #: How long a fetched JWKS (and the shared secret) stays cached, seconds.
+    jwks_cache_seconds: int = Field(default=300, ge=0, validation_alias="JWKS_CACHE_SECONDS")
+
+    @field_validator("jwks_url", "jwt_secret_parameter", "jwt_issuer", "jwt_audience", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> Self:
+        if self.jwks_url is None and self.jwt_secret_parameter is None:
+            raise ValueError("set JWKS_URL (asymmetric tokens) or JWT_SECRET_PARAMETER (HS256 secret in SSM)")
+        allowed = ASYMMETRIC_ALGORITHMS if self.jwks_url else SYMMETRIC_ALGORITHMS
+        if not self.jwt_algorithms:
+            object.__setattr__(self, "jwt_algorithms", ("RS256",) if self.jwks_url else ("HS256",))
+        wrong = [alg for alg in self.jwt_algorithms if alg not in allowed]
+        if wrong:
+            mode = "JWKS_URL" if self.jwks_url else "JWT_SECRET_PARAMETER"
+            raise ValueError(f"JWT_ALGORITHMS {wrong} cannot be used with {mode}; allowed: {sorted(allowed)}")
+        return self
+
+
+@cache
+def store_settings() -> StoreSettings:
+    """The cached ``StoreSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return StoreSettings()  # type: ignore[call-arg]
+
+
+@cache
+def queue_settings() -> QueueSettings:
+    """The cached ``QueueSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return QueueSettings()  # type: ignore[call-arg]
+
+
+@cache
+def consumer_settings() -> ConsumerSettings:
+    """The cached ``ConsumerSettings`` of this process."""
+    return ConsumerSettings()
+
+
+@cache
+def auth_settings() -> AuthSettings:
+    """The cached ``AuthSettings`` of this process. Raises ``pydantic.ValidationError`` when misconfigured."""
+    return AuthSettings()

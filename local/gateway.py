@@ -1,0 +1,276 @@
+"""An HTTP API (API Gateway v2) stand-in: routes each request by the template's ``HttpApi`` events, builds the
+payload format 2.0 event that AWS documents, invokes the function, and returns its response as API Gateway
+would ("Working with AWS Lambda proxy integrations for HTTP APIs", payload format version 2.0).
+
+Errors that API Gateway itself produces look as it makes them: ``404 {"message":"Not Found"}`` for no route,
+``500 {"message":"Internal Server Error"}`` for a function error, ``503 {"message":"Service Unavailable"}``
+when the integration outlives API Gateway's 30 s limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local.runtime import FunctionPool, Invocation
+from local.template import ACCOUNT_ID, REGION
+
+API_ID = "local"
+#: API Gateway's maximum integration timeout for HTTP APIs, seconds.
+INTEGRATION_TIMEOUT_SECONDS = 30
+_TEXT_TYPES = re.compile(
+    r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|x-www-form-urlencoded|problem\+json))$"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One ``HttpApi`` event: ``method`` (or ``ANY``), a path template such as ``/api/v1/jobs/{job_id}``."""
+
+    method: str
+    path: str
+    pool: FunctionPool
+
+    @property
+    def route_key(self) -> str:
+        """The route key as API Gateway writes it: ``GET /api/v1/jobs/{job_id}``."""
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters when this route takes ``method path``, else None."""
+        if self.method not in ("ANY", method):
+            return None
+        pattern = "^"
+        for part in re.split(r"(\{[^}]+\})", self.path):
+            if part.startswith("{") and part.endswith("+}"):
+                pattern += f"(?P<{part[1:-2]}>.+)"
+            elif part.startswith("{"):
+                pattern += f"(?P<{part[1:-1]}>[^/]+)"
+            else:
+                pattern += re.escape(part)
+        found = re.match(pattern + "$", path)
+        return {k: unquote(v) for k, v in found.groupdict().items()} if found else None
+
+
+def find_route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The most specific route for a request: exact paths before templated ones, as API Gateway selects."""
+    ordered = sorted(routes, key=lambda route: (route.path.count("{"), route.method == "ANY"))
+    for route in ordered:
+        parameters = route.match(method, path)
+        if parameters is not None:
+            return route, parameters
+    return None
+
+
+def build_event(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    route_key: str,
+    path_parameters: dict[str, str],
+    source_ip: str = "127.0.0.1",
+    now: float | None = None,
+) -> dict[str, Any]:
+    """An HTTP API payload format 2.0 event.
+
+    Header names are lowercased and repeated headers joined with commas; cookies move from the ``cookie``
+    header to ``cookies``; repeated query parameters are joined with commas; keys with no value (body,
+    query, path parameters, cookies) are left out; a body that is not text is base64 encoded.
+    """
+    now = time.time() if now is None else now
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            continue
+        joined[lowered] = f"{joined[lowered]},{value}" if lowered in joined else value
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    request_id = base64.b32encode(uuid.uuid4().bytes).decode()[:16]
+    moment = datetime.fromtimestamp(now, UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": joined,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": f"{API_ID}.execute-api.{REGION}.amazonaws.com",
+            "domainPrefix": API_ID,
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": joined.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": moment.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        content_type = joined.get("content-type", "").split(";")[0].strip().lower()
+        text = None
+        if not content_type or _TEXT_TYPES.match(content_type):
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is None:
+            event["body"] = base64.b64encode(body).decode()
+            event["isBase64Encoded"] = True
+        else:
+            event["body"] = text
+    return event
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What the gateway sends back: status, headers (repeatable), body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def gateway_error(status: int, message: str) -> HttpResponse:
+    """An error in API Gateway's own shape: ``{"message": "..."}``."""
+    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
+
+
+def to_http_response(invocation: Invocation) -> HttpResponse:
+    """A function's result as API Gateway turns it into a response (payload format 2.0).
+
+    A dict with ``statusCode`` gives the status, ``headers``, ``cookies`` (one ``Set-Cookie`` each) and
+    ``body`` (base64-decoded when ``isBase64Encoded``). Any other JSON result is sent as a 200
+    ``application/json`` body, as AWS infers for format 2.0.
+    """
+    if not invocation.ok:
+        return gateway_error(500, "Internal Server Error")
+    result = invocation.payload
+    if not (isinstance(result, dict) and "statusCode" in result):
+        return HttpResponse(200, [("Content-Type", "application/json")], json.dumps(result).encode())
+    try:
+        status = int(result["statusCode"])
+        headers = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers.extend((str(name), str(v)) for v in values)
+        headers.extend(("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or [])
+        body = result.get("body")
+        if body is None:
+            payload = b""
+        elif result.get("isBase64Encoded"):
+            payload = base64.b64decode(body)
+        else:
+            payload = str(body).encode("utf-8")
+    except (TypeError, ValueError):
+        return gateway_error(500, "Internal Server Error")
+    if not 100 <= status <= 599:
+        return gateway_error(500, "Internal Server Error")
+    return HttpResponse(status, headers, payload)
+
+
+def make_handler(routes: Sequence[Route], log: Callable[[str], None]) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of a gateway that serves ``routes``."""
+
+    class GatewayHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "local-api-gateway"
+
+        def _serve(self) -> None:
+            split = urlsplit(self.path)
+            raw_path = split.path or "/"
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            found = find_route(routes, self.command, unquote(raw_path))
+            if found is None:
+                self._send(gateway_error(404, "Not Found"), "-")
+                return
+            route, parameters = found
+            event = build_event(
+                method=self.command,
+                raw_path=raw_path,
+                raw_query=split.query,
+                headers=list(self.headers.items()),
+                body=body,
+                route_key=route.route_key,
+                path_parameters=parameters,
+                source_ip=self.client_address[0],
+            )
+            started = time.monotonic()
+            invocation = route.pool.invoke(event)
+            if time.monotonic() - started > INTEGRATION_TIMEOUT_SECONDS:
+                response = gateway_error(503, "Service Unavailable")
+            else:
+                response = to_http_response(invocation)
+            self._send(response, event["requestContext"]["requestId"])
+
+        def _send(self, response: HttpResponse, request_id: str) -> None:
+            self.send_response(response.status)
+            names = {name.lower() for name, _ in response.headers}
+            for name, value in response.headers:
+                if name.lower() not in ("content-length", "connection"):
+                    self.send_header(name, value)
+            if "content-type" not in names and response.body:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(response.body)))
+            self.send_header("apigw-requestid", request_id)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+            log(json.dumps({"gateway": "access", "client": self.client_address[0], "request": format % args}))
+
+    return GatewayHandler
+
+
+class Gateway:
+    """The HTTP server on ``host:port`` (port 0 picks a free one; ``port`` tells which)."""
+
+    def __init__(self, routes: Sequence[Route], host: str, port: int, log: Callable[[str], None]) -> None:
+        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log))
+        self.server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        """The port the gateway listens on."""
+        return int(self.server.server_address[1])
+
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown``."""
+        self.server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()

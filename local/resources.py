@@ -1,0 +1,253 @@
+"""Creates the template's tables and queues in moto's server, and reads its functions, from ``template.yaml``.
+
+The local resources come from the template's own resource definitions (key schema, TTL, visibility timeout,
+redrive policy), so the local stack and a deployed stack cannot drift apart. A property this module does not
+know raises ``UnsupportedTemplate``, so a new property is either emulated or reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.template import ACCOUNT_ID, REGION, Resolver, UnsupportedTemplate, load_template
+
+_TABLE_PROPERTIES = {
+    "TableName",
+    "AttributeDefinitions",
+    "KeySchema",
+    "BillingMode",
+    "ProvisionedThroughput",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "StreamSpecification",
+    "SSESpecification",
+    "TimeToLiveSpecification",
+    "PointInTimeRecoverySpecification",
+    "DeletionProtectionEnabled",
+    "Tags",
+}
+_QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "SqsManagedSseEnabled",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function of the template as the local runtime runs it (Globals merged, intrinsics resolved)."""
+
+    logical_id: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    timeout_seconds: int
+    memory_mb: int
+    environment: dict[str, str]
+    layer_dirs: tuple[Path, ...]
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class LocalStack:
+    """The template's resources, created on demand in the AWS endpoint that ``clients`` talk to.
+
+    Args:
+        template_path: ``template.yaml``.
+        clients: returns a boto3 client for a service name, pointed at moto's server.
+        stack_name: ``AWS::StackName``; physical names are ``<stack_name>-<LogicalId>``.
+        parameter_overrides: values for the template's parameters.
+    """
+
+    def __init__(
+        self,
+        template_path: Path,
+        clients: Any,
+        *,
+        stack_name: str = "jobs-local",
+        parameter_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template_path = template_path
+        self.root = template_path.parent
+        self.template = load_template(template_path)
+        self.clients = clients
+        self.stack_name = stack_name
+        self._physical: dict[str, dict[str, str]] = {}
+        self._creating: set[str] = set()
+        self.resolver = Resolver(
+            self.template, stack_name, self.physical, dict(parameter_overrides or {})
+        )
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """The template's ``Resources`` section."""
+        return dict(self.template["Resources"])
+
+    def physical(self, logical_id: str) -> dict[str, str]:
+        """The ``Ref`` value and attributes of a resource, creating it on first use."""
+        if logical_id in self._physical:
+            return self._physical[logical_id]
+        if logical_id in self._creating:
+            raise UnsupportedTemplate(f"circular reference through {logical_id}")
+        self._creating.add(logical_id)
+        try:
+            resource = self.template["Resources"][logical_id]
+            kind = resource["Type"]
+            name = f"{self.stack_name}-{logical_id}"
+            if kind == "AWS::DynamoDB::Table":
+                self._physical[logical_id] = self._create_table(logical_id, resource.get("Properties", {}), name)
+            elif kind == "AWS::SQS::Queue":
+                self._physical[logical_id] = self._create_queue(logical_id, resource.get("Properties", {}), name)
+            elif kind == "AWS::Serverless::LayerVersion":
+                content = self.root / resource["Properties"]["ContentUri"]
+                self._physical[logical_id] = {"Ref": str(content.resolve())}
+            elif kind in ("AWS::Serverless::HttpApi", "AWS::Serverless::Api"):
+                self._physical[logical_id] = {"Ref": "local"}
+            elif kind == "AWS::Logs::LogGroup":
+                group = self.resolver.resolve(resource["Properties"].get("LogGroupName", name), logical_id)
+                arn = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}:*"
+                self._physical[logical_id] = {"Ref": group, "Arn": arn}
+            elif kind == "AWS::IAM::Role":
+                self._physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
+            else:
+                raise UnsupportedTemplate(f"{logical_id}: resource type {kind} is not emulated by the local stack")
+        finally:
+            self._creating.discard(logical_id)
+        return self._physical[logical_id]
+
+    def create_all(self) -> dict[str, dict[str, str]]:
+        """Create every table and queue of the template; returns their physical ids by logical id."""
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue"):
+                self.physical(logical_id)
+        return dict(self._physical)
+
+    def _create_table(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
+        props = self.resolver.resolve(dict(properties), logical_id)
+        unknown = set(props) - _TABLE_PROPERTIES
+        if unknown:
+            raise UnsupportedTemplate(f"{logical_id}: table properties {sorted(unknown)} are not emulated")
+        table_name = props.get("TableName", name)
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if key in props:
+                request[key] = props[key]
+        if "SSESpecification" in props:  # CloudFormation's SSEEnabled is the API's Enabled
+            sse = dict(props["SSESpecification"])
+            request["SSESpecification"] = {"Enabled": bool(sse.pop("SSEEnabled", False)), **sse}
+        if "StreamSpecification" in props:
+            request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        dynamodb = self.clients("dynamodb")
+        description = dynamodb.create_table(**request)["TableDescription"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=table_name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        pitr = props.get("PointInTimeRecoverySpecification")
+        if pitr and pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=table_name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        physical = {"Ref": table_name, "Arn": description["TableArn"]}
+        if "LatestStreamArn" in description:
+            physical["StreamArn"] = description["LatestStreamArn"]
+        return physical
+
+    def _create_queue(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
+        props = self.resolver.resolve(dict(properties), logical_id)
+        queue_name = props.pop("QueueName", name)
+        props.pop("Tags", None)
+        unknown = set(props) - _QUEUE_ATTRIBUTES
+        if unknown:
+            raise UnsupportedTemplate(f"{logical_id}: queue properties {sorted(unknown)} are not emulated")
+        attributes: dict[str, str] = {}
+        for key, value in props.items():
+            if key in ("RedrivePolicy", "RedriveAllowPolicy"):
+                policy = dict(value)
+                if "maxReceiveCount" in policy:
+                    policy["maxReceiveCount"] = int(policy["maxReceiveCount"])
+                attributes[key] = json.dumps(policy)
+            elif isinstance(value, bool):
+                attributes[key] = "true" if value else "false"
+            else:
+                attributes[key] = str(value)
+        sqs = self.clients("sqs")
+        url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {"Ref": url, "Arn": arn, "QueueName": queue_name, "QueueUrl": url}
+
+    def functions(self) -> list[FunctionSpec]:
+        """Every ``AWS::Serverless::Function`` with the template's Globals merged in, as SAM merges them
+        (maps merged with the function's values winning, lists such as ``Layers`` appended)."""
+        defaults = self.template.get("Globals", {}).get("Function", {})
+        specs = []
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            own = resource.get("Properties", {})
+            variables = {
+                **defaults.get("Environment", {}).get("Variables", {}),
+                **own.get("Environment", {}).get("Variables", {}),
+            }
+            layers = [*defaults.get("Layers", []), *own.get("Layers", [])]
+
+            def setting(key: str, fallback: Any, own: Mapping[str, Any] = own) -> Any:
+                return own.get(key, defaults.get(key, fallback))
+
+            resolve = self.resolver.resolve
+            environment = {key: str(resolve(value, f"{logical_id}.Environment.{key}")) for key, value in variables.items()}
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    code_dir=(self.root / resolve(setting("CodeUri", "."), logical_id)).resolve(),
+                    handler=resolve(setting("Handler", "app.lambda_handler"), logical_id),
+                    runtime=resolve(setting("Runtime", "python3.13"), logical_id),
+                    timeout_seconds=int(resolve(setting("Timeout", 3), logical_id)),
+                    memory_mb=int(resolve(setting("MemorySize", 128), logical_id)),
+                    environment=environment,
+                    layer_dirs=tuple(Path(resolve(layer, f"{logical_id}.Layers")) for layer in layers),
+                    events=dict(own.get("Events", {})),
+                )
+            )
+        return specs
+
+
+def http_api_routes(spec: FunctionSpec, resolver: Resolver) -> list[tuple[str, str]]:
+    """The ``(METHOD, path template)`` pairs of a function's ``HttpApi`` events."""
+    routes = []
+    for name, event in spec.events.items():
+        if event.get("Type") != "HttpApi":
+            continue
+        properties = resolver.resolve(event.get("Properties", {}), f"{spec.logical_id}.Events.{name}")
+        routes.append((str(properties.get("Method", "ANY")).upper(), str(properties.get("Path", "$default"))))
+    return routes
+
+
+def sqs_event_sources(spec: FunctionSpec, resolver: Resolver) -> list[dict[str, Any]]:
+    """The resolved properties of a function's ``SQS`` events (Queue ARN, BatchSize, ...)."""
+    sources = []
+    for name, event in spec.events.items():
+        if event.get("Type") != "SQS":
+            continue
+        sources.append(resolver.resolve(event.get("Properties", {}), f"{spec.logical_id}.Events.{name}"))
+    return sources

@@ -1,0 +1,245 @@
+"""``make run``: the whole system on this machine, from ``template.yaml``.
+
+Starts moto's server (DynamoDB, SQS and SSM over the real AWS wire protocol), creates the template's table and
+queues in it, stores the development HS256 secret as the SSM parameter the API function reads, runs each
+function in worker processes of its own, serves the HTTP API on ``127.0.0.1:$JOBS_LOCAL_PORT`` and plays the
+SQS event source mapping. Function logs are JSON lines on stdout, as CloudWatch shows them; the stack's own
+messages go to stderr.
+
+Environment (all optional):
+    JOBS_LOCAL_PORT           gateway port (3000, sam local's)
+    JOBS_LOCAL_AWS_PORT       moto server port (5000; 0 picks a free one)
+    JOBS_JWT_SECRET           the HS256 secret the local stack puts in SSM (a development default, with a warning)
+    JOBS_LOCAL_CONCURRENCY    worker processes per function (2)
+    JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.gateway import Gateway, Route
+from local.poller import SqsPoller
+from local.resources import LocalStack, http_api_routes, sqs_event_sources
+from local.runtime import FunctionPool
+from local.template import REGION
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
+DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+def jwt_secret(environ: Mapping[str, str] = os.environ) -> str:
+    """The local stack's HS256 secret: ``JOBS_JWT_SECRET``, else the development default."""
+    return environ.get("JOBS_JWT_SECRET") or DEVELOPMENT_SECRET
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+    """``"Key=Value Key2='a b'"`` as a dict (the syntax of sam's ``--parameter-overrides``)."""
+    pairs = {}
+    for item in shlex.split(text):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"parameter override {item!r} is not Key=Value")
+        pairs[key] = value
+    return pairs
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _emit(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class Stack:
+    """The running local stack. ``start()`` brings everything up; ``stop()`` takes it down.
+
+    Args:
+        template_path: the SAM template.
+        port: the gateway port (0 for a free one).
+        aws_port: moto's port (0 for a free one).
+        concurrency: worker processes per function.
+        parameter_overrides: template parameter values.
+        secret: the HS256 secret to store in SSM.
+    """
+
+    def __init__(
+        self,
+        template_path: Path = ROOT / "template.yaml",
+        *,
+        port: int = 3000,
+        aws_port: int = 5000,
+        concurrency: int = 2,
+        parameter_overrides: Mapping[str, str] | None = None,
+        secret: str = DEVELOPMENT_SECRET,
+    ) -> None:
+        self.template_path = template_path
+        self.port = port
+        self.aws_port = aws_port or free_port()
+        self.concurrency = concurrency
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.secret = secret
+        self.endpoint = f"http://127.0.0.1:{self.aws_port}"
+        self._moto: subprocess.Popen[bytes] | None = None
+        self._pools: list[FunctionPool] = []
+        self._pollers: list[SqsPoller] = []
+        self._gateway: Gateway | None = None
+        self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
+        self.physical: dict[str, dict[str, str]] = {}
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for moto's server."""
+        return boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        ).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+    def start(self) -> None:
+        """Start moto, create the resources, start the functions, the pollers and the gateway."""
+        self._start_moto()
+        stack = LocalStack(self.template_path, self.client, parameter_overrides=self.parameter_overrides)
+        self.physical = stack.create_all()
+        specs = stack.functions()
+        base_environment = {
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "HOME": self._home.name,
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+        }
+        ssm = self.client("ssm")
+        for spec in specs:
+            name = spec.environment.get("JWT_SECRET_PARAMETER")
+            if name and not spec.environment.get("JWKS_URL"):
+                ssm.put_parameter(Name=name, Value=self.secret, Type="SecureString", Overwrite=True)
+        routes: list[Route] = []
+        for spec in specs:
+            pool = FunctionPool(spec, self.concurrency, base_environment, ROOT)
+            pool.start()
+            self._pools.append(pool)
+            routes.extend(Route(method, path, pool) for method, path in http_api_routes(spec, stack.resolver))
+            for source in sqs_event_sources(spec, stack.resolver):
+                queue_arn = source["Queue"]
+                queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == queue_arn)
+                poller = SqsPoller(
+                    self.client("sqs"),
+                    queue_url,
+                    queue_arn,
+                    pool,
+                    batch_size=int(source.get("BatchSize", 10)),
+                    pollers=self.concurrency,
+                    log=_emit,
+                )
+                poller.start()
+                self._pollers.append(poller)
+        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit)
+        self.port = self._gateway.port
+        threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
+
+    def _start_moto(self) -> None:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
+        self._moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._moto.poll() is not None:
+                raise SystemExit(f"moto's server exited at start (is port {self.aws_port} free? JOBS_LOCAL_AWS_PORT)")
+            try:
+                with socket.create_connection(("127.0.0.1", self.aws_port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("moto's server did not start within 30 s")
+
+    def stop(self) -> None:
+        """Stop everything this stack started."""
+        for poller in self._pollers:
+            poller.stop()
+        if self._gateway is not None:
+            self._gateway.shutdown()
+        for pool in self._pools:
+            pool.close()
+        if self._moto is not None:
+            self._moto.terminate()
+            try:
+                self._moto.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._moto.kill()
+        self._home.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the local stack until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("JOBS_LOCAL_PORT", "3000")))
+    parser.add_argument("--aws-port", type=int, default=int(os.environ.get("JOBS_LOCAL_AWS_PORT", "5000")))
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("JOBS_LOCAL_CONCURRENCY", "2")))
+    parser.add_argument("--parameter-overrides", default=os.environ.get("JOBS_PARAMETER_OVERRIDES", ""))
+    args = parser.parse_args(argv)
+
+    if not os.environ.get("JOBS_JWT_SECRET"):
+        _say("WARNING: JOBS_JWT_SECRET is not set; using the development default secret (local use only).")
+    stack = Stack(
+        args.template,
+        port=args.port,
+        aws_port=args.aws_port,
+        concurrency=max(1, args.concurrency),
+        parameter_overrides=parse_overrides(args.parameter_overrides),
+        secret=jwt_secret(),
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        stack.start()
+        _say(
+            "\n".join(
+                [
+                    f"Jobs API      http://127.0.0.1:{stack.port}/api/v1/jobs",
+                    f"AWS endpoint  {stack.endpoint}  (moto: DynamoDB, SQS, SSM; region {REGION}, any credentials)",
+                    "Resources     "
+                    + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),
+                    "Get a token   make token SUB=alice",
+                    "Ready. Ctrl-C stops the stack.",
+                ]
+            )
+        )
+        stopping.wait()
+    finally:
+        _say("Stopping the local stack...")
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

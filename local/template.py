@@ -1,0 +1,169 @@
+"""Reads ``template.yaml`` for the local stack: the short-form intrinsic tags, parameters, and the few
+intrinsic functions the local stack resolves (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``).
+
+Anything else met while resolving a value the local stack needs (``Fn::If``, ``Fn::Join``, ``Fn::ImportValue``,
+...) raises ``UnsupportedTemplate`` naming where it was, rather than guessing. Values the local stack never
+needs (IAM policies, conditions) are never resolved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+
+class UnsupportedTemplate(Exception):
+    """The template uses something the local stack does not emulate; the message says what and where."""
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short forms (``!Ref X``) as their long forms."""
+
+
+def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """The template at ``path`` as plain data, short-form tags turned into long-form intrinsics."""
+    with path.open(encoding="utf-8") as stream:
+        data = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict) or "Resources" not in data:
+        raise UnsupportedTemplate(f"{path} is not a CloudFormation template")
+    return data
+
+
+@dataclass
+class Resolver:
+    """Resolves intrinsic functions against parameters, pseudo parameters and physical resources.
+
+    Args:
+        template: the loaded template.
+        stack_name: the value of ``AWS::StackName``.
+        parameter_overrides: parameter values that replace the defaults (like ``--parameter-overrides``).
+        physical: called with a logical id, returns the resource's ``Ref`` value and attributes; the local
+            stack creates the resource on first call.
+    """
+
+    template: Mapping[str, Any]
+    stack_name: str
+    physical: Callable[[str], Mapping[str, str]]
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def parameter(self, name: str) -> str:
+        """A parameter's value (override, else default) as text, as CloudFormation passes it."""
+        spec = self.template.get("Parameters", {}).get(name)
+        if spec is None:
+            raise UnsupportedTemplate(f"unknown parameter {name}")
+        if name in self.parameter_overrides:
+            value: Any = self.parameter_overrides[name]
+        elif "Default" in spec:
+            value = spec["Default"]
+        else:
+            raise UnsupportedTemplate(f"parameter {name} has no default; pass it as an override")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and str(value) not in [str(item) for item in allowed]:
+            raise UnsupportedTemplate(f"parameter {name}={value!r} is not one of {allowed}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and not re.fullmatch(pattern, str(value)):
+            raise UnsupportedTemplate(f"parameter {name}={value!r} does not match {pattern}")
+        return str(value)
+
+    def pseudo(self, name: str) -> str:
+        """A pseudo parameter (``AWS::Region``, ``AWS::AccountId``, ...)."""
+        values = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": self.stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{self.stack_name}/local",
+        }
+        if name not in values:
+            raise UnsupportedTemplate(f"pseudo parameter {name} is not emulated")
+        return values[name]
+
+    def ref(self, name: str) -> str:
+        """The value of ``Ref: name``."""
+        if name.startswith("AWS::"):
+            return self.pseudo(name)
+        if name in self.template.get("Parameters", {}):
+            return self.parameter(name)
+        if name in self.template["Resources"]:
+            return self.physical(name)["Ref"]
+        raise UnsupportedTemplate(f"Ref to unknown name {name}")
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        """The value of ``Fn::GetAtt: [logical_id, attribute]``."""
+        if logical_id not in self.template["Resources"]:
+            raise UnsupportedTemplate(f"GetAtt of unknown resource {logical_id}")
+        attributes = self.physical(logical_id)
+        if attribute not in attributes:
+            raise UnsupportedTemplate(f"GetAtt {logical_id}.{attribute} is not emulated")
+        return attributes[attribute]
+
+    def sub(self, text: str, variables: Mapping[str, Any] | None = None) -> str:
+        """The value of ``Fn::Sub`` (``${Name}``, ``${Resource.Attr}``, ``${!Literal}``)."""
+        variables = variables or {}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(self.resolve(variables[name], f"Fn::Sub variable {name}"))
+            if "." in name:
+                logical_id, attribute = name.split(".", 1)
+                return self.get_att(logical_id, attribute)
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    def resolve(self, value: Any, where: str = "template") -> Any:
+        """``value`` with every intrinsic function resolved, recursively.
+
+        Raises:
+            UnsupportedTemplate: an intrinsic other than ``Ref``, ``Fn::GetAtt`` and ``Fn::Sub``.
+        """
+        if isinstance(value, list):
+            return [self.resolve(item, where) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, argument),) = value.items()
+            if key == "Ref":
+                return self.ref(argument)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+                return self.get_att(logical_id, attribute)
+            if key == "Fn::Sub":
+                if isinstance(argument, list):
+                    return self.sub(argument[0], argument[1])
+                return self.sub(argument)
+            if key.startswith("Fn::") or key == "Condition":
+                raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")
+        return {key: self.resolve(item, f"{where}.{key}") for key, item in value.items()}

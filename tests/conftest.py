@@ -1,0 +1,84 @@
+"""Shared fixtures: AWS under moto (resources built from template.yaml), and clean caches per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from jobs import bootstrap
+from local.resources import LocalStack
+from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No AWS credentials from the machine, no cached clients or settings from another test."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "JobSystemTests",
+        "POWERTOOLS_SERVICE_NAME": "jobs-tests",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_ALGORITHMS"):
+        monkeypatch.delenv(name, raising=False)
+    bootstrap.reset()
+    _clear_parameter_cache()
+    yield
+    bootstrap.reset()
+    _clear_parameter_cache()
+
+
+def _clear_parameter_cache() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+
+
+class Aws:
+    """The moto-backed account of one test: the template's resources and their physical ids."""
+
+    def __init__(self, physical: dict[str, dict[str, str]]) -> None:
+        self.physical = physical
+        self.table_name = physical["JobsTable"]["Ref"]
+        self.queue_url = physical["JobsQueue"]["Ref"]
+        self.dlq_url = physical["JobsDeadLetterQueue"]["Ref"]
+        self.dynamodb: Any = boto3.client("dynamodb")
+        self.sqs: Any = boto3.client("sqs")
+
+    def item_count(self) -> int:
+        """Items in the Jobs table."""
+        return int(self.dynamodb.scan(TableName=self.table_name, Select="COUNT")["Count"])
+
+    def messages(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Receive (and leave in flight) every visible message of a queue (the jobs queue by default)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=queue_url or self.queue_url,
+                MaxNumberOfMessages=10,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                return found
+            found.extend(batch)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """moto with the template's table and queues, the HS256 secret in SSM, and the functions' environment."""
+    with mock_aws():
+        stack = LocalStack(ROOT / "template.yaml", boto3.client)
+        physical = stack.create_all()
+        boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=TEST_SECRET, Type="SecureString")
+        monkeypatch.setenv("JOBS_TABLE_NAME", physical["JobsTable"]["Ref"])
+        monkeypatch.setenv("JOBS_QUEUE_URL", physical["JobsQueue"]["Ref"])
+        monkeypatch.setenv("JWT_SECRET_PARAMETER", SECRET_PARAMETER)
+        yield Aws(physical)

@@ -1,0 +1,97 @@
+"""Bearer tokens in HS256 mode: what is accepted, what is refused, and what is logged."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from jobs.auth import Authenticator, bearer_token
+from jobs.models import Unauthenticated
+from jobs.settings import AuthSettings
+from tests.helpers import TEST_SECRET, sign
+
+
+def authenticator(**settings: object) -> Authenticator:
+    config = AuthSettings.model_validate({"JWT_SECRET_PARAMETER": "/jobs/jwt-secret", **settings})
+    return Authenticator(config, secret=lambda: TEST_SECRET)
+
+
+def test_a_valid_token_gives_its_subject() -> None:
+    principal = authenticator().authenticate(f"Bearer {sign('alice')}")
+
+    assert principal.sub == "alice"
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
+def test_the_scheme_is_matched_case_insensitively(scheme: str) -> None:
+    assert authenticator().authenticate(f"  {scheme}   {sign('alice')}  ").sub == "alice"
+
+
+def test_no_header_is_a_missing_credential() -> None:
+    with pytest.raises(Unauthenticated) as raised:
+        bearer_token(None)
+
+    assert raised.value.missing
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", f"Bearer {sign()}, Bearer {sign()}", "Bearer a b"],
+)
+def test_malformed_headers_are_refused(header: str) -> None:
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate(header)
+
+
+def _unsigned(claims: dict[str, object]) -> str:
+    return jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("case", "token"),
+    [
+        ("expired", lambda: sign(exp=int(time.time()) - 3600)),
+        ("no exp", lambda: sign(exp=None)),
+        ("no sub", lambda: sign(None)),
+        ("empty sub", lambda: sign("")),
+        ("blank sub", lambda: sign("   ")),
+        ("wrong secret", lambda: sign(secret="another-secret-of-at-least-thirty-two-bytes")),
+        ("alg none", lambda: _unsigned({"sub": "alice", "exp": int(time.time()) + 60})),
+        ("HS512 while HS256 is pinned", lambda: sign(algorithm="HS512")),
+        ("future nbf", lambda: sign(nbf=int(time.time()) + 3600)),
+        ("garbage", lambda: "not.a.token"),
+    ],
+)
+def test_bad_tokens_are_refused(case: str, token: object) -> None:
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate(f"Bearer {token()}")  # type: ignore[operator]
+
+
+def test_issuer_and_audience_are_checked_when_configured() -> None:
+    strict = authenticator(JWT_ISSUER="https://issuer.example", JWT_AUDIENCE="jobs-api")
+
+    assert strict.authenticate(f"Bearer {sign(iss='https://issuer.example', aud='jobs-api')}").sub == "alice"
+    for token in (sign(iss="https://evil.example", aud="jobs-api"), sign(iss="https://issuer.example"), sign()):
+        with pytest.raises(Unauthenticated):
+            strict.authenticate(f"Bearer {token}")
+
+
+def test_small_clock_skew_is_tolerated_by_the_leeway() -> None:
+    token = sign(exp=int(time.time()) - 5)
+
+    assert authenticator(JWT_LEEWAY_SECONDS=30).authenticate(f"Bearer {token}").sub == "alice"
+    with pytest.raises(Unauthenticated):
+        authenticator(JWT_LEEWAY_SECONDS=0).authenticate(f"Bearer {token}")
+
+
+def test_success_is_logged_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    token = sign("alice")
+
+    authenticator().authenticate(f"Bearer {token}")
+
+    output = caplog.text
+    assert "User alice authenticated successfully" in output
+    assert token not in output
+    assert TEST_SECRET not in output

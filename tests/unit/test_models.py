@@ -1,0 +1,83 @@
+"""Request and record models: what a job request may hold, and how jobs serialise."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from jobs.models import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, Job, JobCreate, JobStatus, format_timestamp
+
+
+def test_a_request_defaults_to_a_report_with_an_empty_payload() -> None:
+    request = JobCreate.model_validate({"title": "  Audit  "})
+
+    assert (request.title, request.type, request.payload) == ("Audit", "report", {})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"title": ""},
+        {"title": "   "},
+        {"title": 5},
+        {"title": "x" * 201},
+        {"title": "ok", "payload": []},
+        {"title": "ok", "payload": "text"},
+        {"title": "ok", "unknown": 1},
+        {"title": "ok", "type": ""},
+        {"title": "ok", "payload": {"n": float("nan")}},
+        {"title": "ok", "payload": {"n": float("inf")}},
+        {"title": "ok", "payload": {"n": 10**38}},
+        {"title": "ok", "payload": {"n": 1e130}},
+    ],
+)
+def test_malformed_requests_are_rejected(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        JobCreate.model_validate(body)
+
+
+def test_a_payload_nested_deeper_than_dynamodb_allows_is_rejected() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(MAX_PAYLOAD_DEPTH):
+        node["d"] = {}
+        node = node["d"]  # type: ignore[assignment]
+
+    with pytest.raises(ValidationError, match="deeper"):
+        JobCreate.model_validate({"title": "deep", "payload": deep})
+
+
+def test_a_payload_larger_than_the_limit_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="bytes"):
+        JobCreate.model_validate({"title": "big", "payload": {"blob": "x" * MAX_PAYLOAD_BYTES}})
+
+
+def test_a_job_never_serialises_its_owner() -> None:
+    now = datetime(2026, 11, 29, 10, 43, 19, 123000, tzinfo=UTC)
+    job = Job(
+        owner_id="alice",
+        job_id="01a226ee-fede-7c74-8f78-130f6101394b",
+        title="t",
+        type="noop",
+        status=JobStatus.QUEUED,
+        payload={},
+        created_at=now,
+        updated_at=now,
+    )
+
+    data = json.loads(job.model_dump_json())
+
+    assert "owner_id" not in data
+    assert data["created_at"] == "2026-11-29T10:43:19.123Z"
+
+
+def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
+    assert format_timestamp(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+
+
+def test_only_succeeded_and_failed_are_terminal() -> None:
+    assert [s for s in JobStatus if s.is_terminal] == [JobStatus.SUCCEEDED, JobStatus.FAILED]

@@ -1,0 +1,107 @@
+"""The quarterly_audit report, computed from known jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import uuid6
+
+from jobs.models import Job, JobStatus
+from jobs.processors import job_id_bounds, percentile, quarter_bounds, quarterly_audit
+
+Q4 = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def job(
+    n: int,
+    status: JobStatus,
+    *,
+    created: datetime,
+    wait: float | None = None,
+    run: float | None = None,
+    type_: str = "report",
+) -> Job:
+    started = created + timedelta(seconds=wait) if wait is not None else None
+    finished = started + timedelta(seconds=run) if started is not None and run is not None else None
+    return Job(
+        owner_id="alice",
+        job_id=f"00000000-0000-7000-8000-{n:012d}",
+        title=f"job {n}",
+        type=type_,
+        status=status,
+        payload={},
+        created_at=created,
+        updated_at=created,
+        started_at=started,
+        finished_at=finished,
+        attempts=1 if started else 0,
+    )
+
+
+def test_quarters_are_calendar_quarters_in_utc() -> None:
+    assert quarter_bounds(datetime(2026, 11, 29, 10, 0, tzinfo=UTC)) == (Q4, datetime(2027, 1, 1, tzinfo=UTC))
+    assert quarter_bounds(datetime(2026, 3, 31, 23, 59, tzinfo=UTC)) == (
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 4, 1, tzinfo=UTC),
+    )
+
+
+def test_job_id_bounds_enclose_exactly_the_uuid7s_of_the_period() -> None:
+    low, high = job_id_bounds(Q4, datetime(2027, 1, 1, tzinfo=UTC))
+    inside = datetime(2026, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    after = datetime(2027, 1, 1, tzinfo=UTC)
+
+    def uuid7_at(moment: datetime) -> str:
+        ms = int(moment.timestamp() * 1000)
+        value = uuid6.uuid7()
+        return str(uuid6.UUID(int=(ms << 80) | (value.int & ((1 << 80) - 1))))
+
+    assert low <= uuid7_at(Q4) <= high
+    assert low <= uuid7_at(inside) <= high
+    assert not low <= uuid7_at(after) <= high
+    assert not low <= uuid7_at(Q4 - timedelta(milliseconds=1)) <= high
+
+
+def test_percentiles_use_the_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 21)]  # 1..20
+
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 95) == 19.0
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([], 50) is None
+
+
+def test_the_audit_counts_the_quarter_of_the_jobs_creation() -> None:
+    created = Q4 + timedelta(days=40)
+    this = job(9, JobStatus.RUNNING, created=created, wait=1.0).model_copy(
+        update={"payload": {"report_type": "quarterly_audit", "priority": "HIGH", "complexity_level": 9000}}
+    )
+    jobs = [
+        job(1, JobStatus.SUCCEEDED, created=created, wait=2.0, run=10.0),
+        job(2, JobStatus.SUCCEEDED, created=created, wait=4.0, run=20.0),
+        job(3, JobStatus.FAILED, created=created, wait=6.0, run=30.0, type_="noop"),
+        job(4, JobStatus.QUEUED, created=created),
+        job(5, JobStatus.SUCCEEDED, created=Q4 - timedelta(days=1), wait=1.0, run=1.0),  # last quarter
+        this,
+    ]
+
+    report = quarterly_audit(this, jobs)
+
+    assert report["quarter"] == "2026-Q4"
+    assert report["period"] == {"start": "2026-10-01T00:00:00.000Z", "end": "2027-01-01T00:00:00.000Z"}
+    assert report["total_jobs"] == 5
+    assert report["by_status"] == {"QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 2, "FAILED": 1}
+    assert report["by_type"] == {"noop": 1, "report": 4}
+    assert report["success_rate"] == round(2 / 3, 4)
+    assert report["processing_seconds"] == {"count": 3, "p50": 20.0, "p95": 30.0}
+    assert report["queue_wait_seconds"] == {"count": 4, "p50": 2.0, "p95": 6.0}
+    assert report["requested"] == {"target_user_ids": [], "complexity_level": 9000, "priority": "HIGH"}
+
+
+def test_an_audit_with_nothing_finished_has_no_success_rate() -> None:
+    this = job(1, JobStatus.RUNNING, created=Q4, wait=0.5)
+
+    report = quarterly_audit(this, [this])
+
+    assert report["success_rate"] is None
+    assert report["processing_seconds"] == {"count": 0, "p50": None, "p95": None}
