@@ -50,7 +50,7 @@ test-unit: $(VENV)/.installed ## Run the unit tests only
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/jobs/jobs local
+	$(VENV)/bin/mypy layers/jobs/jobs local tests
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 

@@ -86,9 +86,7 @@ class LocalStack:
         self.stack_name = stack_name
         self._physical: dict[str, dict[str, str]] = {}
         self._creating: set[str] = set()
-        self.resolver = Resolver(
-            self.template, stack_name, self.physical, dict(parameter_overrides or {})
-        )
+        self.resolver = Resolver(self.template, stack_name, self.physical, dict(parameter_overrides or {}))
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -215,7 +213,9 @@ class LocalStack:
                 return own.get(key, defaults.get(key, fallback))
 
             resolve = self.resolver.resolve
-            environment = {key: str(resolve(value, f"{logical_id}.Environment.{key}")) for key, value in variables.items()}
+            environment = {
+                key: str(resolve(value, f"{logical_id}.Environment.{key}")) for key, value in variables.items()
+            }
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,

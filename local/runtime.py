@@ -9,6 +9,7 @@ worker takes its place, as Lambda replaces a timed-out execution environment.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -76,7 +77,8 @@ def _worker_main(connection: Connection, spec: dict[str, Any]) -> None:
     module_name, function_name = spec["handler"].rsplit(".", 1)
     try:
         module_spec = importlib.util.spec_from_file_location(module_name, Path(spec["code_dir"]) / f"{module_name}.py")
-        assert module_spec is not None and module_spec.loader is not None
+        assert module_spec is not None
+        assert module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module
         module_spec.loader.exec_module(module)
@@ -130,10 +132,8 @@ class _Worker:
             raise RuntimeError(f"{self.process.name} failed to start: {detail}")
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self.parent.send(None)
-        except (BrokenPipeError, OSError):
-            pass
         self.process.join(timeout=2)
         if self.process.is_alive():
             self.process.kill()

@@ -118,7 +118,7 @@ class Stack:
         """A boto3 client for moto's server."""
         return boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        ).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        ).client(service, endpoint_url=self.endpoint)
 
     def start(self) -> None:
         """Start moto, create the resources, start the functions, the pollers and the gateway."""

@@ -12,9 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "layers" / "jobs"))
 
-from jobs.auth import issue_token  # noqa: E402 - the shared layer is not installed, it is on this path
-
-from local.stack import jwt_secret  # noqa: E402
+from jobs.auth import issue_token
+from local.stack import jwt_secret
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sub.strip():
         parser.error("--sub must not be empty")
-    print(issue_token(jwt_secret(), args.sub, lifetime_seconds=args.lifetime, issuer=args.issuer, audience=args.audience))
+    print(
+        issue_token(jwt_secret(), args.sub, lifetime_seconds=args.lifetime, issuer=args.issuer, audience=args.audience)
+    )
     return 0
 
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# powertools' Logger and Metrics read their configuration when jobs.observability is imported, as they do
+# in Lambda, where the environment is set before the handler module loads: set it before that import.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "JobSystemTests")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "jobs-tests")
+
 from collections.abc import Iterator
 from typing import Any
 

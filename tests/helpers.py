@@ -59,7 +59,8 @@ def load_function(name: str) -> ModuleType:
     """``functions/<name>/app.py`` imported by path as module ``<name>_app`` (both functions are app.py)."""
     module_name = f"{name}_app"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

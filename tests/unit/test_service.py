@@ -93,7 +93,9 @@ def test_another_owners_job_is_not_found(service: JobService) -> None:
     assert service.get_job("alice", job.job_id) == job
 
 
-@pytest.mark.parametrize("job_id", ["nope", "", "01A226EE-FEDE-7C74-8F78-130F6101394B", "{01a226ee-fede-7c74-8f78-130f6101394b}"])
+@pytest.mark.parametrize(
+    "job_id", ["nope", "", "01A226EE-FEDE-7C74-8F78-130F6101394B", "{01a226ee-fede-7c74-8f78-130f6101394b}"]
+)
 def test_ids_that_are_not_canonical_uuids_name_no_job(service: JobService, job_id: str) -> None:
     with pytest.raises(JobNotFound):
         service.get_job("alice", job_id)
@@ -213,6 +215,7 @@ def test_the_report_reads_only_its_owners_jobs(service: JobService) -> None:
 
     done = service.run_job(JobMessage(owner_id="alice", job_id=job.job_id))
 
-    assert done is not None and done.result is not None
+    assert done is not None
+    assert done.result is not None
     assert done.result["total_jobs"] == 1
     assert done.result["requested"]["target_user_ids"] == ["bob"]

@@ -28,7 +28,7 @@ def test_missing_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("JWT_SECRET_PARAMETER", raising=False)
     monkeypatch.setenv("JWKS_URL", "")
 
-    with pytest.raises(ValidationError, match="JWKS_URL.*JWT_SECRET_PARAMETER"):
+    with pytest.raises(ValidationError, match=r"JWKS_URL.*JWT_SECRET_PARAMETER"):
         AuthSettings()
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from jobs.models import ServiceUnavailable
 
@@ -41,7 +42,7 @@ TRANSIENT_ERROR_CODES = frozenset(
 @cache
 def client(service_name: str) -> Any:
     """The process's cached boto3 client for ``service_name`` (``"dynamodb"``, ``"sqs"``)."""
-    return boto3.session.Session().client(service_name, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service_name, config=CLIENT_CONFIG)
 
 
 @contextmanager
@@ -59,5 +60,5 @@ def transient_errors_as_unavailable(operation: str) -> Iterator[None]:
         if error.response.get("Error", {}).get("Code") in TRANSIENT_ERROR_CODES:
             raise ServiceUnavailable(f"{operation} was throttled or failed on the AWS side") from error
         raise
-    except (ConnectionError, ReadTimeoutError) as error:  # EndpointConnectionError, ConnectTimeoutError, ...
+    except (BotocoreConnectionError, ReadTimeoutError) as error:  # EndpointConnectionError, ConnectTimeoutError, ...
         raise ServiceUnavailable(f"{operation} could not reach AWS") from error

@@ -9,12 +9,12 @@ valid token learns nothing about the body rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -32,7 +32,7 @@ from jobs.models import (
     Unauthenticated,
     UnknownJobType,
 )
-from jobs.observability import logger, metrics, MetricUnit
+from jobs.observability import MetricUnit, logger, metrics
 
 PROBLEM_JSON = "application/problem+json"
 #: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
@@ -55,7 +55,9 @@ def problem(
 
 def _public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """Validation errors without their ``input`` (which may echo a secret or a large body)."""
-    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors
+    ]
 
 
 def principal(app: APIGatewayHttpResolver) -> Principal:
@@ -88,88 +90,102 @@ def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
     return next_middleware(app)
 
 
+def _unauthenticated(error: Unauthenticated) -> Response[str]:
+    # RFC 6750 section 3.1: no error code when the request carried no credentials at all.
+    challenge = f'Bearer realm="{REALM}"' if error.missing else f'Bearer realm="{REALM}", error="invalid_token"'
+    logger.info("Authentication failed", extra={"reason": str(error)})
+    return problem(
+        HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.", headers={"WWW-Authenticate": challenge}
+    )
+
+
+def _auth_unavailable(error: AuthUnavailable) -> Response[str]:
+    logger.warning("Token verification unavailable", extra={"reason": str(error)})
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "Tokens cannot be verified right now; retry later.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _invalid_request(app: APIGatewayHttpResolver, error: RequestValidationError) -> Response[str]:
+    # The validation middleware runs before route middlewares: authenticate first, so that a caller without a
+    # valid token gets 401 whatever its body, and learns nothing about the body rules.
+    try:
+        principal(app)
+    except Unauthenticated as failure:
+        return _unauthenticated(failure)
+    except AuthUnavailable as failure:
+        return _auth_unavailable(failure)
+    errors = _public_errors(error.errors())
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.", errors=errors)
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The request is not valid.", errors=errors)
+
+
+def _unsupported_media_type(error: RequestUnsupportedContentType) -> Response[str]:
+    return problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
+
+
+def _job_not_found(error: JobNotFound) -> Response[str]:
+    return problem(HTTPStatus.NOT_FOUND, "No such job.")
+
+
+def _unknown_job_type(error: UnknownJobType) -> Response[str]:
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "The request is not valid.",
+        errors=[{"loc": ["body", "type"], "msg": str(error), "type": "unknown_job_type"}],
+    )
+
+
+def _invalid_payload(error: InvalidPayload) -> Response[str]:
+    errors = [{**e, "loc": ["body", *e["loc"]]} for e in _public_errors(error.errors)]
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The payload does not fit the job type.", errors=errors)
+
+
+def _invalid_page_token(error: InvalidPageToken) -> Response[str]:
+    return problem(HTTPStatus.BAD_REQUEST, "next_token is not valid.")
+
+
+def _service_unavailable(error: ServiceUnavailable) -> Response[str]:
+    logger.warning("Dependency unavailable", extra={"reason": str(error)})
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The service is busy; retry later.",
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
+def _unexpected(error: Exception) -> Response[str]:
+    logger.exception("Unhandled error")
+    return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+
+
+#: The one table from error to response. Lookup follows the exception's MRO, so specific entries win over
+#: ``Exception``.
+ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
+    Unauthenticated: _unauthenticated,
+    AuthUnavailable: _auth_unavailable,
+    RequestUnsupportedContentType: _unsupported_media_type,
+    JobNotFound: _job_not_found,
+    UnknownJobType: _unknown_job_type,
+    InvalidPayload: _invalid_payload,
+    InvalidPageToken: _invalid_page_token,
+    ServiceUnavailable: _service_unavailable,
+    Exception: _unexpected,
+}
+
+
 def build_resolver() -> APIGatewayHttpResolver:
     """A resolver with validation on, authentication on every route, and the error table registered."""
     # A response that breaks its own model is our bug: a 500, never a 422 blamed on the client.
-    app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR)
+    app = APIGatewayHttpResolver(
+        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    )
     app.use(middlewares=[_authenticate])
-
-    @app.exception_handler(Unauthenticated)
-    def _unauthenticated(error: Unauthenticated) -> Response[str]:
-        # RFC 6750 section 3.1: no error code when the request carried no credentials at all.
-        challenge = f'Bearer realm="{REALM}"' if error.missing else f'Bearer realm="{REALM}", error="invalid_token"'
-        logger.info("Authentication failed", extra={"reason": str(error)})
-        return problem(
-            HTTPStatus.UNAUTHORIZED,
-            "A valid bearer token is required.",
-            headers={"WWW-Authenticate": challenge},
-        )
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response[str]:
-        # The validation middleware runs before route middlewares: authenticate first, so that a caller
-        # without a valid token gets 401 whatever its body.
-        try:
-            principal(app)
-        except Unauthenticated as failure:
-            return _unauthenticated(failure)
-        except AuthUnavailable as failure:
-            return _auth_unavailable(failure)
-        errors = _public_errors(error.errors())
-        if any(e["type"] == "json_invalid" for e in errors):
-            return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.", errors=errors)
-        return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The request is not valid.", errors=errors)
-
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _unsupported(error: RequestUnsupportedContentType) -> Response[str]:
-        return problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
-
-    @app.exception_handler(AuthUnavailable)
-    def _auth_unavailable(error: AuthUnavailable) -> Response[str]:
-        logger.warning("Token verification unavailable", extra={"reason": str(error)})
-        return problem(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "Tokens cannot be verified right now; retry later.",
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(JobNotFound)
-    def _not_found(error: JobNotFound) -> Response[str]:
-        return problem(HTTPStatus.NOT_FOUND, "No such job.")
-
-    @app.exception_handler(UnknownJobType)
-    def _unknown_type(error: UnknownJobType) -> Response[str]:
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "The request is not valid.",
-            errors=[{"loc": ["body", "type"], "msg": str(error), "type": "unknown_job_type"}],
-        )
-
-    @app.exception_handler(InvalidPayload)
-    def _invalid_payload(error: InvalidPayload) -> Response[str]:
-        errors = [{**e, "loc": ["body", *e["loc"]]} for e in _public_errors(error.errors)]
-        return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The payload does not fit the job type.", errors=errors)
-
-    @app.exception_handler(InvalidPageToken)
-    def _invalid_page_token(error: InvalidPageToken) -> Response[str]:
-        return problem(HTTPStatus.BAD_REQUEST, "next_token is not valid.")
-
-    @app.exception_handler(ServiceUnavailable)
-    def _unavailable(error: ServiceUnavailable) -> Response[str]:
-        logger.warning("Dependency unavailable", extra={"reason": str(error)})
-        return problem(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The service is busy; retry later.",
-            headers={"Retry-After": str(error.retry_after)},
-        )
-
-    @app.not_found
-    def _no_route(error: NotFoundError) -> Response[str]:
-        return problem(HTTPStatus.NOT_FOUND, "No such resource.")
-
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response[str]:
-        logger.exception("Unhandled error")
-        return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
-
+    for error_type, respond in ERROR_RESPONSES.items():
+        app.exception_handler(error_type)(respond)
+    app.exception_handler(RequestValidationError)(partial(_invalid_request, app))
+    app.not_found(lambda error: problem(HTTPStatus.NOT_FOUND, "No such resource."))
     return app

@@ -127,13 +127,13 @@ class Job(BaseModel):
     title: str
     type: str
     status: JobStatus
-    payload: dict[str, JsonValue]
+    payload: dict[str, Any]
     created_at: Timestamp
     updated_at: Timestamp
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     attempts: int = 0
-    result: dict[str, JsonValue] | None = None
+    result: dict[str, Any] | None = None
     error: JobError | None = None
 
 

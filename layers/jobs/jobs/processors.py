@@ -109,7 +109,7 @@ def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
     """The audit of ``jobs`` (the owner's jobs created in the quarter of ``job``'s creation).
 
     Returns counts by status and by type, the success rate (SUCCEEDED over finished jobs, None when none
-    finished), processing time (finished_at − started_at) and queue wait (started_at − created_at) as
+    finished), processing time (finished_at - started_at) and queue wait (started_at - created_at) as
     nearest-rank p50/p95 in seconds, and the request's own parameters as given.
     """
     start, end = quarter_bounds(job.created_at)

@@ -37,7 +37,7 @@ class SqsJobQueue:
         self._queue_url = queue_url
         self._client = client
 
-    def send(self, message: JobMessage) -> str:  # noqa: D102 - documented on JobQueue
+    def send(self, message: JobMessage) -> str:
         if self._client is None:
             self._client = aws.client("sqs")
         with aws.transient_errors_as_unavailable("SendMessage"):
@@ -51,6 +51,6 @@ class InMemoryJobQueue:
     def __init__(self) -> None:
         self.messages: list[JobMessage] = []
 
-    def send(self, message: JobMessage) -> str:  # noqa: D102
+    def send(self, message: JobMessage) -> str:
         self.messages.append(message)
         return f"in-memory-{len(self.messages)}"

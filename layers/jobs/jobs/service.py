@@ -17,10 +17,10 @@ import uuid6
 
 from jobs.models import (
     InvalidPageToken,
-    JobInProgress,
     Job,
     JobCreate,
     JobError,
+    JobInProgress,
     JobMessage,
     JobNotFound,
     JobPage,
@@ -31,7 +31,7 @@ from jobs.models import (
     format_timestamp,
     utc_now,
 )
-from jobs.observability import logger
+from jobs.observability import MetricUnit, logger, metrics
 from jobs.processors import Registry
 from jobs.queue import JobQueue
 from jobs.store import JobStore
@@ -191,7 +191,9 @@ class JobService:
             return current
         raise JobInProgress(job_id)
 
-    def _finish(self, job: Job, *, result: dict[str, object] | None = None, error: JobError | None = None) -> Job | None:
+    def _finish(
+        self, job: Job, *, result: dict[str, object] | None = None, error: JobError | None = None
+    ) -> Job | None:
         status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
         try:
             finished = self.store.finish(
@@ -207,5 +209,12 @@ class JobService:
                 logger.info("Job %s was deleted while it ran; result discarded", job.job_id)
                 return None
             raise
+        # The final status is written once (the condition above), so each job counts once here.
+        metrics.add_metric(
+            name="JobsSucceeded" if status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1
+        )
+        if finished.started_at is not None and finished.finished_at is not None:
+            seconds = (finished.finished_at - finished.started_at).total_seconds()
+            metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Seconds, value=seconds)
         logger.info("Job %s %s", job.job_id, status, extra={"job_id": job.job_id, "attempts": finished.attempts})
         return finished

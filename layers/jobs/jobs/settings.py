@@ -101,13 +101,13 @@ class AuthSettings(BaseSettings):
 @cache
 def store_settings() -> StoreSettings:
     """The cached ``StoreSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
-    return StoreSettings()  # type: ignore[call-arg]
+    return StoreSettings()
 
 
 @cache
 def queue_settings() -> QueueSettings:
     """The cached ``QueueSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
-    return QueueSettings()  # type: ignore[call-arg]
+    return QueueSettings()
 
 
 @cache

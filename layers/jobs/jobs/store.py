@@ -148,7 +148,7 @@ class DynamoJobStore:
     def _key(self, owner_id: str, job_id: str) -> dict[str, Any]:
         return {"owner_id": {"S": owner_id}, "job_id": {"S": job_id}}
 
-    def put_new(self, job: Job) -> None:  # noqa: D102 - documented on JobStore
+    def put_new(self, job: Job) -> None:
         with aws.transient_errors_as_unavailable("PutItem"):
             try:
                 self.client.put_item(
@@ -161,15 +161,13 @@ class DynamoJobStore:
                     raise ValueError(f"job {job.job_id} exists already") from error
                 raise
 
-    def get(self, owner_id: str, job_id: str) -> Job | None:  # noqa: D102
+    def get(self, owner_id: str, job_id: str) -> Job | None:
         with aws.transient_errors_as_unavailable("GetItem"):
-            response = self.client.get_item(
-                TableName=self._table, Key=self._key(owner_id, job_id), ConsistentRead=True
-            )
+            response = self.client.get_item(TableName=self._table, Key=self._key(owner_id, job_id), ConsistentRead=True)
         item = response.get("Item")
         return item_to_job(item) if item else None
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:  # noqa: D102
+    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
         # One item more than asked tells whether another page exists, so a cursor never leads to an empty page.
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -188,7 +186,7 @@ class DynamoJobStore:
             return jobs[:limit], jobs[limit - 1].job_id
         return jobs, None
 
-    def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:  # noqa: D102
+    def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "owner_id = :owner AND job_id BETWEEN :low AND :high",
@@ -208,7 +206,7 @@ class DynamoJobStore:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def delete(self, owner_id: str, job_id: str) -> bool:  # noqa: D102
+    def delete(self, owner_id: str, job_id: str) -> bool:
         with aws.transient_errors_as_unavailable("DeleteItem"):
             try:
                 self.client.delete_item(
@@ -222,7 +220,7 @@ class DynamoJobStore:
                 raise
         return True
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:  # noqa: D102
+    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
         return self._transition(
             owner_id,
             job_id,
@@ -231,7 +229,7 @@ class DynamoJobStore:
             values={":new": {"S": JobStatus.RUNNING}, ":now": {"S": now_text}, ":one": {"N": "1"}},
         )
 
-    def finish(  # noqa: D102
+    def finish(
         self,
         owner_id: str,
         job_id: str,
@@ -280,7 +278,7 @@ class DynamoJobStore:
 
 
 def _is_condition_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 class InMemoryJobStore:
@@ -299,22 +297,22 @@ class InMemoryJobStore:
         data["owner_id"] = job.owner_id
         self.items[(job.owner_id, job.job_id)] = data
 
-    def put_new(self, job: Job) -> None:  # noqa: D102
+    def put_new(self, job: Job) -> None:
         if (job.owner_id, job.job_id) in self.items:
             raise ValueError(f"job {job.job_id} exists already")
         self._save(job)
 
-    def get(self, owner_id: str, job_id: str) -> Job | None:  # noqa: D102
+    def get(self, owner_id: str, job_id: str) -> Job | None:
         return self._load((owner_id, job_id))
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:  # noqa: D102
+    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
         ids = sorted((job_id for owner, job_id in self.items if owner == owner_id), reverse=True)
         if after_job_id is not None:
             ids = [job_id for job_id in ids if job_id < after_job_id]
         page = [job for job_id in ids[:limit] if (job := self._load((owner_id, job_id)))]
         return page, (page[-1].job_id if len(ids) > limit else None)
 
-    def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:  # noqa: D102
+    def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:
         ids = sorted(
             job_id for owner, job_id in self.items if owner == owner_id and lowest_job_id <= job_id <= highest_job_id
         )
@@ -323,10 +321,10 @@ class InMemoryJobStore:
             if job is not None:
                 yield job
 
-    def delete(self, owner_id: str, job_id: str) -> bool:  # noqa: D102
+    def delete(self, owner_id: str, job_id: str) -> bool:
         return self.items.pop((owner_id, job_id), None) is not None
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:  # noqa: D102
+    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
         job = self._expect(owner_id, job_id, JobStatus.QUEUED)
         data = job.model_dump(mode="json") | {
             "owner_id": owner_id,
@@ -337,7 +335,7 @@ class InMemoryJobStore:
         }
         return self._store_and_return(data)
 
-    def finish(  # noqa: D102
+    def finish(
         self,
         owner_id: str,
         job_id: str,

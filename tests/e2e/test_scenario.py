@@ -1,0 +1,186 @@
+"""The README's scenario over HTTP against the local stack (moto server, gateway, worker processes, poller)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.stack import free_port
+from tests.helpers import ROOT, load_event, sign
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-secret-that-is-long-enough-for-hs256-0123456789"
+SEED = load_event("seed-payload.json")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class RunningStack:
+    base: str
+    log: Path
+
+    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - loopback only
+                raw, status, found = response.read(), response.status, response.headers
+        except urllib.error.HTTPError as error:
+            raw, status, found = error.read(), error.code, error.headers
+        return Reply(status, {k.lower(): v for k, v in found.items()}, json.loads(raw) if raw else None)
+
+    def logs(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("stack") / "stdout.jsonl"
+    environment = {**os.environ, "JOBS_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert process.stderr is not None
+            banner = []
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                line = process.stderr.readline().decode()
+                banner.append(line)
+                if "Ready." in line or not line:
+                    break
+            assert any("Ready." in line for line in banner), "".join(banner)
+            assert any(f"http://127.0.0.1:{port}/api/v1/jobs" in line for line in banner)
+            yield RunningStack(f"http://127.0.0.1:{port}", log)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def token(sub: str) -> str:
+    return sign(sub, secret=SECRET)
+
+
+def test_the_seed_job_runs_to_succeeded_within_five_seconds(stack: RunningStack) -> None:
+    created = stack.request("POST", "/api/v1/jobs", token=token("alice"), body=SEED)
+
+    assert created.status == 201
+    job = created.body
+    assert created.headers["location"] == f"/api/v1/jobs/{job['job_id']}"
+    assert job["status"] == "QUEUED"
+    assert job["payload"] == SEED["payload"]
+
+    deadline = time.monotonic() + 5
+    while True:
+        current = stack.request("GET", f"/api/v1/jobs/{job['job_id']}", token=token("alice")).body
+        if current["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+    assert current["status"] == "SUCCEEDED"
+    assert current["result"]["report_type"] == "quarterly_audit"
+    assert current["result"]["requested"] == {
+        "target_user_ids": SEED["payload"]["target_user_ids"],
+        "complexity_level": 9000,
+        "priority": "HIGH",
+    }
+    assert current["attempts"] == 1
+
+
+def test_owners_see_only_their_own_jobs(stack: RunningStack) -> None:
+    first = stack.request("POST", "/api/v1/jobs", token=token("carol"), body={"title": "one", "type": "noop"}).body
+    stack.request("POST", "/api/v1/jobs", token=token("dave"), body={"title": "dave's", "type": "noop"})
+    second = stack.request("POST", "/api/v1/jobs", token=token("carol"), body={"title": "two", "type": "noop"}).body
+
+    listed = stack.request("GET", "/api/v1/jobs", token=token("carol"))
+
+    assert listed.status == 200
+    assert [job["job_id"] for job in listed.body["items"]] == [second["job_id"], first["job_id"]]
+
+
+def test_another_user_cannot_read_or_delete_a_job(stack: RunningStack) -> None:
+    job = stack.request("POST", "/api/v1/jobs", token=token("alice"), body=SEED).body
+    path = f"/api/v1/jobs/{job['job_id']}"
+
+    foreign = stack.request("GET", path, token=token("bob"))
+    never = stack.request("GET", "/api/v1/jobs/01a226ee-fede-7c74-8f78-000000000000", token=token("bob"))
+    foreign_delete = stack.request("DELETE", path, token=token("bob"))
+
+    assert foreign.status == never.status == foreign_delete.status == 404
+    assert foreign.body == never.body == foreign_delete.body
+    assert foreign.headers["content-type"] == "application/problem+json"
+    assert stack.request("GET", path, token=token("alice")).status == 200
+
+
+def test_the_owner_deletes_a_job(stack: RunningStack) -> None:
+    job = stack.request("POST", "/api/v1/jobs", token=token("alice"), body={"title": "bye", "type": "noop"}).body
+    path = f"/api/v1/jobs/{job['job_id']}"
+
+    deleted = stack.request("DELETE", path, token=token("alice"))
+
+    assert (deleted.status, deleted.body) == (204, None)
+    assert stack.request("GET", path, token=token("alice")).status == 404
+    assert f"Job {job['job_id']} was successfully hit and removed" in stack.logs()
+
+
+@pytest.mark.parametrize("bad", [None, "garbage", sign("alice", secret="wrong-secret-wrong-secret-wrong-secret-01")])
+def test_requests_without_a_valid_token_are_401(stack: RunningStack, bad: str | None) -> None:
+    reply = stack.request("GET", "/api/v1/jobs", token=bad)
+
+    assert reply.status == 401
+    assert reply.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_malformed_body_is_a_client_error(stack: RunningStack) -> None:
+    reply = stack.request("POST", "/api/v1/jobs", token=token("erin"), body=["not", "an", "object"])
+
+    assert reply.status == 422
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert stack.request("GET", "/api/v1/jobs", token=token("erin")).body["items"] == []
+
+
+def test_an_unknown_route_is_api_gateways_404(stack: RunningStack) -> None:
+    reply = stack.request("GET", "/api/v2/nothing", token=token("alice"))
+
+    assert (reply.status, reply.body) == (404, {"message": "Not Found"})
+
+
+def test_function_logs_are_json_with_the_expected_lines_and_no_token(stack: RunningStack) -> None:
+    secret_token = token("frank")
+    stack.request("GET", "/api/v1/jobs", token=secret_token)
+
+    logs = stack.logs()
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+
+    assert any(r.get("message") == "User frank authenticated successfully" for r in records)
+    assert any(r.get("message") == "Retrieved 0 job(s) for user frank" for r in records)
+    assert {r.get("function_name") for r in records if "function_name" in r} >= {"ApiFunction", "ProcessJobsFunction"}
+    assert secret_token not in logs
+    assert SECRET not in logs

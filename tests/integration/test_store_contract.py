@@ -1,0 +1,148 @@
+"""One suite, two stores: the in-memory fake and DynamoDB (moto) must behave the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from jobs.models import Job, JobError, JobStatus, TransitionRejected
+from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore, from_attribute_value, to_attribute_value
+from tests.conftest import Aws
+
+NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+LATER = "2026-11-29T10:00:05.000Z"
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> Iterator[JobStore]:
+    if request.param == "memory":
+        yield InMemoryJobStore()
+    else:
+        aws: Aws = request.getfixturevalue("aws")
+        yield DynamoJobStore(aws.table_name)
+
+
+def make_job(n: int, owner: str = "alice", **payload: object) -> Job:
+    return Job(
+        owner_id=owner,
+        job_id=f"01a226ee-0000-7000-8000-{n:012d}",
+        title=f"job {n}",
+        type="noop",
+        status=JobStatus.QUEUED,
+        payload=payload,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_a_job_reads_back_as_written(store: JobStore) -> None:
+    job = make_job(1, complexity_level=9000, ratio=0.1, nested={"list": [1, 2.5, "x", True, None]})
+
+    store.put_new(job)
+
+    assert store.get("alice", job.job_id) == job
+
+
+def test_payload_numbers_round_trip_as_the_same_json_numbers(store: JobStore) -> None:
+    store.put_new(make_job(1, big=9000, small=0.1, negative=-3, exact=1e-7, huge=12345678901234567890))
+
+    payload = store.get("alice", make_job(1).job_id).payload  # type: ignore[union-attr]
+
+    assert payload == {"big": 9000, "small": 0.1, "negative": -3, "exact": 1e-7, "huge": 12345678901234567890}
+    assert isinstance(payload["big"], int)
+    assert isinstance(payload["small"], float)
+
+
+def test_a_key_is_written_once(store: JobStore) -> None:
+    store.put_new(make_job(1))
+
+    with pytest.raises(ValueError, match="exists"):
+        store.put_new(make_job(1))
+
+
+def test_owners_never_see_each_others_jobs(store: JobStore) -> None:
+    store.put_new(make_job(1, owner="alice"))
+
+    assert store.get("bob", make_job(1).job_id) is None
+    assert store.list_page("bob", limit=10, after_job_id=None) == ([], None)
+    assert store.delete("bob", make_job(1).job_id) is False
+    assert store.get("alice", make_job(1).job_id) is not None
+
+
+def test_pages_run_newest_first_without_an_empty_last_page(store: JobStore) -> None:
+    for n in range(5):
+        store.put_new(make_job(n))
+
+    first, cursor = store.list_page("alice", limit=2, after_job_id=None)
+    second, cursor2 = store.list_page("alice", limit=2, after_job_id=cursor)
+    third, cursor3 = store.list_page("alice", limit=2, after_job_id=cursor2)
+
+    assert [j.job_id[-1] for j in first + second + third] == ["4", "3", "2", "1", "0"]
+    assert cursor3 is None
+
+
+def test_a_range_lists_the_owners_jobs_oldest_first(store: JobStore) -> None:
+    for n in range(5):
+        store.put_new(make_job(n))
+    store.put_new(make_job(2, owner="bob"))
+
+    found = list(store.list_range("alice", make_job(1).job_id, make_job(3).job_id))
+
+    assert [j.job_id[-1] for j in found] == ["1", "2", "3"]
+
+
+def test_the_lifecycle_moves_forward_only(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+
+    running = store.start("alice", job_id, now_text=LATER)
+    with pytest.raises(TransitionRejected) as again:
+        store.start("alice", job_id, now_text=LATER)
+    done = store.finish("alice", job_id, status=JobStatus.SUCCEEDED, now_text=LATER, result={"n": 1, "r": 0.5})
+    with pytest.raises(TransitionRejected) as twice:
+        store.finish("alice", job_id, status=JobStatus.FAILED, now_text=LATER, error=JobError(type="X", message="m"))
+
+    assert (running.status, running.attempts, running.started_at) == (
+        JobStatus.RUNNING,
+        1,
+        datetime.fromisoformat(LATER),
+    )
+    assert again.value.current is not None
+    assert again.value.current.status == JobStatus.RUNNING
+    assert (done.status, done.result) == (JobStatus.SUCCEEDED, {"n": 1, "r": 0.5})
+    assert twice.value.current == done
+    assert store.get("alice", job_id) == done
+
+
+def test_a_failure_records_its_error(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.start("alice", make_job(1).job_id, now_text=LATER)
+
+    failed = store.finish(
+        "alice", make_job(1).job_id, status=JobStatus.FAILED, now_text=LATER, error=JobError(type="E", message="boom")
+    )
+
+    assert failed.error == JobError(type="E", message="boom")
+    assert failed.result is None
+
+
+def test_transitions_never_recreate_a_deleted_job(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.start("alice", make_job(1).job_id, now_text=LATER)
+    assert store.delete("alice", make_job(1).job_id) is True
+
+    with pytest.raises(TransitionRejected) as late:
+        store.finish("alice", make_job(1).job_id, status=JobStatus.SUCCEEDED, now_text=LATER, result={})
+    with pytest.raises(TransitionRejected):
+        store.start("alice", make_job(1).job_id, now_text=LATER)
+
+    assert late.value.current is None
+    assert store.get("alice", make_job(1).job_id) is None
+
+
+def test_attribute_values_keep_decimal_text_exact() -> None:
+    assert to_attribute_value(0.1) == {"N": "0.1"}
+    assert from_attribute_value({"N": "9000"}) == 9000
+    assert from_attribute_value({"N": "0.1"}) == 0.1

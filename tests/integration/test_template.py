@@ -1,0 +1,194 @@
+"""template.yaml states what the system promises, and the local stack builds its resources from it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.resources import LocalStack, http_api_routes, sqs_event_sources
+from local.template import UnsupportedTemplate, load_template
+from tests.helpers import ROOT
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+
+
+def properties(logical_id: str) -> dict[str, Any]:
+    return dict(RESOURCES[logical_id]["Properties"])
+
+
+def statements(role: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in properties(role)["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                statement = statement["Fn::If"][1]
+            found.append(statement)
+    return found
+
+
+def actions(role: str) -> set[str]:
+    result: set[str] = set()
+    for statement in statements(role):
+        action = statement["Action"]
+        result.update([action] if isinstance(action, str) else action)
+    return result
+
+
+def test_the_runtime_is_python313_on_arm64() -> None:
+    function = TEMPLATE["Globals"]["Function"]
+
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert RESOURCES["JobsLayer"]["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+def test_the_api_function_serves_the_four_routes() -> None:
+    events = properties("ApiFunction")["Events"].values()
+
+    assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events} == {
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/{job_id}"),
+        ("DELETE", "/api/v1/jobs/{job_id}"),
+    }
+    assert {e["Type"] for e in events} == {"HttpApi"}
+
+
+def test_the_consumer_reads_batches_of_ten_with_partial_failures() -> None:
+    [event] = properties("ProcessJobsFunction")["Events"].values()
+
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["BatchSize"] == 10
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
+    assert properties("JobsQueue")["VisibilityTimeout"] >= 6 * properties("ProcessJobsFunction")["Timeout"]
+
+
+def test_the_table_is_keyed_by_owner_and_job_id_with_ttl_pitr_and_encryption() -> None:
+    table = properties("JobsTable")
+
+    assert table["KeySchema"] == [
+        {"AttributeName": "owner_id", "KeyType": "HASH"},
+        {"AttributeName": "job_id", "KeyType": "RANGE"},
+    ]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
+    assert actions("ApiFunctionRole") == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "kms:Decrypt",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    assert actions("ProcessJobsFunctionRole") == {
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole"):
+        assert all(statement["Resource"] != "*" for statement in statements(role))
+
+
+def test_the_template_holds_no_secret() -> None:
+    text = (ROOT / "template.yaml").read_text()
+
+    assert not re.search(r"(?i)(secret|password)\s*:\s*['\"]?[A-Za-z0-9+/]{16,}", text)
+
+
+@pytest.fixture
+def moto() -> Any:
+    with mock_aws():
+        yield boto3.client
+
+
+def test_local_resources_come_from_the_template(moto: Any) -> None:
+    physical = LocalStack(ROOT / "template.yaml", moto).create_all()
+    sqs = moto("sqs")
+
+    attributes = sqs.get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])["Attributes"]
+    description = moto("dynamodb").describe_table(TableName=physical["JobsTable"]["Ref"])["Table"]
+    ttl = moto("dynamodb").describe_time_to_live(TableName=physical["JobsTable"]["Ref"])["TimeToLiveDescription"]
+
+    assert attributes["VisibilityTimeout"] == str(properties("JobsQueue")["VisibilityTimeout"])
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": physical["JobsDeadLetterQueue"]["Arn"],
+        "maxReceiveCount": int(TEMPLATE["Parameters"]["MaxReceiveCount"]["Default"]),
+    }
+    assert description["KeySchema"] == properties("JobsTable")["KeySchema"]
+    assert ttl == {"AttributeName": "expires_at", "TimeToLiveStatus": "ENABLED"}
+
+
+def test_a_changed_template_changes_the_local_queue(moto: Any, tmp_path: Path) -> None:
+    changed = tmp_path / "template.yaml"
+    text = (ROOT / "template.yaml").read_text()
+    text = text.replace("VisibilityTimeout: 180", "VisibilityTimeout: 240")
+    text = re.sub(r"(MaxReceiveCount:\n(?:    .*\n)*?    Default: )3", r"\g<1>7", text)
+    changed.write_text(text)
+
+    physical = LocalStack(changed, moto).create_all()
+
+    attributes = moto("sqs").get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["VisibilityTimeout"] == "240"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 7
+
+
+def test_parameter_overrides_reach_the_queue_and_the_consumer(moto: Any) -> None:
+    stack = LocalStack(ROOT / "template.yaml", moto, parameter_overrides={"MaxReceiveCount": "5"})
+    physical = stack.create_all()
+
+    attributes = moto("sqs").get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    consumer = next(spec for spec in stack.functions() if spec.logical_id == "ProcessJobsFunction")
+
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+    assert consumer.environment["JOBS_MAX_RECEIVE_COUNT"] == "5"
+
+
+def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> None:
+    stack = LocalStack(ROOT / "template.yaml", moto)
+    physical = stack.create_all()
+    specs = {spec.logical_id: spec for spec in stack.functions()}
+
+    api, consumer = specs["ApiFunction"], specs["ProcessJobsFunction"]
+
+    assert api.environment["JOBS_TABLE_NAME"] == physical["JobsTable"]["Ref"]
+    assert api.environment["JOBS_QUEUE_URL"] == physical["JobsQueue"]["Ref"]
+    assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
+    assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
+    assert len(http_api_routes(api, stack.resolver)) == 4
+    assert [s["Queue"] for s in sqs_event_sources(consumer, stack.resolver)] == [physical["JobsQueue"]["Arn"]]
+
+
+def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:
+    changed = tmp_path / "template.yaml"
+    text = (ROOT / "template.yaml").read_text()
+    changed.write_text(text.replace("VisibilityTimeout: 180", "VisibilityTimeout: !If [UseJwtSecret, 180, 240]"))
+
+    with pytest.raises(UnsupportedTemplate, match=r"Fn::If in JobsQueue"):
+        LocalStack(changed, moto).create_all()

@@ -1,0 +1,152 @@
+"""The local gateway's HTTP API payload format 2.0 events and response mapping, against AWS's documented
+format and the sample events in events/api."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from local.gateway import Route, build_event, find_route, to_http_response
+from local.runtime import Invocation
+from tests.helpers import load_event
+
+# The keys of a payload format 2.0 event ("Working with AWS Lambda proxy integrations for HTTP APIs").
+# Optional ones (cookies, queryStringParameters, pathParameters, body, stageVariables, authorizer) are left
+# out when the request has none.
+DOCUMENTED_TOP = {
+    "version",
+    "routeKey",
+    "rawPath",
+    "rawQueryString",
+    "cookies",
+    "headers",
+    "queryStringParameters",
+    "requestContext",
+    "body",
+    "pathParameters",
+    "isBase64Encoded",
+    "stageVariables",
+}
+DOCUMENTED_CONTEXT = {
+    "accountId",
+    "apiId",
+    "authentication",
+    "authorizer",
+    "domainName",
+    "domainPrefix",
+    "http",
+    "requestId",
+    "routeKey",
+    "stage",
+    "time",
+    "timeEpoch",
+}
+REQUIRED_TOP = {"version", "routeKey", "rawPath", "rawQueryString", "headers", "requestContext", "isBase64Encoded"}
+
+
+def shape(value: Any) -> Any:
+    """The nested key structure of an event, without values that vary (ids, times, tokens)."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items() if key not in ("headers",)}
+    return type(value).__name__
+
+
+def event_for(sample: dict[str, Any]) -> dict[str, Any]:
+    """What the gateway builds for the request a sample event describes."""
+    http = sample["requestContext"]["http"]
+    body = sample.get("body")
+    return build_event(
+        method=http["method"],
+        raw_path=sample["rawPath"],
+        raw_query=sample["rawQueryString"],
+        headers=[(name.title(), value) for name, value in sample["headers"].items()],
+        body=body.encode() if body else b"",
+        route_key=sample["routeKey"],
+        path_parameters=sample.get("pathParameters", {}),
+    )
+
+
+@pytest.mark.parametrize("name", ["create_job", "list_jobs", "get_job", "delete_job"])
+def test_gateway_events_have_the_shape_of_the_sample_events(name: str) -> None:
+    sample = load_event(f"api/{name}.json")
+
+    built = event_for(sample)
+
+    assert shape(built) == shape(sample)
+    assert set(built) <= DOCUMENTED_TOP
+    assert set(built) >= REQUIRED_TOP
+    assert set(built["requestContext"]) <= DOCUMENTED_CONTEXT
+    assert built["headers"] == sample["headers"]
+    for key in ("routeKey", "rawPath", "rawQueryString", "body", "pathParameters", "isBase64Encoded"):
+        assert built.get(key) == sample.get(key)
+
+
+def test_headers_are_lowercased_and_repeats_joined_with_commas() -> None:
+    event = build_event(
+        method="GET",
+        raw_path="/x",
+        raw_query="a=1&a=2&b=",
+        headers=[("X-Thing", "one"), ("x-thing", "two"), ("Cookie", "a=1; b=2")],
+        body=b"",
+        route_key="GET /x",
+        path_parameters={},
+    )
+
+    assert event["headers"] == {"x-thing": "one,two"}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["queryStringParameters"] == {"a": "1,2", "b": ""}
+    assert "body" not in event
+    assert "pathParameters" not in event
+
+
+def test_binary_bodies_are_base64_encoded() -> None:
+    event = build_event(
+        method="POST",
+        raw_path="/x",
+        raw_query="",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=b"\x00\xff",
+        route_key="POST /x",
+        path_parameters={},
+    )
+
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\x00\xff"
+
+
+def test_routes_match_templates_and_prefer_exact_paths() -> None:
+    routes = [Route("GET", "/api/v1/jobs/{job_id}", None), Route("GET", "/api/v1/jobs", None)]  # type: ignore[arg-type]
+
+    found = find_route(routes, "GET", "/api/v1/jobs/abc")
+    exact = find_route(routes, "GET", "/api/v1/jobs")
+
+    assert found is not None
+    assert found[1] == {"job_id": "abc"}
+    assert exact is not None
+    assert exact[0].path == "/api/v1/jobs"
+    assert find_route(routes, "DELETE", "/api/v1/jobs/abc") is None
+    assert find_route(routes, "GET", "/api/v1/jobs/a/b") is None
+
+
+def test_function_responses_become_http_responses() -> None:
+    response = to_http_response(
+        Invocation(payload={"statusCode": 201, "headers": {"Location": "/x"}, "body": "{}", "cookies": ["c=1"]})
+    )
+    inferred = to_http_response(Invocation(payload={"hello": "world"}))
+    binary = to_http_response(Invocation(payload={"statusCode": 200, "body": "AP8=", "isBase64Encoded": True}))
+
+    assert (response.status, response.body) == (201, b"{}")
+    assert ("Location", "/x") in response.headers
+    assert ("Set-Cookie", "c=1") in response.headers
+    assert (inferred.status, json.loads(inferred.body)) == (200, {"hello": "world"})
+    assert binary.body == b"\x00\xff"
+
+
+def test_a_function_error_is_api_gateways_own_500() -> None:
+    response = to_http_response(Invocation(error={"errorType": "KeyError", "errorMessage": "boom"}))
+
+    assert response.status == 500
+    assert json.loads(response.body) == {"message": "Internal Server Error"}
