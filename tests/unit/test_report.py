@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import uuid6
 
 from jobs.models import Job, JobStatus
-from jobs.processors import job_id_bounds, percentile, quarter_bounds, quarterly_audit
+from jobs.processors import job_id_bounds, percentile, quarter_bounds, quarterly_audit, run_report
+from jobs.store import InMemoryJobStore
 
 Q4 = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -105,3 +106,21 @@ def test_an_audit_with_nothing_finished_has_no_success_rate() -> None:
 
     assert report["success_rate"] is None
     assert report["processing_seconds"] == {"count": 0, "p50": None, "p95": None}
+
+
+def test_the_report_finds_jobs_whose_id_time_runs_slightly_ahead_of_their_creation() -> None:
+    end = datetime(2027, 1, 1, tzinfo=UTC)
+    created = end - timedelta(milliseconds=200)
+    ahead_ms = int(end.timestamp() * 1000) + 300  # the id's embedded time is already in the next quarter
+    digits = f"{ahead_ms:012x}"
+    early = job(1, JobStatus.SUCCEEDED, created=created, wait=0.0, run=0.0).model_copy(
+        update={"job_id": f"{digits[:8]}-{digits[8:]}-7000-8000-000000000001"}
+    )
+    this = job(2, JobStatus.RUNNING, created=created, wait=0.1)
+    store = InMemoryJobStore()
+    store.put_new(early)
+    store.put_new(this)
+
+    report = run_report(this, store)
+
+    assert report["total_jobs"] == 2

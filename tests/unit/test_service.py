@@ -45,11 +45,14 @@ def test_a_created_job_is_queued_stored_and_enqueued(service: JobService) -> Non
     assert service.queue.messages == [JobMessage(owner_id="alice", job_id=job.job_id)]  # type: ignore[union-attr]
 
 
-def test_job_ids_are_uuid7_and_created_at_is_their_timestamp(service: JobService) -> None:
-    job = service.create_job("alice", request())
+def test_job_ids_are_uuid7_in_creation_order(service: JobService) -> None:
+    jobs = [service.create_job("alice", request(f"job {n}")) for n in range(50)]
 
-    assert job.job_id[14] == "7"
-    assert int(job.job_id.replace("-", "")[:12], 16) == int(job.created_at.timestamp() * 1000)
+    assert all(job.job_id[14] == "7" for job in jobs)
+    assert [job.job_id for job in jobs] == sorted(job.job_id for job in jobs)
+    for job in jobs:
+        id_ms = int(job.job_id.replace("-", "")[:12], 16)
+        assert abs(id_ms - job.created_at.timestamp() * 1000) < 1000
 
 
 def test_an_unknown_type_is_refused_and_nothing_is_written(service: JobService) -> None:

@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import uuid6
 
@@ -98,7 +98,9 @@ class JobService:
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         """Store a new QUEUED job and enqueue its reference.
 
-        ``job_id`` is a UUIDv7 and ``created_at`` is its own timestamp, so the id order is the creation order.
+        ``job_id`` is a UUIDv7, so the id order is the creation order. Its embedded time can run a few
+        milliseconds ahead of ``created_at`` (the library keeps ids monotonic within a process by bumping the
+        millisecond), so ``created_at`` comes from the clock, and readers by id range allow a margin.
 
         Raises:
             UnknownJobType: ``request.type`` is not registered.
@@ -107,11 +109,10 @@ class JobService:
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
-        job_uuid = uuid6.uuid7()
-        created_at = datetime.fromtimestamp(job_uuid.time / 1000, UTC)
+        created_at = self.clock()
         job = Job(
             owner_id=owner_id,
-            job_id=str(job_uuid),
+            job_id=str(uuid6.uuid7()),
             title=request.title,
             type=job_type.name,
             status=JobStatus.QUEUED,
