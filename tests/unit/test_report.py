@@ -111,12 +111,17 @@ def test_an_audit_with_nothing_finished_has_no_success_rate() -> None:
 def test_the_report_finds_jobs_whose_id_time_runs_slightly_ahead_of_their_creation() -> None:
     end = datetime(2027, 1, 1, tzinfo=UTC)
     created = end - timedelta(milliseconds=200)
-    ahead_ms = int(end.timestamp() * 1000) + 300  # the id's embedded time is already in the next quarter
-    digits = f"{ahead_ms:012x}"
+
+    def id_at(ms: int, n: int) -> str:
+        digits = f"{ms:012x}"
+        return f"{digits[:8]}-{digits[8:]}-7000-8000-{n:012d}"
+
+    end_ms = int(end.timestamp() * 1000)
+    # The first job's id already carries next quarter's time; its created_at is in this one.
     early = job(1, JobStatus.SUCCEEDED, created=created, wait=0.0, run=0.0).model_copy(
-        update={"job_id": f"{digits[:8]}-{digits[8:]}-7000-8000-000000000001"}
+        update={"job_id": id_at(end_ms + 300, 1)}
     )
-    this = job(2, JobStatus.RUNNING, created=created, wait=0.1)
+    this = job(2, JobStatus.RUNNING, created=created, wait=0.1).model_copy(update={"job_id": id_at(end_ms - 200, 2)})
     store = InMemoryJobStore()
     store.put_new(early)
     store.put_new(this)
