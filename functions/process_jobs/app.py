@@ -1,43 +1,27 @@
 """The consumer: runs the jobs named by SQS messages, reporting failures per record (partial batch response).
 
-A record whose job ran (SUCCEEDED or FAILED), was deleted, or had finished already is acknowledged; a record
-that cannot be handled now (its body is not a job reference, its job is RUNNING under another delivery, AWS
-failed) is reported in ``batchItemFailures`` and comes back after the visibility timeout, until the redrive
-policy moves it to the dead-letter queue.
+A record whose job ran (SUCCEEDED or FAILED), was deleted, or had finished already is acknowledged. A record
+that cannot be handled now (its job is RUNNING under a live lease, is not written yet, failed retryably, or AWS
+failed) is reported in ``batchItemFailures`` and comes back after the delay it asked for; a body that is not a
+job reference is reported too, until the redrive policy moves it to the dead-letter queue.
 """
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Json
 
 from jobs import bootstrap
-from jobs.models import JobMessage
+from jobs.batch import JobMessageRecord, batch_processor, settle
 from jobs.observability import logger, metrics
 
-
-class JobMessageRecord(SqsRecordModel):
-    """An SQS record whose body is a ``JobMessage`` in JSON."""
-
-    body: Json[JobMessage]
-
-
-# A batch whose every record fails is reported record by record, like any other partial failure, rather than
-# raised as a function error: the records come back all the same, and Lambda's Errors metric stays for bugs.
-processor = BatchProcessor(event_type=EventType.SQS, model=JobMessageRecord, raise_on_entire_batch_failure=False)
+processor = batch_processor()
 
 
 def record_handler(record: JobMessageRecord) -> None:
     """Run the job of one record; raising reports the record in ``batchItemFailures``."""
-    message = record.body
-    logger.append_keys(job_id=message.job_id, owner_id=message.owner_id)
-    try:
-        bootstrap.consumer_service().run_job(message)
-    finally:
-        logger.remove_keys(["job_id", "owner_id"])
+    settle(record, bootstrap.consumer_service().run_job)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,19 +1,34 @@
-"""The consumer's handler with SQS batches (events/sqs), against moto."""
+"""The consumers' handlers (jobs consumer, dead-letter handler) with real SQS messages, against moto.
+
+Faults are injected where they happen: a processor that fails or stalls, a run that dies after RUNNING, a
+second delivery racing the first, a delete in flight, a throttled table, a body that is not a job reference.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from jobs.models import JobCreate
+from jobs import bootstrap
+from jobs.models import JobCreate, JobStatus, format_timestamp, utc_now
+from jobs.processors import BUILT_IN_TYPES, JobType, Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
-from jobs.store import DynamoJobStore
+from jobs.store import DynamoJobStore, JobStore
+from local.poller import to_record
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_event, load_function
+
+
+@pytest.fixture(autouse=True)
+def _fault_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_FAULT_INJECTION", "1")
 
 
 @pytest.fixture
@@ -22,68 +37,299 @@ def consumer(aws: Aws) -> ModuleType:
 
 
 @pytest.fixture
+def dead_letters(aws: Aws) -> ModuleType:
+    return load_function("dead_letters")
+
+
+@pytest.fixture
 def service(aws: Aws) -> JobService:
-    return JobService(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url))
+    return JobService(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), Registry.from_environment())
 
 
-def batch_for(job_ids: list[str], owner: str = "alice", bodies: list[str] | None = None) -> dict[str, Any]:
-    """The sample batch, with one record per job id (or per raw body)."""
-    template = load_event("sqs/job_batch.json")["Records"][0]
-    bodies = bodies if bodies is not None else [json.dumps({"owner_id": owner, "job_id": i}) for i in job_ids]
-    records = []
-    for n, body in enumerate(bodies):
-        records.append({**template, "messageId": f"message-{n}", "body": body})
-    return {"Records": records}
+def receive(aws: Aws, queue_url: str | None = None, count: int = 10) -> dict[str, Any]:
+    """An SQS event of up to ``count`` messages received from a queue, as the event source mapping builds it."""
+    url = queue_url or aws.queue_url
+    arn = aws.physical["JobsQueue" if url == aws.queue_url else "JobsDeadLetterQueue"]["Arn"]
+    messages = aws.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
+    ).get("Messages", [])
+    return {"Records": [to_record(message, arn) for message in messages]}
 
 
-def test_the_sample_batch_shape_is_accepted(consumer: ModuleType) -> None:
-    # The sample's jobs do not exist here: both records are acknowledged (a deleted job is done with).
+def failures(response: dict[str, Any]) -> list[str]:
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def invisible_for(aws: Aws) -> int:
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_the_sample_batch_shape_is_accepted(consumer: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sample's jobs do not exist here and its messages are old: both records are acknowledged.
+    monkeypatch.setenv("JOBS_CREATE_GRACE_SECONDS", "1")
+
     response = consumer.lambda_handler(load_event("sqs/job_batch.json"), FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
 
 
-def test_a_batch_runs_every_job_to_its_final_status(consumer: ModuleType, service: JobService) -> None:
+def test_a_batch_runs_every_job_to_its_final_status(consumer: ModuleType, service: JobService, aws: Aws) -> None:
     report = service.create_job("alice", JobCreate(title="audit", payload={"report_type": "quarterly_audit"}))
     noop = service.create_job("alice", JobCreate(title="noop", type="noop"))
 
-    response = consumer.lambda_handler(batch_for([report.job_id, noop.job_id]), FakeLambdaContext())
+    response = consumer.lambda_handler(receive(aws), FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
     done_report = service.get_job("alice", report.job_id)
     assert done_report.status == "SUCCEEDED"
     assert done_report.result is not None
-    assert done_report.result["by_status"]["RUNNING"] == 1
     assert done_report.result["total_jobs"] == 2
     assert service.get_job("alice", noop.job_id).result == {"noop": True}
 
 
-def test_a_poison_record_fails_alone(consumer: ModuleType, service: JobService) -> None:
+def test_poison_records_fail_alone_and_are_named_by_their_own_ids(
+    consumer: ModuleType, service: JobService, aws: Aws
+) -> None:
     job = service.create_job("alice", JobCreate(title="noop", type="noop"))
-    good = json.dumps({"owner_id": "alice", "job_id": job.job_id})
+    for body in ("not json", '{"job_id": 1}', "", '{"owner_id": "alice", "job_id": "x", "extra": 1}'):
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body or " ")
+    event = receive(aws)
 
-    response = consumer.lambda_handler(batch_for([], bodies=["not json", good, '{"job_id": 1}']), FakeLambdaContext())
+    response = consumer.lambda_handler(event, FakeLambdaContext())
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "message-0"}, {"itemIdentifier": "message-2"}]}
+    ids = {record["messageId"] for record in event["Records"]}
+    good = next(r["messageId"] for r in event["Records"] if job.job_id in r["body"])
+    assert set(failures(response)) == ids - {good}
+    assert all(failures(response))
     assert service.get_job("alice", job.job_id).status == "SUCCEEDED"
 
 
-def test_a_job_that_is_running_elsewhere_comes_back_later(consumer: ModuleType, service: JobService) -> None:
+def test_a_batch_where_every_record_fails_is_reported_record_by_record(consumer: ModuleType, aws: Aws) -> None:
+    for n in range(3):
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=f"poison {n}")
+    event = receive(aws)
+
+    response = consumer.lambda_handler(event, FakeLambdaContext())
+
+    assert sorted(failures(response)) == sorted(r["messageId"] for r in event["Records"])
+
+
+def test_a_retryable_failure_requeues_and_delays_the_message(
+    consumer: ModuleType, service: JobService, aws: Aws
+) -> None:
+    job = service.create_job("alice", JobCreate(title="flaky", type="flaky", payload={"attempts": 1}))
+    event = receive(aws)
+
+    response = consumer.lambda_handler(event, FakeLambdaContext())
+
+    waiting = service.get_job("alice", job.job_id)
+    assert failures(response) == [event["Records"][0]["messageId"]]
+    assert (waiting.status, waiting.attempts) == (JobStatus.QUEUED, 1)
+    assert waiting.error is not None
+    assert waiting.error.type == "RetryableProcessorError"
+    assert invisible_for(aws) == 1
+
+
+def test_the_last_delivery_of_a_retryable_failure_fails_the_job(
+    consumer: ModuleType, service: JobService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_MAX_RECEIVE_COUNT", "1")
+    job = service.create_job("alice", JobCreate(title="flaky", type="flaky", payload={"attempts": 0}))
+
+    response = consumer.lambda_handler(receive(aws), FakeLambdaContext())
+
+    failed = service.get_job("alice", job.job_id)
+    assert failures(response) == []
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.message.startswith("injected fault")
+
+
+def test_a_non_retryable_failure_fails_at_once(consumer: ModuleType, service: JobService, aws: Aws) -> None:
+    job = service.create_job("alice", JobCreate(title="fail", type="fail", payload={"message": "no way"}))
+
+    response = consumer.lambda_handler(receive(aws), FakeLambdaContext())
+
+    failed = service.get_job("alice", job.job_id)
+    assert failures(response) == []
+    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
+    assert failed.error is not None
+    assert (failed.error.type, failed.error.message) == ("ProcessorError", "no way")
+
+
+def test_a_job_running_under_a_live_lease_comes_back_when_it_ends(
+    consumer: ModuleType, service: JobService, aws: Aws
+) -> None:
     job = service.create_job("alice", JobCreate(title="noop", type="noop"))
-    service.store.start("alice", job.job_id, now_text="2026-11-29T10:00:00.000Z")
+    now = format_timestamp(utc_now())
+    service.store.start("alice", job.job_id, now_text=now, stale_before_text=now)
+    event = receive(aws)
 
-    response = consumer.lambda_handler(batch_for([job.job_id]), FakeLambdaContext())
+    response = consumer.lambda_handler(event, FakeLambdaContext())
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert failures(response) == [event["Records"][0]["messageId"]]
+    assert service.get_job("alice", job.job_id).status == JobStatus.RUNNING
+    assert invisible_for(aws) == 1
 
 
-def test_a_redelivered_finished_job_is_not_run_again(consumer: ModuleType, service: JobService) -> None:
+def test_a_run_that_died_after_running_is_taken_over_once_its_lease_expires(
+    consumer: ModuleType, service: JobService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_LEASE_SECONDS", "1")
     job = service.create_job("alice", JobCreate(title="noop", type="noop"))
-    consumer.lambda_handler(batch_for([job.job_id]), FakeLambdaContext())
+    now = format_timestamp(utc_now())
+    service.store.start("alice", job.job_id, now_text=now, stale_before_text=now)  # ... and the run dies here
+    time.sleep(1.2)
+
+    response = consumer.lambda_handler(receive(aws), FakeLambdaContext())
+
+    done = service.get_job("alice", job.job_id)
+    assert failures(response) == []
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 2)
+
+
+def counting(runs: list[str], seconds: float) -> Callable[[Any, JobStore], dict[str, Any]]:
+    """A processor that records each run outside the job item, then works for ``seconds``."""
+
+    def run(job: Any, store: JobStore) -> dict[str, Any]:
+        runs.append(job.job_id)
+        time.sleep(seconds)
+        return {"runs": len(runs)}
+
+    return run
+
+
+def run_concurrently(*calls: Callable[[], Any]) -> list[Any]:
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def target(index: int) -> None:
+        barrier.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_a_redelivered_finished_job_is_not_run_again(consumer: ModuleType, service: JobService, aws: Aws) -> None:
+    runs: list[str] = []
+    bootstrap.consumer_service().registry = Registry([JobType("noop", counting(runs, 0))])
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    event = receive(aws)
+    consumer.lambda_handler(event, FakeLambdaContext())
     first = service.get_job("alice", job.job_id)
 
-    response = consumer.lambda_handler(batch_for([job.job_id, job.job_id]), FakeLambdaContext())
+    response = consumer.lambda_handler({"Records": event["Records"] * 2}, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
     assert service.get_job("alice", job.job_id) == first
-    assert first.attempts == 1
+    assert runs == [job.job_id]
+
+
+def test_a_job_deleted_while_it_runs_stays_deleted_and_its_message_is_done(
+    consumer: ModuleType, service: JobService, aws: Aws, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = service.create_job("alice", JobCreate(title="slow", type="sleep", payload={"seconds": 0.5}))
+    event = receive(aws)
+
+    def delete_midway() -> None:
+        time.sleep(0.2)
+        service.delete_job("alice", job.job_id)
+
+    response, _ = run_concurrently(lambda: consumer.lambda_handler(event, FakeLambdaContext()), delete_midway)
+
+    assert response == {"batchItemFailures": []}
+    assert service.store.get("alice", job.job_id) is None
+    assert f"Job {job.job_id} was deleted while it ran" in caplog.text
+
+
+def test_a_throttled_table_makes_the_record_come_back(
+    consumer: ModuleType, service: JobService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    service.create_job("alice", JobCreate(title="noop", type="noop"))
+    event = receive(aws)
+
+    def throttled(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    monkeypatch.setattr(bootstrap.consumer_service().store.client, "update_item", throttled)  # type: ignore[attr-defined]
+
+    response = consumer.lambda_handler(event, FakeLambdaContext())
+
+    assert failures(response) == [event["Records"][0]["messageId"]]
+
+
+def dead_letter(aws: Aws, body: str) -> dict[str, Any]:
+    aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=body)
+    return receive(aws, aws.dlq_url)
+
+
+@pytest.fixture
+def dlq_env(monkeypatch: pytest.MonkeyPatch, aws: Aws) -> None:
+    monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", aws.dlq_url)
+
+
+def test_a_dead_lettered_queued_job_is_failed(
+    dead_letters: ModuleType, service: JobService, aws: Aws, dlq_env: None
+) -> None:
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    event = dead_letter(aws, json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    failed = service.get_job("alice", job.job_id)
+    assert failures(response) == []
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "DeadLettered"
+
+
+def test_a_dead_lettered_finished_job_is_left_alone(
+    dead_letters: ModuleType, consumer: ModuleType, service: JobService, aws: Aws, dlq_env: None
+) -> None:
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    consumer.lambda_handler(receive(aws), FakeLambdaContext())
+    event = dead_letter(aws, json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    assert failures(response) == []
+    assert service.get_job("alice", job.job_id).status == JobStatus.SUCCEEDED
+
+
+def test_a_dead_lettered_job_whose_run_may_live_comes_back_later(
+    dead_letters: ModuleType, service: JobService, aws: Aws, dlq_env: None
+) -> None:
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    now = format_timestamp(utc_now())
+    service.store.start("alice", job.job_id, now_text=now, stale_before_text=now)
+    event = dead_letter(aws, json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    assert failures(response) == [event["Records"][0]["messageId"]]
+    assert service.get_job("alice", job.job_id).status == JobStatus.RUNNING
+
+
+def test_a_dead_lettered_poison_message_is_logged_and_acknowledged(
+    dead_letters: ModuleType, aws: Aws, dlq_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = dead_letter(aws, "definitely not a job")
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert any(getattr(record, "body", None) == "definitely not a job" for record in caplog.records)
+
+
+def test_only_the_built_in_types_exist_without_fault_injection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBS_FAULT_INJECTION")
+
+    assert Registry.from_environment().names() == sorted(BUILT_IN_TYPES)

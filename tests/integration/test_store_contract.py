@@ -9,19 +9,22 @@ import pytest
 
 from jobs.models import Job, JobError, JobStatus, TransitionRejected
 from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore, from_attribute_value, to_attribute_value
-from tests.conftest import Aws
+from tests.conftest import Aws, dynamodb_local_client
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-LATER = "2026-11-29T10:00:05.000Z"
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
+@pytest.fixture(params=["memory", "moto", "dynamodb-local"])
 def store(request: pytest.FixtureRequest) -> Iterator[JobStore]:
+    """The same cases on the in-memory fake, on moto, and on DynamoDB Local (AWS's own emulator)."""
     if request.param == "memory":
         yield InMemoryJobStore()
-    else:
+    elif request.param == "moto":
         aws: Aws = request.getfixturevalue("aws")
         yield DynamoJobStore(aws.table_name)
+    else:
+        table = request.getfixturevalue("dynamodb_local_table")
+        yield DynamoJobStore(table, dynamodb_local_client(request.getfixturevalue("dynamodb_local_endpoint")))
 
 
 def make_job(n: int, owner: str = "alice", **payload: object) -> Job:
@@ -93,22 +96,34 @@ def test_a_range_lists_the_owners_jobs_oldest_first(store: JobStore) -> None:
     assert [j.job_id[-1] for j in found] == ["1", "2", "3"]
 
 
+T0 = "2026-11-29T10:00:00.000Z"
+T1 = "2026-11-29T10:00:05.000Z"
+T2 = "2026-11-29T10:01:00.000Z"
+
+
 def test_the_lifecycle_moves_forward_only(store: JobStore) -> None:
     store.put_new(make_job(1))
     job_id = make_job(1).job_id
 
-    running = store.start("alice", job_id, now_text=LATER)
+    running = store.start("alice", job_id, now_text=T0, stale_before_text=T0)
     with pytest.raises(TransitionRejected) as again:
-        store.start("alice", job_id, now_text=LATER)
-    done = store.finish("alice", job_id, status=JobStatus.SUCCEEDED, now_text=LATER, result={"n": 1, "r": 0.5})
-    with pytest.raises(TransitionRejected) as twice:
-        store.finish("alice", job_id, status=JobStatus.FAILED, now_text=LATER, error=JobError(type="X", message="m"))
-
-    assert (running.status, running.attempts, running.started_at) == (
-        JobStatus.RUNNING,
-        1,
-        datetime.fromisoformat(LATER),
+        store.start("alice", job_id, now_text=T1, stale_before_text=T0)
+    done = store.finish(
+        "alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={"n": 1, "r": 0.5}
     )
+    with pytest.raises(TransitionRejected) as twice:
+        store.finish(
+            "alice",
+            job_id,
+            started_at_text=T0,
+            status=JobStatus.FAILED,
+            now_text=T1,
+            error=JobError(type="X", message="m"),
+        )
+    with pytest.raises(TransitionRejected):
+        store.start("alice", job_id, now_text=T2, stale_before_text=T2)
+
+    assert (running.status, running.attempts, running.started_at) == (JobStatus.RUNNING, 1, datetime.fromisoformat(T0))
     assert again.value.current is not None
     assert again.value.current.status == JobStatus.RUNNING
     assert (done.status, done.result) == (JobStatus.SUCCEEDED, {"n": 1, "r": 0.5})
@@ -118,28 +133,86 @@ def test_the_lifecycle_moves_forward_only(store: JobStore) -> None:
 
 def test_a_failure_records_its_error(store: JobStore) -> None:
     store.put_new(make_job(1))
-    store.start("alice", make_job(1).job_id, now_text=LATER)
+    store.start("alice", make_job(1).job_id, now_text=T0, stale_before_text=T0)
 
     failed = store.finish(
-        "alice", make_job(1).job_id, status=JobStatus.FAILED, now_text=LATER, error=JobError(type="E", message="boom")
+        "alice",
+        make_job(1).job_id,
+        started_at_text=T0,
+        status=JobStatus.FAILED,
+        now_text=T1,
+        error=JobError(type="E", message="boom"),
     )
 
     assert failed.error == JobError(type="E", message="boom")
     assert failed.result is None
 
 
+def test_a_stale_run_is_taken_over_and_can_no_longer_write(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+    store.start("alice", job_id, now_text=T0, stale_before_text=T0)
+
+    taken = store.start("alice", job_id, now_text=T2, stale_before_text=T1)  # T0 < T1: the lease has expired
+    with pytest.raises(TransitionRejected):
+        store.finish("alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T2, result={})
+    done = store.finish("alice", job_id, started_at_text=T2, status=JobStatus.SUCCEEDED, now_text=T2, result={})
+
+    assert (taken.attempts, taken.started_at) == (2, datetime.fromisoformat(T2))
+    assert done.status == JobStatus.SUCCEEDED
+
+
+def test_a_requeued_job_is_queued_with_its_error_and_can_start_again(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+    store.start("alice", job_id, now_text=T0, stale_before_text=T0)
+
+    queued = store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=JobError(type="R", message="blip"))
+    again = store.start("alice", job_id, now_text=T2, stale_before_text=T0)
+
+    assert (queued.status, queued.attempts, queued.error) == (JobStatus.QUEUED, 1, JobError(type="R", message="blip"))
+    assert (again.status, again.attempts) == (JobStatus.RUNNING, 2)
+
+
+def test_only_queued_or_stale_jobs_can_be_failed_as_abandoned(store: JobStore) -> None:
+    error = JobError(type="DeadLettered", message="gone to the DLQ")
+    for n in range(3):
+        store.put_new(make_job(n))
+    store.start("alice", make_job(1).job_id, now_text=T1, stale_before_text=T0)
+    store.start("alice", make_job(2).job_id, now_text=T0, stale_before_text=T0)
+
+    queued = store.fail_abandoned("alice", make_job(0).job_id, now_text=T2, stale_before_text=T0, error=error)
+    with pytest.raises(TransitionRejected) as live:
+        store.fail_abandoned("alice", make_job(1).job_id, now_text=T2, stale_before_text=T0, error=error)
+    stale = store.fail_abandoned("alice", make_job(2).job_id, now_text=T2, stale_before_text=T1, error=error)
+    with pytest.raises(TransitionRejected) as finished:
+        store.fail_abandoned("alice", make_job(2).job_id, now_text=T2, stale_before_text=T2, error=error)
+
+    assert queued.status == stale.status == JobStatus.FAILED
+    assert queued.error == error
+    assert live.value.current is not None
+    assert live.value.current.status == JobStatus.RUNNING
+    assert finished.value.current == stale
+
+
 def test_transitions_never_recreate_a_deleted_job(store: JobStore) -> None:
     store.put_new(make_job(1))
-    store.start("alice", make_job(1).job_id, now_text=LATER)
-    assert store.delete("alice", make_job(1).job_id) is True
+    job_id = make_job(1).job_id
+    store.start("alice", job_id, now_text=T0, stale_before_text=T0)
+    assert store.delete("alice", job_id) is True
+    error = JobError(type="E", message="m")
 
     with pytest.raises(TransitionRejected) as late:
-        store.finish("alice", make_job(1).job_id, status=JobStatus.SUCCEEDED, now_text=LATER, result={})
+        store.finish("alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={})
     with pytest.raises(TransitionRejected):
-        store.start("alice", make_job(1).job_id, now_text=LATER)
+        store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=error)
+    with pytest.raises(TransitionRejected):
+        store.start("alice", job_id, now_text=T2, stale_before_text=T2)
+    with pytest.raises(TransitionRejected):
+        store.fail_abandoned("alice", job_id, now_text=T2, stale_before_text=T2, error=error)
 
     assert late.value.current is None
-    assert store.get("alice", make_job(1).job_id) is None
+    assert store.get("alice", job_id) is None
 
 
 def test_attribute_values_keep_decimal_text_exact() -> None:

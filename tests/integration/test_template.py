@@ -71,6 +71,21 @@ def test_the_consumer_reads_batches_of_ten_with_partial_failures() -> None:
 
 def test_the_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
     assert properties("JobsQueue")["VisibilityTimeout"] >= 6 * properties("ProcessJobsFunction")["Timeout"]
+    assert properties("JobsDeadLetterQueue")["VisibilityTimeout"] >= 6 * properties("DeadLettersFunction")["Timeout"]
+
+
+def test_a_lease_outlasts_the_consumers_run_and_the_grace_outlasts_the_apis() -> None:
+    for consumer in ("ProcessJobsFunction", "DeadLettersFunction"):
+        variables = properties(consumer)["Environment"]["Variables"]
+        assert int(variables["JOBS_LEASE_SECONDS"]) > properties("ProcessJobsFunction")["Timeout"]
+        assert int(variables["JOBS_CREATE_GRACE_SECONDS"]) > properties("ApiFunction")["Timeout"]
+
+
+def test_the_dead_letter_handler_reads_the_dead_letter_queue() -> None:
+    [event] = properties("DeadLettersFunction")["Events"].values()
+
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_the_table_is_keyed_by_owner_and_job_id_with_ttl_pitr_and_encryption() -> None:
@@ -100,15 +115,24 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
     }
     assert actions("ProcessJobsFunctionRole") == {
         "dynamodb:UpdateItem",
-        "dynamodb:GetItem",
         "dynamodb:Query",
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole"):
+    assert actions("DeadLettersFunctionRole") == {
+        "dynamodb:UpdateItem",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole", "DeadLettersFunctionRole"):
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,17 +10,21 @@ import pytest
 from jobs.models import (
     InvalidPageToken,
     InvalidPayload,
+    Job,
     JobCreate,
     JobInProgress,
     JobMessage,
     JobNotFound,
     JobStatus,
+    RetryableProcessorError,
+    RetryLater,
     ServiceUnavailable,
     UnknownJobType,
+    format_timestamp,
 )
 from jobs.processors import BUILT_IN_TYPES, JobType, Registry
 from jobs.queue import InMemoryJobQueue
-from jobs.service import JobService, decode_page_token, encode_page_token
+from jobs.service import Delivery, JobService, decode_page_token, encode_page_token
 from jobs.store import InMemoryJobStore, JobStore
 
 
@@ -27,10 +32,32 @@ def explode(job: Any, store: JobStore) -> dict[str, Any]:
     raise RuntimeError("the roundhouse kick missed")
 
 
+def flaky(job: Any, store: JobStore) -> dict[str, Any]:
+    raise RetryableProcessorError("try again")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def service() -> JobService:
-    registry = Registry([*BUILT_IN_TYPES.values(), JobType("explode", explode)])
-    return JobService(InMemoryJobStore(), InMemoryJobQueue(), registry)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(clock: Clock) -> JobService:
+    registry = Registry([*BUILT_IN_TYPES.values(), JobType("explode", explode), JobType("flaky", flaky)])
+    return JobService(InMemoryJobStore(), InMemoryJobQueue(), registry, clock=clock)
 
 
 def request(title: str = "Audit", **fields: Any) -> JobCreate:
@@ -45,7 +72,8 @@ def test_a_created_job_is_queued_stored_and_enqueued(service: JobService) -> Non
     assert service.queue.messages == [JobMessage(owner_id="alice", job_id=job.job_id)]  # type: ignore[union-attr]
 
 
-def test_job_ids_are_uuid7_in_creation_order(service: JobService) -> None:
+def test_job_ids_are_uuid7_in_creation_order() -> None:
+    service = JobService(InMemoryJobStore(), InMemoryJobQueue())  # the real clock
     jobs = [service.create_job("alice", request(f"job {n}")) for n in range(50)]
 
     assert all(job.job_id[14] == "7" for job in jobs)
@@ -73,8 +101,8 @@ def test_a_report_payload_of_the_wrong_shape_is_refused(service: JobService) -> 
     }
 
 
-def test_a_failed_send_takes_the_job_back(service: JobService) -> None:
-    class BrokenQueue:
+def test_a_failed_send_stores_nothing(service: JobService) -> None:
+    class BrokenQueue(InMemoryJobQueue):
         def send(self, message: JobMessage) -> str:
             raise ServiceUnavailable("SQS is down")
 
@@ -84,6 +112,20 @@ def test_a_failed_send_takes_the_job_back(service: JobService) -> None:
         service.create_job("alice", request())
 
     assert service.store.items == {}  # type: ignore[attr-defined]
+
+
+def test_a_failed_write_leaves_only_a_message_that_names_no_job(service: JobService) -> None:
+    class BrokenStore(InMemoryJobStore):
+        def put_new(self, job: Job) -> None:
+            raise ServiceUnavailable("DynamoDB is throttling")
+
+    service.store = BrokenStore()
+
+    with pytest.raises(ServiceUnavailable):
+        service.create_job("alice", request())
+
+    [message] = service.queue.messages  # type: ignore[union-attr]
+    assert service.store.get("alice", message.job_id) is None
 
 
 def test_another_owners_job_is_not_found(service: JobService) -> None:
@@ -180,32 +222,152 @@ def test_a_second_delivery_of_a_finished_job_changes_nothing(service: JobService
     assert service.get_job("alice", job.job_id) == first
 
 
-def test_a_delivery_while_the_job_runs_elsewhere_asks_to_come_back(service: JobService) -> None:
+def test_a_delivery_while_the_job_runs_elsewhere_comes_back_when_the_lease_ends(
+    service: JobService, clock: Clock
+) -> None:
     job = service.create_job("alice", request(type="noop"))
-    service.store.start("alice", job.job_id, now_text="2026-11-29T10:00:00.000Z")
+    service.store.start("alice", job.job_id, now_text=format_timestamp(clock()), stale_before_text="")
+    clock.advance(10)
 
-    with pytest.raises(JobInProgress):
+    with pytest.raises(JobInProgress) as raised:
         service.run_job(JobMessage(owner_id="alice", job_id=job.job_id))
 
+    assert raised.value.delay_seconds == 35 - 10 + 1
+    assert service.get_job("alice", job.job_id).status == JobStatus.RUNNING
 
-def test_a_message_for_a_deleted_job_is_acknowledged_and_nothing_is_recreated(service: JobService) -> None:
+
+def test_a_job_whose_run_died_is_taken_over_after_its_lease(service: JobService, clock: Clock) -> None:
     job = service.create_job("alice", request(type="noop"))
-    service.delete_job("alice", job.job_id)
+    dead_run = service.store.start("alice", job.job_id, now_text=format_timestamp(clock()), stale_before_text="")
+    clock.advance(36)
 
-    assert service.run_job(JobMessage(owner_id="alice", job_id=job.job_id)) is None
-    assert service.store.items == {}  # type: ignore[attr-defined]
+    done = service.run_job(JobMessage(owner_id="alice", job_id=job.job_id), Delivery(receive_count=2))
+
+    assert done is not None
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 2)
+    assert done.started_at is not None
+    assert dead_run.started_at is not None
+    assert done.started_at > dead_run.started_at
 
 
-def test_a_job_deleted_while_it_runs_stays_deleted(service: JobService) -> None:
-    def delete_midway(job: Any, store: JobStore) -> dict[str, Any]:
-        store.delete(job.owner_id, job.job_id)
+def test_a_run_that_lost_its_lease_writes_nothing(service: JobService, clock: Clock) -> None:
+    def slow(job: Any, store: JobStore) -> dict[str, Any]:
+        clock.advance(40)  # this run stalls past its lease; another delivery takes over and finishes
+        service.registry = Registry(BUILT_IN_TYPES.values())
+        service.run_job(JobMessage(owner_id=job.owner_id, job_id=job.job_id), Delivery(receive_count=2))
         return {"late": True}
 
-    service.registry = Registry([JobType("slow", delete_midway)])
-    job = service.create_job("alice", request(type="slow"))
+    service.registry = Registry([JobType("noop", slow)])
+    job = service.create_job("alice", request(type="noop"))
 
-    assert service.run_job(JobMessage(owner_id="alice", job_id=job.job_id)) is None
-    assert service.store.items == {}  # type: ignore[attr-defined]
+    outcome = service.run_job(JobMessage(owner_id="alice", job_id=job.job_id))
+
+    final = service.get_job("alice", job.job_id)
+    assert outcome == final
+    assert (final.status, final.result, final.attempts) == (JobStatus.SUCCEEDED, {"noop": True}, 2)
+
+
+def test_a_retryable_failure_requeues_the_job_with_its_error_until_the_last_delivery(
+    service: JobService, clock: Clock
+) -> None:
+    job = service.create_job("alice", request(type="flaky"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+
+    with pytest.raises(RetryLater) as first:
+        service.run_job(message, Delivery(receive_count=1, max_receive_count=3))
+    waiting = service.get_job("alice", job.job_id)
+    with pytest.raises(RetryLater) as second:
+        service.run_job(message, Delivery(receive_count=2, max_receive_count=3))
+    last = service.run_job(message, Delivery(receive_count=3, max_receive_count=3))
+
+    assert (first.value.delay_seconds, second.value.delay_seconds) == (5, 10)
+    assert waiting.status == JobStatus.QUEUED
+    assert waiting.attempts == 1
+    assert waiting.error is not None
+    assert waiting.error.type == "RetryableProcessorError"
+    assert last is not None
+    assert (last.status, last.attempts) == (JobStatus.FAILED, 3)
+    assert last.error is not None
+    assert last.error.message == "try again"
+
+
+def test_a_retryable_failure_that_recovers_succeeds(service: JobService) -> None:
+    runs = {"n": 0}
+
+    def once_flaky(job: Any, store: JobStore) -> dict[str, Any]:
+        runs["n"] += 1
+        if runs["n"] == 1:
+            raise RetryableProcessorError("blip")
+        return {"ok": True}
+
+    service.registry = Registry([JobType("noop", once_flaky)])
+    job = service.create_job("alice", request(type="noop"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+
+    with pytest.raises(RetryLater):
+        service.run_job(message, Delivery(receive_count=1))
+    done = service.run_job(message, Delivery(receive_count=2))
+
+    assert done is not None
+    assert (done.status, done.attempts, done.result) == (JobStatus.SUCCEEDED, 2, {"ok": True})
+
+
+def test_a_non_retryable_failure_fails_at_once(service: JobService) -> None:
+    job = service.create_job("alice", request(type="explode"))
+
+    done = service.run_job(JobMessage(owner_id="alice", job_id=job.job_id), Delivery(receive_count=1))
+
+    assert done is not None
+    assert done.status == JobStatus.FAILED
+
+
+def test_a_message_for_a_job_not_yet_written_comes_back(service: JobService, clock: Clock) -> None:
+    message = JobMessage(owner_id="alice", job_id="01a226ee-fede-7c74-8f78-130f6101394b")
+
+    with pytest.raises(RetryLater):
+        service.run_job(message, Delivery(sent_at=clock() - timedelta(seconds=5)))
+    assert service.run_job(message, Delivery(sent_at=clock() - timedelta(seconds=61))) is None
+
+
+def test_a_dead_lettered_queued_job_fails(service: JobService) -> None:
+    job = service.create_job("alice", request(type="noop"))
+
+    failed = service.fail_dead_lettered(JobMessage(owner_id="alice", job_id=job.job_id))
+
+    assert failed is not None
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "DeadLettered"
+
+
+def test_a_dead_lettered_job_whose_run_may_live_waits_for_its_lease(service: JobService, clock: Clock) -> None:
+    job = service.create_job("alice", request(type="noop"))
+    service.store.start("alice", job.job_id, now_text=format_timestamp(clock()), stale_before_text="")
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+
+    with pytest.raises(RetryLater):
+        service.fail_dead_lettered(message)
+    clock.advance(36)
+    failed = service.fail_dead_lettered(message)
+
+    assert failed is not None
+    assert failed.status == JobStatus.FAILED
+
+
+def test_a_dead_lettered_finished_or_deleted_job_is_left_alone(service: JobService, clock: Clock) -> None:
+    done = service.create_job("alice", request(type="noop"))
+    service.run_job(JobMessage(owner_id="alice", job_id=done.job_id))
+    gone = service.create_job("alice", request(type="noop"))
+    service.delete_job("alice", gone.job_id)
+    clock.advance(120)
+
+    kept = service.fail_dead_lettered(JobMessage(owner_id="alice", job_id=done.job_id))
+    nothing = service.fail_dead_lettered(JobMessage(owner_id="alice", job_id=gone.job_id))
+
+    assert kept is not None
+    assert kept.status == JobStatus.SUCCEEDED
+    assert nothing is None
+    assert service.store.get("alice", gone.job_id) is None
 
 
 def test_the_report_reads_only_its_owners_jobs(service: JobService) -> None:

@@ -11,6 +11,7 @@ from functools import cache
 
 from jobs import aws, settings
 from jobs.auth import Authenticator
+from jobs.processors import Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
@@ -22,13 +23,27 @@ def api_service() -> JobService:
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
         SqsJobQueue(settings.queue_settings().queue_url),
+        Registry.from_environment(),
     )
 
 
 @cache
 def consumer_service() -> JobService:
-    """The consumer's service: the DynamoDB store only."""
-    return JobService(DynamoJobStore(settings.store_settings().table_name))
+    """A consumer's service (jobs consumer, dead-letter handler): the DynamoDB store, no queue to send to."""
+    config = settings.consumer_settings()
+    return JobService(
+        DynamoJobStore(settings.store_settings().table_name),
+        registry=Registry.from_environment(),
+        lease_seconds=config.lease_seconds,
+        create_grace_seconds=config.create_grace_seconds,
+        retry_base_seconds=config.retry_base_seconds,
+    )
+
+
+@cache
+def consumer_queue() -> SqsJobQueue:
+    """The queue a consumer reads, for delaying a message's next delivery."""
+    return SqsJobQueue(settings.consumer_settings().source_queue_url)
 
 
 @cache
@@ -42,6 +57,7 @@ def reset() -> None:
     for cached in (
         api_service,
         consumer_service,
+        consumer_queue,
         authenticator,
         aws.client,
         settings.store_settings,

@@ -28,6 +28,8 @@ MAX_PAYLOAD_DEPTH = 32
 #: result and the other attributes.
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_TITLE_LENGTH = 200
+#: The longest delay this system asks of ChangeMessageVisibility, seconds (SQS allows up to 12 hours).
+MAX_VISIBILITY_SECONDS = 900
 #: DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125
 #: (DynamoDB developer guide, "Supported data types: Number").
 DYNAMODB_NUMBER_MAX = 1e126
@@ -208,8 +210,16 @@ class TransitionRejected(JobsError):
         self.current = current
 
 
-class JobInProgress(JobsError):
-    """The job is RUNNING under another delivery of its message; this delivery should come back later."""
+class RetryLater(JobsError):
+    """This delivery cannot finish now; its message should come back after ``delay_seconds``."""
+
+    def __init__(self, reason: str, *, delay_seconds: int) -> None:
+        super().__init__(reason)
+        self.delay_seconds = max(0, min(delay_seconds, MAX_VISIBILITY_SECONDS))
+
+
+class JobInProgress(RetryLater):
+    """The job is RUNNING under another delivery whose lease has not expired."""
 
 
 class ProcessorError(JobsError):

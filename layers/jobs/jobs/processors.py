@@ -11,15 +11,25 @@ Built in: ``report`` (the default type) and ``noop``.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.models import InvalidPayload, Job, JobStatus, UnknownJobType, format_timestamp
+from jobs.models import (
+    InvalidPayload,
+    Job,
+    JobStatus,
+    ProcessorError,
+    RetryableProcessorError,
+    UnknownJobType,
+    format_timestamp,
+)
 from jobs.store import JobStore
 
 Processor = Callable[[Job, JobStore], dict[str, Any]]
@@ -174,11 +184,76 @@ BUILT_IN_TYPES: dict[str, JobType] = {
 }
 
 
+# --- fault injection (tests and the local stack only) --------------------------------------------------------
+
+#: The environment variable that adds ``FAULT_TYPES`` to the registry. The template never sets it.
+FAULT_INJECTION_VARIABLE = "JOBS_FAULT_INJECTION"
+
+
+class FaultPayload(BaseModel):
+    """Payload of the fault-injection types: ``attempts`` (how many first attempts misbehave; 0 means all),
+    ``seconds`` (how long ``sleep`` sleeps, at most 25 s) and ``message`` (the error's text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=1, ge=0, le=100)
+    seconds: float = Field(default=1.0, ge=0, le=25)
+    message: str = "injected fault"
+
+    def misbehaves(self, job: Job) -> bool:
+        """True while the job's attempt is one of the first ``attempts`` (every attempt when 0)."""
+        return self.attempts == 0 or job.attempts <= self.attempts
+
+
+def run_flaky(job: Job, store: JobStore) -> dict[str, Any]:
+    """``flaky``: a retryable failure on the first ``attempts`` attempts, then success."""
+    fault = FaultPayload.model_validate(job.payload)
+    if fault.misbehaves(job):
+        raise RetryableProcessorError(f"{fault.message} (attempt {job.attempts})")
+    return {"attempts_needed": job.attempts}
+
+
+def run_fail(job: Job, store: JobStore) -> dict[str, Any]:
+    """``fail``: a non-retryable failure on every attempt."""
+    raise ProcessorError(FaultPayload.model_validate(job.payload).message)
+
+
+def run_sleep(job: Job, store: JobStore) -> dict[str, Any]:
+    """``sleep``: sleeps ``seconds`` (a long job, to delete or redeliver while it runs)."""
+    fault = FaultPayload.model_validate(job.payload)
+    time.sleep(fault.seconds)
+    return {"slept_seconds": fault.seconds}
+
+
+def run_crash(job: Job, store: JobStore) -> dict[str, Any]:
+    """``crash``: the worker process dies on the first ``attempts`` attempts (as a Lambda runtime crash or
+    timeout ends a run mid-job), after the job was marked RUNNING."""
+    if FaultPayload.model_validate(job.payload).misbehaves(job):
+        os._exit(70)
+    return {"survived_attempt": job.attempts}
+
+
+FAULT_TYPES: dict[str, JobType] = {
+    "flaky": JobType("flaky", run_flaky, FaultPayload),
+    "fail": JobType("fail", run_fail, FaultPayload),
+    "sleep": JobType("sleep", run_sleep, FaultPayload),
+    "crash": JobType("crash", run_crash, FaultPayload),
+}
+
+
 class Registry:
-    """Job types by name. The deployed registry holds ``BUILT_IN_TYPES`` only."""
+    """Job types by name. The deployed registry holds ``BUILT_IN_TYPES`` only; ``from_environment`` adds
+    ``FAULT_TYPES`` where ``JOBS_FAULT_INJECTION`` is ``1`` or ``true`` (tests and the local stack)."""
 
     def __init__(self, types: Iterable[JobType] = BUILT_IN_TYPES.values()) -> None:
         self._types = {job_type.name: job_type for job_type in types}
+
+    @classmethod
+    def from_environment(cls) -> Registry:
+        """The built-in types, plus the fault-injection types when the environment switches them on."""
+        if os.environ.get(FAULT_INJECTION_VARIABLE, "").strip().lower() in ("1", "true"):
+            return cls([*BUILT_IN_TYPES.values(), *FAULT_TYPES.values()])
+        return cls()
 
     def __getitem__(self, name: str) -> JobType:
         """The job type called ``name``. Raises ``UnknownJobType``."""

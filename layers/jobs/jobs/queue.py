@@ -23,6 +23,10 @@ class JobQueue(Protocol):
         """
         ...
 
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again after ``seconds`` (a consumer's retry delay)."""
+        ...
+
 
 class SqsJobQueue:
     """``JobQueue`` on an SQS standard queue.
@@ -44,12 +48,29 @@ class SqsJobQueue:
             response = self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
         return str(response["MessageId"])
 
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again after ``seconds`` (0 to 43200; ChangeMessageVisibility).
+
+        Raises:
+            jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
+        """
+        if self._client is None:
+            self._client = aws.client("sqs")
+        with aws.transient_errors_as_unavailable("ChangeMessageVisibility"):
+            self._client.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+
 
 class InMemoryJobQueue:
     """``JobQueue`` in a list, for unit tests: ``messages`` holds what was sent, in order."""
 
     def __init__(self) -> None:
         self.messages: list[JobMessage] = []
+        self.delays: list[tuple[str, int]] = []
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        self.delays.append((receipt_handle, seconds))
 
     def send(self, message: JobMessage) -> str:
         self.messages.append(message)

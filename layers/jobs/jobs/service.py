@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import uuid6
 
@@ -25,9 +27,10 @@ from jobs.models import (
     JobNotFound,
     JobPage,
     JobStatus,
+    RetryableProcessorError,
+    RetryLater,
     ServiceUnavailable,
     TransitionRejected,
-    UnknownJobType,
     format_timestamp,
     utc_now,
 )
@@ -81,6 +84,9 @@ class JobService:
         queue: where work goes (only ``create_job`` uses it; the consumer passes None).
         registry: the job types.
         clock: returns the current UTC time (tests pass a fixed one).
+        lease_seconds: how long a RUNNING job belongs to the run that started it.
+        create_grace_seconds: how long a message may name a job that is not written yet.
+        retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
     """
 
     def __init__(
@@ -89,11 +95,18 @@ class JobService:
         queue: JobQueue | None = None,
         registry: Registry | None = None,
         clock: Callable[[], datetime] = utc_now,
+        *,
+        lease_seconds: int = 35,
+        create_grace_seconds: int = 60,
+        retry_base_seconds: int = 5,
     ) -> None:
         self.store = store
         self.queue = queue
         self.registry = registry or Registry()
         self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self.create_grace = timedelta(seconds=create_grace_seconds)
+        self.retry_base_seconds = retry_base_seconds
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         """Store a new QUEUED job and enqueue its reference.
@@ -105,7 +118,8 @@ class JobService:
         Raises:
             UnknownJobType: ``request.type`` is not registered.
             InvalidPayload: the payload does not fit the type.
-            ServiceUnavailable: DynamoDB or SQS failed; no job is left behind without its message.
+            ServiceUnavailable: SQS or DynamoDB failed; no job was stored (a message already sent names a job
+                that never appears, and the consumer discards it).
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
@@ -122,13 +136,11 @@ class JobService:
         )
         if self.queue is None:
             raise RuntimeError("JobService.create_job needs a queue")
+        # Message first, item second: whichever call fails (or if the function dies between them), no job is
+        # ever left QUEUED with no message behind it. A message whose item never appears is discarded by the
+        # consumer once it is older than the create grace period (docs/decisions.md, "No orphans").
+        self.queue.send(JobMessage(owner_id=owner_id, job_id=job.job_id))
         self.store.put_new(job)
-        try:
-            self.queue.send(JobMessage(owner_id=owner_id, job_id=job.job_id))
-        except ServiceUnavailable:
-            # The message never left: take the job back so that nothing waits QUEUED forever.
-            self.store.delete(owner_id, job.job_id)
-            raise
         logger.info("Job %s created", job.job_id, extra={"job_id": job.job_id, "job_type": job.type})
         return job
 
@@ -160,56 +172,132 @@ class JobService:
             raise JobNotFound(job_id)
         logger.info("Job %s was successfully hit and removed", job_id, extra={"job_id": job_id})
 
-    def run_job(self, message: JobMessage) -> Job | None:
+    def run_job(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
         """Run the job a queue message names: QUEUED → RUNNING → SUCCEEDED | FAILED.
 
-        Returns the job as last written, or None when it no longer exists (deleted: the message is done).
-        A duplicate delivery of a finished job returns it unchanged and runs nothing.
+        A RUNNING job whose lease has expired (its run died) is taken over. A retryable failure before the
+        last delivery puts the job back to QUEUED with its error and asks for the message again later.
+        Returns the job as last written, or None when it does not exist (deleted: the message is done).
+        A delivery of a finished job returns it unchanged and runs nothing.
 
         Raises:
-            JobInProgress: the job is RUNNING under another delivery; the message should come back later.
+            RetryLater: the message should come back after ``delay_seconds`` (the job is RUNNING under a live
+                lease, not written yet, or failed retryably).
         """
+        delivery = delivery or Delivery()
         owner_id, job_id = message.owner_id, message.job_id
+        now = self.clock()
         try:
-            job = self.store.start(owner_id, job_id, now_text=format_timestamp(self.clock()))
+            job = self.store.start(
+                owner_id, job_id, now_text=format_timestamp(now), stale_before_text=format_timestamp(now - self.lease)
+            )
         except TransitionRejected as rejected:
-            return self._not_started(job_id, rejected.current)
+            return self._not_started(job_id, rejected.current, delivery, now)
+        if job.attempts > delivery.receive_count:
+            logger.warning("Job %s taken over from a run whose lease expired", job_id, extra={"attempts": job.attempts})
         try:
             result = self.registry[job.type].run(job, self.store)
-        except UnknownJobType as error:
-            return self._finish(job, error=JobError(type=type(error).__name__, message=str(error)))
-        except Exception as error:  # noqa: BLE001 - any processor failure is the job's failure, recorded on it
-            logger.exception("Job %s failed", job_id, extra={"job_id": job_id})
+        except (RetryableProcessorError, ServiceUnavailable) as error:
+            failure = JobError(type=type(error).__name__, message=str(error))
+            if delivery.receive_count >= delivery.max_receive_count:
+                logger.warning("Job %s failed on its last delivery", job_id, extra={"error": failure.model_dump()})
+                return self._finish(job, error=failure)
+            return self._requeue(job, failure)
+        except Exception as error:  # noqa: BLE001 - any other processor failure is the job's failure, recorded on it
+            logger.exception("Job %s failed", job_id)
             return self._finish(job, error=JobError(type=type(error).__name__, message=str(error)))
         return self._finish(job, result=result)
 
-    def _not_started(self, job_id: str, current: Job | None) -> Job | None:
+    def fail_dead_lettered(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
+        """Mark FAILED the job of a message that reached the dead-letter queue, unless it is finished, deleted,
+        or RUNNING under a live lease (then the message should come back when the lease ends).
+
+        Raises:
+            RetryLater: the job's run may still be alive, or the job is not written yet.
+        """
+        delivery = delivery or Delivery()
+        now = self.clock()
+        error = JobError(
+            type="DeadLettered",
+            message=f"the job's message was moved to the dead-letter queue after {delivery.max_receive_count} "
+            "deliveries",
+        )
+        try:
+            job = self.store.fail_abandoned(
+                message.owner_id,
+                message.job_id,
+                now_text=format_timestamp(now),
+                stale_before_text=format_timestamp(now - self.lease),
+                error=error,
+            )
+        except TransitionRejected as rejected:
+            return self._not_started(message.job_id, rejected.current, delivery, now)
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.warning("Job %s FAILED: dead-lettered", message.job_id, extra={"job_id": message.job_id})
+        return job
+
+    def _not_started(self, job_id: str, current: Job | None, delivery: Delivery, now: datetime) -> Job | None:
         if current is None:
-            logger.info("Job %s no longer exists; its message is acknowledged", job_id, extra={"job_id": job_id})
+            if delivery.sent_at is not None and now - delivery.sent_at < self.create_grace:
+                # The API sends the message before it writes the item: the item may be on its way.
+                raise RetryLater(f"job {job_id} is not written yet", delay_seconds=2)
+            logger.info("Job %s does not exist (deleted); its message is acknowledged", job_id)
             return None
         if current.status.is_terminal:
             logger.info("Job %s is already %s; duplicate message ignored", job_id, current.status)
             return current
-        raise JobInProgress(job_id)
+        assert current.started_at is not None  # a job that is not startable here is RUNNING
+        remaining = (current.started_at + self.lease - now).total_seconds()
+        raise JobInProgress(f"job {job_id} is running under another delivery", delay_seconds=math.ceil(remaining) + 1)
+
+    def _requeue(self, job: Job, failure: JobError) -> Job | None:
+        assert job.started_at is not None
+        try:
+            queued = self.store.requeue(
+                job.owner_id,
+                job.job_id,
+                started_at_text=format_timestamp(job.started_at),
+                now_text=format_timestamp(self.clock()),
+                error=failure,
+            )
+        except TransitionRejected as rejected:
+            return self._lost(job, rejected.current)
+        metrics.add_metric(name="JobsRetried", unit=MetricUnit.Count, value=1)
+        delay = self.retry_base_seconds * 2 ** (queued.attempts - 1)
+        logger.warning(
+            "Job %s attempt %d failed; retrying in %d s",
+            job.job_id,
+            queued.attempts,
+            delay,
+            extra={"error": failure.model_dump()},
+        )
+        raise RetryLater(f"job {job.job_id} failed retryably", delay_seconds=delay)
+
+    def _lost(self, job: Job, current: Job | None) -> Job | None:
+        if current is None:
+            logger.info("Job %s was deleted while it ran; its outcome is discarded", job.job_id)
+            return None
+        logger.warning("Job %s is no longer this run's (now %s); its outcome is discarded", job.job_id, current.status)
+        return current
 
     def _finish(
         self, job: Job, *, result: dict[str, object] | None = None, error: JobError | None = None
     ) -> Job | None:
+        assert job.started_at is not None
         status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
         try:
             finished = self.store.finish(
                 job.owner_id,
                 job.job_id,
+                started_at_text=format_timestamp(job.started_at),
                 status=status,
                 now_text=format_timestamp(self.clock()),
                 result=result,
                 error=error,
             )
         except TransitionRejected as rejected:
-            if rejected.current is None:
-                logger.info("Job %s was deleted while it ran; result discarded", job.job_id)
-                return None
-            raise
+            return self._lost(job, rejected.current)
         # The final status is written once (the condition above), so each job counts once here.
         metrics.add_metric(
             name="JobsSucceeded" if status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1
@@ -219,3 +307,13 @@ class JobService:
             metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Seconds, value=seconds)
         logger.info("Job %s %s", job.job_id, status, extra={"job_id": job.job_id, "attempts": finished.attempts})
         return finished
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What SQS says about one delivery of a message: ``receive_count`` (ApproximateReceiveCount),
+    ``max_receive_count`` (the redrive policy's), and ``sent_at`` (SentTimestamp; None when unknown)."""
+
+    receive_count: int = 1
+    max_receive_count: int = 3
+    sent_at: datetime | None = None

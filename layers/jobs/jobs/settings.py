@@ -35,14 +35,24 @@ class QueueSettings(BaseSettings):
 
 
 class ConsumerSettings(BaseSettings):
-    """The consumer's view of its queue: ``JOBS_MAX_RECEIVE_COUNT``, the redrive policy's ``maxReceiveCount``.
+    """What a queue consumer (the jobs consumer, the dead-letter handler) needs to know, from ``JOBS_*``.
 
-    A record whose ``ApproximateReceiveCount`` has reached it is on its last delivery before the DLQ.
+    ``source_queue_url`` is the queue the function reads (to delay a retry with ChangeMessageVisibility);
+    ``max_receive_count`` the jobs queue's redrive ``maxReceiveCount`` (a record whose
+    ``ApproximateReceiveCount`` has reached it is on its last delivery); ``lease_seconds`` how long a RUNNING
+    job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
+    which another delivery may take it over; ``create_grace_seconds`` how long a message may name a job that
+    is not written yet (the API sends the message before it writes the item; at least the API's Timeout);
+    ``retry_base_seconds`` the first retry's delay, doubled per attempt.
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
+    source_queue_url: str = Field(min_length=1)
     max_receive_count: int = Field(default=3, ge=1, le=1000)
+    lease_seconds: int = Field(default=35, ge=1, le=900)
+    create_grace_seconds: int = Field(default=60, ge=1, le=900)
+    retry_base_seconds: int = Field(default=5, ge=0, le=900)
 
 
 class AuthSettings(BaseSettings):
@@ -112,7 +122,7 @@ def queue_settings() -> QueueSettings:
 
 @cache
 def consumer_settings() -> ConsumerSettings:
-    """The cached ``ConsumerSettings`` of this process."""
+    """The cached ``ConsumerSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return ConsumerSettings()
 
 

@@ -12,7 +12,8 @@ tests. ``tests/integration/test_store_contract.py`` runs one suite against both.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -20,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.models import Job, JobError, JobStatus, TransitionRejected
+from jobs.models import Job, JobError, JobStatus, TransitionRejected, format_timestamp
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -98,11 +99,12 @@ class JobStore(Protocol):
         """Delete the owner's job whatever its status; False when there was none."""
         ...
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
-        """QUEUED → RUNNING, counting one more attempt; returns the job as written.
+    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
+        """QUEUED → RUNNING, or take over a RUNNING job whose lease expired (``started_at`` earlier than
+        ``stale_before_text``); sets ``started_at`` to ``now_text`` and counts one more attempt.
 
         Raises:
-            TransitionRejected: the job is gone or not QUEUED (``current`` says which).
+            TransitionRejected: the job is gone, finished, or RUNNING within its lease (``current`` says which).
         """
         ...
 
@@ -111,15 +113,36 @@ class JobStore(Protocol):
         owner_id: str,
         job_id: str,
         *,
+        started_at_text: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
     ) -> Job:
-        """RUNNING → ``status`` (SUCCEEDED with ``result`` or FAILED with ``error``); returns the job as written.
+        """RUNNING → ``status`` (SUCCEEDED with ``result`` or FAILED with ``error``), only for the run that
+        started at ``started_at_text`` (a run whose lease was taken over writes nothing).
 
         Raises:
-            TransitionRejected: the job is gone or not RUNNING.
+            TransitionRejected: the job is gone, or not RUNNING under this run.
+        """
+        ...
+
+    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
+        """RUNNING → QUEUED with the attempt's ``error``, for a retry; only for the run that started at
+        ``started_at_text``.
+
+        Raises:
+            TransitionRejected: the job is gone, or not RUNNING under this run.
+        """
+        ...
+
+    def fail_abandoned(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
+    ) -> Job:
+        """QUEUED, or RUNNING with an expired lease → FAILED with ``error`` (a dead-lettered job).
+
+        Raises:
+            TransitionRejected: the job is gone, finished, or RUNNING within its lease.
         """
         ...
 
@@ -220,13 +243,13 @@ class DynamoJobStore:
                 raise
         return True
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
+    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
         return self._transition(
             owner_id,
             job_id,
-            expected=JobStatus.QUEUED,
-            update="SET #status = :new, started_at = :now, updated_at = :now ADD attempts :one",
-            values={":new": {"S": JobStatus.RUNNING}, ":now": {"S": now_text}, ":one": {"N": "1"}},
+            condition=_QUEUED_OR_STALE,
+            update="SET #status = :running, started_at = :now, updated_at = :now ADD attempts :one",
+            values={":now": {"S": now_text}, ":one": {"N": "1"}, ":stale": {"S": stale_before_text}},
         )
 
     def finish(
@@ -234,38 +257,63 @@ class DynamoJobStore:
         owner_id: str,
         job_id: str,
         *,
+        started_at_text: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
     ) -> Job:
         update = "SET #status = :new, finished_at = :now, updated_at = :now"
-        values: dict[str, Any] = {":new": {"S": status}, ":now": {"S": now_text}}
+        values: dict[str, Any] = {":new": {"S": status}, ":now": {"S": now_text}, ":started": {"S": started_at_text}}
         if result is not None:
             update += ", #result = :result"
             values[":result"] = to_attribute_value(result)
         if error is not None:
             update += ", #error = :error"
             values[":error"] = to_attribute_value(error.model_dump())
-        return self._transition(owner_id, job_id, expected=JobStatus.RUNNING, update=update, values=values)
+        return self._transition(owner_id, job_id, condition=_OWN_RUN, update=update, values=values)
 
-    def _transition(
-        self, owner_id: str, job_id: str, *, expected: JobStatus, update: str, values: dict[str, Any]
+    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            condition=_OWN_RUN,
+            update="SET #status = :queued, updated_at = :now, #error = :error",
+            values={
+                ":now": {"S": now_text},
+                ":started": {"S": started_at_text},
+                ":error": to_attribute_value(error.model_dump()),
+            },
+        )
+
+    def fail_abandoned(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
     ) -> Job:
-        names = {"#status": "status"}
-        if "#result" in update:
-            names["#result"] = "result"
-        if "#error" in update:
-            names["#error"] = "error"
+        return self._transition(
+            owner_id,
+            job_id,
+            condition=_QUEUED_OR_STALE,
+            update="SET #status = :failed, finished_at = :now, updated_at = :now, #error = :error",
+            values={
+                ":now": {"S": now_text},
+                ":stale": {"S": stale_before_text},
+                ":error": to_attribute_value(error.model_dump()),
+            },
+        )
+
+    def _transition(self, owner_id: str, job_id: str, *, condition: str, update: str, values: dict[str, Any]) -> Job:
+        text = f"{condition} {update}"
+        names = {name: name[1:] for name in ("#status", "#result", "#error") if name in text}
+        statuses = {f":{s.lower()}": {"S": s.value} for s in JobStatus if f":{s.lower()}" in text}
         with aws.transient_errors_as_unavailable("UpdateItem"):
             try:
                 response = self.client.update_item(
                     TableName=self._table,
                     Key=self._key(owner_id, job_id),
                     UpdateExpression=update,
-                    ConditionExpression="attribute_exists(job_id) AND #status = :expected",
+                    ConditionExpression=condition,
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={**values, ":expected": {"S": expected}},
+                    ExpressionAttributeValues={**statuses, **values},
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -275,6 +323,13 @@ class DynamoJobStore:
                     raise TransitionRejected(item_to_job(old) if old else None) from failure
                 raise
         return item_to_job(response["Attributes"])
+
+
+#: QUEUED, or RUNNING under a run whose lease has expired. Timestamps are RFC 3339 text of one fixed format,
+#: so their string order is their time order.
+_QUEUED_OR_STALE = "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND started_at < :stale))"
+#: RUNNING under the run that started at :started (``started_at`` is the run's lease token).
+_OWN_RUN = "attribute_exists(job_id) AND #status = :running AND started_at = :started"
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -287,6 +342,7 @@ class InMemoryJobStore:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.RLock()
 
     def _load(self, key: tuple[str, str]) -> Job | None:
         data = self.items.get(key)
@@ -298,9 +354,10 @@ class InMemoryJobStore:
         self.items[(job.owner_id, job.job_id)] = data
 
     def put_new(self, job: Job) -> None:
-        if (job.owner_id, job.job_id) in self.items:
-            raise ValueError(f"job {job.job_id} exists already")
-        self._save(job)
+        with self._lock:
+            if (job.owner_id, job.job_id) in self.items:
+                raise ValueError(f"job {job.job_id} exists already")
+            self._save(job)
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
         return self._load((owner_id, job_id))
@@ -324,50 +381,88 @@ class InMemoryJobStore:
     def delete(self, owner_id: str, job_id: str) -> bool:
         return self.items.pop((owner_id, job_id), None) is not None
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
-        job = self._expect(owner_id, job_id, JobStatus.QUEUED)
-        data = job.model_dump(mode="json") | {
-            "owner_id": owner_id,
-            "status": JobStatus.RUNNING,
-            "started_at": now_text,
-            "updated_at": now_text,
-            "attempts": job.attempts + 1,
-        }
-        return self._store_and_return(data)
+    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: _queued_or_stale(job, stale_before_text),
+            lambda job: {
+                "status": JobStatus.RUNNING,
+                "started_at": now_text,
+                "updated_at": now_text,
+                "attempts": job.attempts + 1,
+            },
+        )
 
     def finish(
         self,
         owner_id: str,
         job_id: str,
         *,
+        started_at_text: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
     ) -> Job:
-        job = self._expect(owner_id, job_id, JobStatus.RUNNING)
-        data = job.model_dump(mode="json") | {
-            "owner_id": owner_id,
-            "status": status,
-            "finished_at": now_text,
-            "updated_at": now_text,
-        }
+        changes: dict[str, Any] = {"status": status, "finished_at": now_text, "updated_at": now_text}
         if result is not None:
-            data["result"] = copy.deepcopy(result)
+            changes["result"] = copy.deepcopy(result)
         if error is not None:
-            data["error"] = error.model_dump()
-        return self._store_and_return(data)
+            changes["error"] = error.model_dump()
+        return self._transition(owner_id, job_id, lambda job: _own_run(job, started_at_text), lambda job: changes)
 
-    def _expect(self, owner_id: str, job_id: str, status: JobStatus) -> Job:
-        job = self._load((owner_id, job_id))
-        if job is None or job.status != status:
-            raise TransitionRejected(job)
-        return job
+    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: _own_run(job, started_at_text),
+            lambda job: {"status": JobStatus.QUEUED, "updated_at": now_text, "error": error.model_dump()},
+        )
 
-    def _store_and_return(self, data: dict[str, Any]) -> Job:
-        job = Job.model_validate(data)
-        self._save(job)
-        return job
+    def fail_abandoned(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
+    ) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: _queued_or_stale(job, stale_before_text),
+            lambda job: {
+                "status": JobStatus.FAILED,
+                "finished_at": now_text,
+                "updated_at": now_text,
+                "error": error.model_dump(),
+            },
+        )
+
+    def _transition(
+        self,
+        owner_id: str,
+        job_id: str,
+        allowed: Callable[[Job], bool],
+        changes: Callable[[Job], dict[str, Any]],
+    ) -> Job:
+        # Check and write under one lock: a conditional write is atomic in DynamoDB, so it is here too.
+        with self._lock:
+            job = self._load((owner_id, job_id))
+            if job is None or not allowed(job):
+                raise TransitionRejected(job)
+            updated = Job.model_validate(job.model_dump(mode="json") | {"owner_id": owner_id} | changes(job))
+            self._save(updated)
+            return updated
+
+
+def _started_text(job: Job) -> str:
+    return format_timestamp(job.started_at) if job.started_at is not None else ""
+
+
+def _queued_or_stale(job: Job, stale_before_text: str) -> bool:
+    stale = job.status == JobStatus.RUNNING and _started_text(job) < stale_before_text
+    return job.status == JobStatus.QUEUED or stale
+
+
+def _own_run(job: Job, started_at_text: str) -> bool:
+    return job.status == JobStatus.RUNNING and _started_text(job) == started_at_text
 
 
 __all__ = [

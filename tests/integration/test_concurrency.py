@@ -1,0 +1,84 @@
+"""Duplicate deliveries racing each other: one run, one final status.
+
+Run on the in-memory store and on DynamoDB Local. Not on moto: its in-process DynamoDB evaluates a condition
+and applies the update without a lock, so two threads can both pass ``#status = :queued`` (seen here as a
+second start with attempts=2); real DynamoDB, and DynamoDB Local, apply a conditional write atomically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jobs.models import JobCreate, JobMessage, JobStatus, RetryLater
+from jobs.processors import JobType, Registry
+from jobs.queue import InMemoryJobQueue
+from jobs.service import Delivery, JobService
+from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore
+from tests.conftest import dynamodb_local_client
+
+
+@pytest.fixture(params=["memory", "dynamodb-local"])
+def store(request: pytest.FixtureRequest) -> JobStore:
+    if request.param == "memory":
+        return InMemoryJobStore()
+    table = request.getfixturevalue("dynamodb_local_table")
+    return DynamoJobStore(table, dynamodb_local_client(request.getfixturevalue("dynamodb_local_endpoint")))
+
+
+def race(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; each result is the return value or the exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def target(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            results[index] = error
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.mark.parametrize("deliveries", [2, 8])
+def test_concurrent_deliveries_run_the_job_once_and_finish_it_once(store: JobStore, deliveries: int) -> None:
+    runs: list[str] = []  # counted outside the job item
+
+    def slow(job: Any, _: JobStore) -> dict[str, Any]:
+        runs.append(job.job_id)
+        time.sleep(0.3)
+        return {"done": True}
+
+    service = JobService(store, InMemoryJobQueue(), Registry([JobType("slow", slow)]))
+    job = service.create_job("alice", JobCreate(title="race", type="slow"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+
+    outcomes = race([lambda: service.run_job(message, Delivery()) for _ in range(deliveries)])
+
+    final = service.get_job("alice", job.job_id)
+    assert runs == [job.job_id]
+    assert (final.status, final.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert sum(1 for outcome in outcomes if isinstance(outcome, RetryLater)) == deliveries - 1
+    assert sum(1 for outcome in outcomes if outcome == final) == 1
+
+
+def test_a_delivery_after_the_final_status_changes_nothing(store: JobStore) -> None:
+    service = JobService(store, InMemoryJobQueue())
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+    first = service.run_job(message)
+
+    outcomes = race([lambda: service.run_job(message) for _ in range(4)])
+
+    assert outcomes == [first] * 4
+    assert service.get_job("alice", job.job_id) == first
