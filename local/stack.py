@@ -12,6 +12,9 @@ Environment (all optional):
     JOBS_JWT_SECRET           the HS256 secret the local stack puts in SSM (a development default, with a warning)
     JOBS_LOCAL_CONCURRENCY    worker processes per function (2)
     JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides)
+    JOBS_LOCAL_ENV_VARS       a JSON file of extra function environment, in sam local's --env-vars shape:
+                              {"Parameters": {...all functions...}, "ApiFunction": {...one function...}}
+    JOBS_FAULT_INJECTION      "1" adds the fault-injection job types (flaky, fail, sleep, crash) to every function
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +92,8 @@ class Stack:
         concurrency: worker processes per function.
         parameter_overrides: template parameter values.
         secret: the HS256 secret to store in SSM.
+        function_environment: extra variables, ``{"Parameters": {...}}`` for every function and
+            ``{"<LogicalId>": {...}}`` for one (sam local's ``--env-vars`` shape).
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class Stack:
         concurrency: int = 2,
         parameter_overrides: Mapping[str, str] | None = None,
         secret: str = DEVELOPMENT_SECRET,
+        function_environment: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.template_path = template_path
         self.port = port
@@ -106,6 +113,7 @@ class Stack:
         self.concurrency = concurrency
         self.parameter_overrides = dict(parameter_overrides or {})
         self.secret = secret
+        self.function_environment = {k: dict(v) for k, v in (function_environment or {}).items()}
         self.endpoint = f"http://127.0.0.1:{self.aws_port}"
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
@@ -144,6 +152,11 @@ class Stack:
                 ssm.put_parameter(Name=name, Value=self.secret, Type="SecureString", Overwrite=True)
         routes: list[Route] = []
         for spec in specs:
+            extra = {
+                **self.function_environment.get("Parameters", {}),
+                **self.function_environment.get(spec.logical_id, {}),
+            }
+            spec = replace(spec, environment={**spec.environment, **{k: str(v) for k, v in extra.items()}})
             pool = FunctionPool(spec, self.concurrency, base_environment, ROOT)
             pool.start()
             self._pools.append(pool)
@@ -205,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aws-port", type=int, default=int(os.environ.get("JOBS_LOCAL_AWS_PORT", "5000")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("JOBS_LOCAL_CONCURRENCY", "2")))
     parser.add_argument("--parameter-overrides", default=os.environ.get("JOBS_PARAMETER_OVERRIDES", ""))
+    parser.add_argument("--env-vars", type=Path, default=os.environ.get("JOBS_LOCAL_ENV_VARS") or None)
     args = parser.parse_args(argv)
+    function_environment: dict[str, dict[str, str]] = {}
+    if args.env_vars:
+        function_environment = json.loads(Path(args.env_vars).read_text(encoding="utf-8"))
+    if os.environ.get("JOBS_FAULT_INJECTION"):
+        function_environment.setdefault("Parameters", {})["JOBS_FAULT_INJECTION"] = os.environ["JOBS_FAULT_INJECTION"]
 
     if not os.environ.get("JOBS_JWT_SECRET"):
         _say("WARNING: JOBS_JWT_SECRET is not set; using the development default secret (local use only).")
@@ -216,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=max(1, args.concurrency),
         parameter_overrides=parse_overrides(args.parameter_overrides),
         secret=jwt_secret(),
+        function_environment=function_environment,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -1,0 +1,152 @@
+"""Faults injected into the running local stack: a worker that dies mid-job, retries, the dead-letter path, and
+a delete in flight. The stack runs a copy of template.yaml with short timeouts, so that visibility timeouts
+and leases expire within the test (the rules are the same, only the numbers shrink)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.stack import free_port
+from tests.helpers import ROOT, sign
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-faults-secret-that-is-long-enough-for-hs256-0123"
+
+
+def short_template(directory: Path) -> Path:
+    """template.yaml with a 3 s consumer, a 4 s lease and a 6 s visibility timeout (maxReceiveCount stays 3)."""
+    text = (ROOT / "template.yaml").read_text()
+    text = text.replace("VisibilityTimeout: 180", "VisibilityTimeout: 6")
+    text = text.replace('JOBS_LEASE_SECONDS: "35"', 'JOBS_LEASE_SECONDS: "4"')
+    text = re.sub(r"(CodeUri: functions/process_jobs/\n(?:      .*\n)*?      Timeout: )30", r"\g<1>3", text)
+    for folder in ("functions", "layers"):
+        (directory / folder).symlink_to(ROOT / folder)
+    path = directory / "template.yaml"
+    path.write_text(text)
+    return path
+
+
+class Client:
+    def __init__(self, base: str, log: Path) -> None:
+        self.base = base
+        self.log = log
+
+    def call(self, method: str, path: str, sub: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 - loopback only
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {sign(sub, secret=SECRET)}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+                raw, status = response.read(), response.status
+        except urllib.error.HTTPError as error:
+            raw, status = error.read(), error.code
+        return status, json.loads(raw) if raw else None
+
+    def submit(self, job_type: str, payload: dict[str, Any]) -> str:
+        status, job = self.call(
+            "POST", "/api/v1/jobs", "faults", {"title": job_type, "type": job_type, "payload": payload}
+        )
+        assert status == 201, job
+        return str(job["job_id"])
+
+    def wait(self, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, job = self.call("GET", f"/api/v1/jobs/{job_id}", "faults")
+            if status != 200 or job["status"] in statuses or time.monotonic() > deadline:
+                return {"http_status": status, **(job or {})}
+            time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    directory = tmp_path_factory.mktemp("faults")
+    template = short_template(directory)
+    env_vars = directory / "env.json"
+    env_vars.write_text(json.dumps({"Parameters": {"JOBS_FAULT_INJECTION": "1", "JOBS_RETRY_BASE_SECONDS": "1"}}))
+    port = free_port()
+    log = directory / "stdout.jsonl"
+    environment = {**os.environ, "JOBS_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"]
+    command += ["--template", str(template), "--env-vars", str(env_vars)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None
+            lines = []
+            while not lines or ("Ready." not in lines[-1] and lines[-1]):
+                lines.append(process.stderr.readline().decode())
+            assert "Ready." in lines[-1], "".join(lines)
+            yield Client(f"http://127.0.0.1:{port}", log)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def submitted(stack: Client) -> dict[str, str]:
+    """The fault jobs, submitted together at the start so that their retries and leases run side by side."""
+    return {
+        "crash once": stack.submit("crash", {"attempts": 1}),
+        "flaky twice": stack.submit("flaky", {"attempts": 2}),
+        "flaky always": stack.submit("flaky", {"attempts": 0, "message": "never works"}),
+        "crash always": stack.submit("crash", {"attempts": 0}),
+    }
+
+
+def test_a_worker_that_dies_mid_job_is_taken_over_after_its_lease(stack: Client, submitted: dict[str, str]) -> None:
+    job = stack.wait(submitted["crash once"], {"SUCCEEDED", "FAILED"}, timeout=40)
+
+    assert (job["status"], job["attempts"]) == ("SUCCEEDED", 2)
+    assert job["result"] == {"survived_attempt": 2}
+
+
+def test_a_retryable_failure_is_retried_until_it_succeeds(stack: Client, submitted: dict[str, str]) -> None:
+    job = stack.wait(submitted["flaky twice"], {"SUCCEEDED", "FAILED"}, timeout=40)
+
+    assert (job["status"], job["attempts"], job["result"]) == ("SUCCEEDED", 3, {"attempts_needed": 3})
+
+
+def test_a_retryable_failure_on_every_delivery_fails_on_the_last(stack: Client, submitted: dict[str, str]) -> None:
+    job = stack.wait(submitted["flaky always"], {"SUCCEEDED", "FAILED"}, timeout=40)
+
+    assert (job["status"], job["attempts"]) == ("FAILED", 3)
+    assert job["error"] == {"type": "RetryableProcessorError", "message": "never works (attempt 3)"}
+
+
+def test_a_job_whose_worker_always_dies_is_failed_by_the_dead_letter_handler(
+    stack: Client, submitted: dict[str, str]
+) -> None:
+    job = stack.wait(submitted["crash always"], {"SUCCEEDED", "FAILED"}, timeout=60)
+
+    assert job["status"] == "FAILED"
+    assert job["error"]["type"] == "DeadLettered"
+
+
+def test_a_job_deleted_while_it_runs_stays_deleted(stack: Client) -> None:
+    job_id = stack.submit("sleep", {"seconds": 2})
+    assert stack.wait(job_id, {"RUNNING"}, timeout=10)["status"] == "RUNNING"
+
+    status, _ = stack.call("DELETE", f"/api/v1/jobs/{job_id}", "faults")
+    time.sleep(3)
+
+    assert status == 204
+    assert stack.call("GET", f"/api/v1/jobs/{job_id}", "faults")[0] == 404
+    assert f"Job {job_id} was deleted while it ran" in stack.log.read_text()
