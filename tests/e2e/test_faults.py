@@ -90,7 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.PIPE)
         try:
             assert process.stderr is not None
-            lines = []
+            lines: list[str] = []
             while not lines or ("Ready." not in lines[-1] and lines[-1]):
                 lines.append(process.stderr.readline().decode())
             assert "Ready." in lines[-1], "".join(lines)
