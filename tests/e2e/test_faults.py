@@ -5,10 +5,6 @@ and leases expire within the test (the rules are the same, only the numbers shri
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,25 +14,12 @@ from typing import Any
 
 import pytest
 
-from local.stack import free_port
-from tests.helpers import ROOT, sign
+from tests.e2e.support import running_stack, short_template
+from tests.helpers import sign
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-faults-secret-that-is-long-enough-for-hs256-0123"
-
-
-def short_template(directory: Path) -> Path:
-    """template.yaml with a 3 s consumer, a 4 s lease and a 6 s visibility timeout (maxReceiveCount stays 3)."""
-    text = (ROOT / "template.yaml").read_text()
-    text = text.replace("VisibilityTimeout: 180", "VisibilityTimeout: 6")
-    text = text.replace('JOBS_LEASE_SECONDS: "35"', 'JOBS_LEASE_SECONDS: "4"')
-    text = re.sub(r"(CodeUri: functions/process_jobs/\n(?:      .*\n)*?      Timeout: )30", r"\g<1>3", text)
-    for folder in ("functions", "layers"):
-        (directory / folder).symlink_to(ROOT / folder)
-    path = directory / "template.yaml"
-    path.write_text(text)
-    return path
 
 
 class Client:
@@ -78,26 +61,13 @@ class Client:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     directory = tmp_path_factory.mktemp("faults")
-    template = short_template(directory)
-    env_vars = directory / "env.json"
-    env_vars.write_text(json.dumps({"Parameters": {"JOBS_FAULT_INJECTION": "1", "JOBS_RETRY_BASE_SECONDS": "1"}}))
-    port = free_port()
-    log = directory / "stdout.jsonl"
-    environment = {**os.environ, "JOBS_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"]
-    command += ["--template", str(template), "--env-vars", str(env_vars)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.PIPE)
-        try:
-            assert process.stderr is not None
-            lines: list[str] = []
-            while not lines or ("Ready." not in lines[-1] and lines[-1]):
-                lines.append(process.stderr.readline().decode())
-            assert "Ready." in lines[-1], "".join(lines)
-            yield Client(f"http://127.0.0.1:{port}", log)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with running_stack(
+        directory,
+        secret=SECRET,
+        template=short_template(directory),
+        function_environment={"Parameters": {"JOBS_FAULT_INJECTION": "1", "JOBS_RETRY_BASE_SECONDS": "1"}},
+    ) as process:
+        yield Client(process.base_url, process.log)
 
 
 @pytest.fixture(scope="module")
