@@ -66,6 +66,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 	$(VENV)/bin/mypy functions/dead_letters/app.py
+	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
 
 format: $(VENV)/.installed ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .

@@ -200,6 +200,17 @@ class LocalStack:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return {"Ref": url, "Arn": arn, "QueueName": queue_name, "QueueUrl": url}
 
+    def unemulated_events(self) -> list[str]:
+        """Function events of types the local stack does not play (it says so at start rather than drop them
+        silently)."""
+        emulated = {"HttpApi", "SQS", "DynamoDB"}
+        return [
+            f"{spec.logical_id}.{name} ({event.get('Type')})"
+            for spec in self.functions()
+            for name, event in spec.events.items()
+            if event.get("Type") not in emulated
+        ]
+
     def functions(self) -> list[FunctionSpec]:
         """Every ``AWS::Serverless::Function`` with the template's Globals merged in, as SAM merges them
         (maps merged with the function's values winning, lists such as ``Layers`` appended)."""
@@ -249,11 +260,12 @@ def http_api_routes(spec: FunctionSpec, resolver: Resolver) -> list[tuple[str, s
     return routes
 
 
-def sqs_event_sources(spec: FunctionSpec, resolver: Resolver) -> list[dict[str, Any]]:
-    """The resolved properties of a function's ``SQS`` events (Queue ARN, BatchSize, ...)."""
+def event_sources(spec: FunctionSpec, resolver: Resolver, kind: str) -> list[dict[str, Any]]:
+    """The resolved properties of a function's events of type ``kind`` (``SQS``: Queue, BatchSize, ...;
+    ``DynamoDB``: Stream, StartingPosition, FilterCriteria, ...)."""
     sources = []
     for name, event in spec.events.items():
-        if event.get("Type") != "SQS":
+        if event.get("Type") != kind:
             continue
         sources.append(resolver.resolve(event.get("Properties", {}), f"{spec.logical_id}.Events.{name}"))
     return sources

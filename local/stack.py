@@ -39,8 +39,9 @@ import boto3
 
 from local.gateway import Gateway, Route
 from local.poller import SqsPoller
-from local.resources import LocalStack, http_api_routes, sqs_event_sources
+from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
+from local.streams import StreamPoller
 from local.template import REGION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ class Stack:
         self.endpoint = f"http://127.0.0.1:{self.aws_port}"
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
-        self._pollers: list[SqsPoller] = []
+        self._pollers: list[SqsPoller | StreamPoller] = []
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
@@ -134,6 +135,8 @@ class Stack:
         stack = LocalStack(self.template_path, self.client, parameter_overrides=self.parameter_overrides)
         self.physical = stack.create_all()
         specs = stack.functions()
+        for event in stack.unemulated_events():
+            _say(f"WARNING: the local stack does not play the event {event}")
         base_environment = {
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
@@ -161,7 +164,19 @@ class Stack:
             pool.start()
             self._pools.append(pool)
             routes.extend(Route(method, path, pool) for method, path in http_api_routes(spec, stack.resolver))
-            for source in sqs_event_sources(spec, stack.resolver):
+            for source in event_sources(spec, stack.resolver, "DynamoDB"):
+                stream = StreamPoller(
+                    self.client("dynamodbstreams"),
+                    source["Stream"],
+                    pool,
+                    batch_size=int(source.get("BatchSize", 100)),
+                    starting_position=str(source.get("StartingPosition", "LATEST")),
+                    filters=[f["Pattern"] for f in source.get("FilterCriteria", {}).get("Filters", [])],
+                    log=_emit,
+                )
+                stream.start()
+                self._pollers.append(stream)
+            for source in event_sources(spec, stack.resolver, "SQS"):
                 queue_arn = source["Queue"]
                 queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == queue_arn)
                 poller = SqsPoller(

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.resources import LocalStack, http_api_routes, sqs_event_sources
+from local.resources import LocalStack, event_sources, http_api_routes
 from local.template import UnsupportedTemplate, load_template
 from tests.helpers import ROOT
 
@@ -74,11 +74,24 @@ def test_the_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> 
     assert properties("JobsDeadLetterQueue")["VisibilityTimeout"] >= 6 * properties("DeadLettersFunction")["Timeout"]
 
 
-def test_a_lease_outlasts_the_consumers_run_and_the_grace_outlasts_the_apis() -> None:
+def test_a_lease_outlasts_the_consumers_run() -> None:
     for consumer in ("ProcessJobsFunction", "DeadLettersFunction"):
         variables = properties(consumer)["Environment"]["Variables"]
         assert int(variables["JOBS_LEASE_SECONDS"]) > properties("ProcessJobsFunction")["Timeout"]
-        assert int(variables["JOBS_CREATE_GRACE_SECONDS"]) > properties("ApiFunction")["Timeout"]
+
+
+def test_the_outbox_relays_every_insert_from_the_tables_stream_until_it_is_sent() -> None:
+    [event] = properties("EnqueueJobsFunction")["Events"].values()
+
+    assert properties("JobsTable")["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
+    assert event["Type"] == "DynamoDB"
+    assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+    assert event["Properties"]["StartingPosition"] == "TRIM_HORIZON"
+    assert event["Properties"]["MaximumRetryAttempts"] == -1
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert [json.loads(f["Pattern"]) for f in event["Properties"]["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT"]}
+    ]
 
 
 def test_the_dead_letter_handler_reads_the_dead_letter_queue() -> None:
@@ -107,7 +120,6 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:PutItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
-        "sqs:SendMessage",
         "ssm:GetParameter",
         "kms:Decrypt",
         "logs:CreateLogStream",
@@ -132,7 +144,16 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole", "DeadLettersFunctionRole"):
+    assert actions("EnqueueJobsFunctionRole") == {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole", "DeadLettersFunctionRole", "EnqueueJobsFunctionRole"):
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
 
@@ -202,11 +223,12 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     api, consumer = specs["ApiFunction"], specs["ProcessJobsFunction"]
 
     assert api.environment["JOBS_TABLE_NAME"] == physical["JobsTable"]["Ref"]
-    assert api.environment["JOBS_QUEUE_URL"] == physical["JobsQueue"]["Ref"]
+    assert specs["EnqueueJobsFunction"].environment["JOBS_QUEUE_URL"] == physical["JobsQueue"]["Ref"]
+    assert "JOBS_QUEUE_URL" not in api.environment
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
     assert len(http_api_routes(api, stack.resolver)) == 4
-    assert [s["Queue"] for s in sqs_event_sources(consumer, stack.resolver)] == [physical["JobsQueue"]["Arn"]]
+    assert [s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")] == [physical["JobsQueue"]["Arn"]]
 
 
 def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:

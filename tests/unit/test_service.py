@@ -64,11 +64,16 @@ def request(title: str = "Audit", **fields: Any) -> JobCreate:
     return JobCreate.model_validate({"title": title, **fields})
 
 
-def test_a_created_job_is_queued_stored_and_enqueued(service: JobService) -> None:
+def test_a_created_job_is_queued_and_stored_and_only_the_outbox_sends_its_message(service: JobService) -> None:
     job = service.create_job("alice", request(payload={"complexity_level": 9000}))
+    stored = service.get_job("alice", job.job_id)
+    sent_before = list(service.queue.messages)  # type: ignore[union-attr]
+
+    service.enqueue(JobMessage(owner_id="alice", job_id=job.job_id))  # what the table's stream triggers
 
     assert job.status == JobStatus.QUEUED
-    assert service.get_job("alice", job.job_id) == job
+    assert stored == job
+    assert sent_before == []
     assert service.queue.messages == [JobMessage(owner_id="alice", job_id=job.job_id)]  # type: ignore[union-attr]
 
 
@@ -101,20 +106,7 @@ def test_a_report_payload_of_the_wrong_shape_is_refused(service: JobService) -> 
     }
 
 
-def test_a_failed_send_stores_nothing(service: JobService) -> None:
-    class BrokenQueue(InMemoryJobQueue):
-        def send(self, message: JobMessage) -> str:
-            raise ServiceUnavailable("SQS is down")
-
-    service.queue = BrokenQueue()
-
-    with pytest.raises(ServiceUnavailable):
-        service.create_job("alice", request())
-
-    assert service.store.items == {}  # type: ignore[attr-defined]
-
-
-def test_a_failed_write_leaves_only_a_message_that_names_no_job(service: JobService) -> None:
+def test_a_failed_write_stores_nothing_and_sends_nothing(service: JobService) -> None:
     class BrokenStore(InMemoryJobStore):
         def put_new(self, job: Job) -> None:
             raise ServiceUnavailable("DynamoDB is throttling")
@@ -124,8 +116,8 @@ def test_a_failed_write_leaves_only_a_message_that_names_no_job(service: JobServ
     with pytest.raises(ServiceUnavailable):
         service.create_job("alice", request())
 
-    [message] = service.queue.messages  # type: ignore[union-attr]
-    assert service.store.get("alice", message.job_id) is None
+    assert service.store.items == {}  # type: ignore[attr-defined]
+    assert service.queue.messages == []  # type: ignore[union-attr]
 
 
 def test_another_owners_job_is_not_found(service: JobService) -> None:
@@ -321,12 +313,11 @@ def test_a_non_retryable_failure_fails_at_once(service: JobService) -> None:
     assert done.status == JobStatus.FAILED
 
 
-def test_a_message_for_a_job_not_yet_written_comes_back(service: JobService, clock: Clock) -> None:
+def test_a_message_for_a_job_that_does_not_exist_is_acknowledged(service: JobService) -> None:
     message = JobMessage(owner_id="alice", job_id="01a226ee-fede-7c74-8f78-130f6101394b")
 
-    with pytest.raises(RetryLater):
-        service.run_job(message, Delivery(sent_at=clock() - timedelta(seconds=5)))
-    assert service.run_job(message, Delivery(sent_at=clock() - timedelta(seconds=61))) is None
+    assert service.run_job(message) is None
+    assert service.store.items == {}  # type: ignore[attr-defined]
 
 
 def test_a_dead_lettered_queued_job_fails(service: JobService) -> None:

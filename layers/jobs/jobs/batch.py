@@ -37,11 +37,10 @@ def batch_processor() -> BatchProcessor:
 
 
 def delivery_of(record: JobMessageRecord) -> Delivery:
-    """The delivery facts of a record: its receive count, the redrive limit, and when it was first sent."""
+    """The delivery facts of a record: its receive count and the redrive limit."""
     return Delivery(
         receive_count=int(record.attributes.ApproximateReceiveCount),
         max_receive_count=settings.consumer_settings().max_receive_count,
-        sent_at=record.attributes.SentTimestamp,
     )
 
 

@@ -19,11 +19,15 @@ from jobs.store import DynamoJobStore
 
 @cache
 def api_service() -> JobService:
-    """The API function's service: the DynamoDB store and the SQS queue named by its settings."""
+    """The API function's service: the DynamoDB store only (the table's stream enqueues new jobs)."""
+    return JobService(DynamoJobStore(settings.store_settings().table_name), registry=Registry.from_environment())
+
+
+@cache
+def outbox_service() -> JobService:
+    """The outbox function's service: the SQS jobs queue named by its settings."""
     return JobService(
-        DynamoJobStore(settings.store_settings().table_name),
-        SqsJobQueue(settings.queue_settings().queue_url),
-        Registry.from_environment(),
+        DynamoJobStore(settings.store_settings().table_name), SqsJobQueue(settings.queue_settings().queue_url)
     )
 
 
@@ -35,7 +39,6 @@ def consumer_service() -> JobService:
         DynamoJobStore(settings.store_settings().table_name),
         registry=Registry.from_environment(),
         lease_seconds=config.lease_seconds,
-        create_grace_seconds=config.create_grace_seconds,
         retry_base_seconds=config.retry_base_seconds,
     )
 
@@ -56,6 +59,7 @@ def reset() -> None:
     """Forget every cached setting, client and service (for tests)."""
     for cached in (
         api_service,
+        outbox_service,
         consumer_service,
         consumer_queue,
         authenticator,

@@ -81,11 +81,10 @@ class JobService:
 
     Args:
         store: where jobs live.
-        queue: where work goes (only ``create_job`` uses it; the consumer passes None).
+        queue: where work goes (only ``enqueue`` uses it: the outbox function's service).
         registry: the job types.
         clock: returns the current UTC time (tests pass a fixed one).
         lease_seconds: how long a RUNNING job belongs to the run that started it.
-        create_grace_seconds: how long a message may name a job that is not written yet.
         retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
     """
 
@@ -97,7 +96,6 @@ class JobService:
         clock: Callable[[], datetime] = utc_now,
         *,
         lease_seconds: int = 35,
-        create_grace_seconds: int = 60,
         retry_base_seconds: int = 5,
     ) -> None:
         self.store = store
@@ -105,11 +103,11 @@ class JobService:
         self.registry = registry or Registry()
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
-        self.create_grace = timedelta(seconds=create_grace_seconds)
         self.retry_base_seconds = retry_base_seconds
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
-        """Store a new QUEUED job and enqueue its reference.
+        """Store a new QUEUED job. One write: the table's stream is the outbox, and ``enqueue`` (the outbox
+        function) sends the job's message once the item exists.
 
         ``job_id`` is a UUIDv7, so the id order is the creation order. Its embedded time can run a few
         milliseconds ahead of ``created_at`` (the library keeps ids monotonic within a process by bumping the
@@ -118,8 +116,7 @@ class JobService:
         Raises:
             UnknownJobType: ``request.type`` is not registered.
             InvalidPayload: the payload does not fit the type.
-            ServiceUnavailable: SQS or DynamoDB failed; no job was stored (a message already sent names a job
-                that never appears, and the consumer discards it).
+            ServiceUnavailable: DynamoDB throttled or failed; no job was stored.
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
@@ -134,15 +131,20 @@ class JobService:
             created_at=created_at,
             updated_at=created_at,
         )
-        if self.queue is None:
-            raise RuntimeError("JobService.create_job needs a queue")
-        # Message first, item second: whichever call fails (or if the function dies between them), no job is
-        # ever left QUEUED with no message behind it. A message whose item never appears is discarded by the
-        # consumer once it is older than the create grace period (docs/decisions.md, "No orphans").
-        self.queue.send(JobMessage(owner_id=owner_id, job_id=job.job_id))
         self.store.put_new(job)
         logger.info("Job %s created", job.job_id, extra={"job_id": job.job_id, "job_type": job.type})
         return job
+
+    def enqueue(self, message: JobMessage) -> None:
+        """Send the message of a job the table's stream reports as created (the outbox's relay).
+
+        Raises:
+            ServiceUnavailable: SQS failed; the stream record is retried, so the job still gets its message.
+        """
+        if self.queue is None:
+            raise RuntimeError("JobService.enqueue needs a queue")
+        self.queue.send(message)
+        logger.info("Job %s enqueued", message.job_id, extra={"job_id": message.job_id})
 
     def get_job(self, owner_id: str, job_id: str) -> Job:
         """The owner's job. Raises ``JobNotFound`` when absent, malformed, or someone else's."""
@@ -182,7 +184,7 @@ class JobService:
 
         Raises:
             RetryLater: the message should come back after ``delay_seconds`` (the job is RUNNING under a live
-                lease, not written yet, or failed retryably).
+                lease, or failed retryably).
         """
         delivery = delivery or Delivery()
         owner_id, job_id = message.owner_id, message.job_id
@@ -192,7 +194,7 @@ class JobService:
                 owner_id, job_id, now_text=format_timestamp(now), stale_before_text=format_timestamp(now - self.lease)
             )
         except TransitionRejected as rejected:
-            return self._not_started(job_id, rejected.current, delivery, now)
+            return self._not_started(job_id, rejected.current, now)
         if job.attempts > delivery.receive_count:
             logger.warning("Job %s taken over from a run whose lease expired", job_id, extra={"attempts": job.attempts})
         try:
@@ -213,7 +215,7 @@ class JobService:
         or RUNNING under a live lease (then the message should come back when the lease ends).
 
         Raises:
-            RetryLater: the job's run may still be alive, or the job is not written yet.
+            RetryLater: the job's run may still be alive.
         """
         delivery = delivery or Delivery()
         now = self.clock()
@@ -231,18 +233,16 @@ class JobService:
                 error=error,
             )
         except TransitionRejected as rejected:
-            return self._not_started(message.job_id, rejected.current, delivery, now)
+            return self._not_started(message.job_id, rejected.current, now)
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
         logger.warning("Job %s FAILED: dead-lettered", message.job_id, extra={"job_id": message.job_id})
         return job
 
-    def _not_started(self, job_id: str, current: Job | None, delivery: Delivery, now: datetime) -> Job | None:
+    def _not_started(self, job_id: str, current: Job | None, now: datetime) -> Job | None:
         if current is None:
-            if delivery.sent_at is not None and now - delivery.sent_at < self.create_grace:
-                # The API sends the message before it writes the item: the item may be on its way.
-                raise RetryLater(f"job {job_id} is not written yet", delay_seconds=2)
-            logger.info("Job %s does not exist (deleted); its message is acknowledged", job_id)
+            # The outbox sends a message only once its item exists, so a missing item was deleted.
+            logger.info("Job %s no longer exists (deleted); its message is acknowledged", job_id)
             return None
         if current.status.is_terminal:
             logger.info("Job %s is already %s; duplicate message ignored", job_id, current.status)
@@ -311,9 +311,8 @@ class JobService:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What SQS says about one delivery of a message: ``receive_count`` (ApproximateReceiveCount),
-    ``max_receive_count`` (the redrive policy's), and ``sent_at`` (SentTimestamp; None when unknown)."""
+    """What SQS says about one delivery of a message: ``receive_count`` (ApproximateReceiveCount) and
+    ``max_receive_count`` (the redrive policy's)."""
 
     receive_count: int = 1
     max_receive_count: int = 3
-    sent_at: datetime | None = None

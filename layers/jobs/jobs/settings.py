@@ -41,9 +41,7 @@ class ConsumerSettings(BaseSettings):
     ``max_receive_count`` the jobs queue's redrive ``maxReceiveCount`` (a record whose
     ``ApproximateReceiveCount`` has reached it is on its last delivery); ``lease_seconds`` how long a RUNNING
     job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
-    which another delivery may take it over; ``create_grace_seconds`` how long a message may name a job that
-    is not written yet (the API sends the message before it writes the item; at least the API's Timeout);
-    ``retry_base_seconds`` the first retry's delay, doubled per attempt.
+    which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt.
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
@@ -51,7 +49,6 @@ class ConsumerSettings(BaseSettings):
     source_queue_url: str = Field(min_length=1)
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     lease_seconds: int = Field(default=35, ge=1, le=900)
-    create_grace_seconds: int = Field(default=60, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
 
 
