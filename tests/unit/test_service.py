@@ -116,7 +116,7 @@ def test_a_failed_write_stores_nothing_and_sends_nothing(service: JobService) ->
     with pytest.raises(ServiceUnavailable):
         service.create_job("alice", request())
 
-    assert service.store.items == {}  # type: ignore[attr-defined]
+    assert service.store.items == {}
     assert service.queue.messages == []  # type: ignore[union-attr]
 
 
