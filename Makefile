@@ -17,7 +17,7 @@ REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local
+.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,10 +59,13 @@ test: $(VENV)/.installed dynamodb-local ## Install what the tests need and run t
 test-unit: $(VENV)/.installed ## Run the unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+soak: $(VENV)/.installed ## Soak the local stack with faults: make soak CLIENTS=16 JOBS=2000 (prints counts)
+	$(PY) -m bench.soak --clients $(or $(CLIENTS),16) --jobs $(or $(JOBS),2000)
+
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/jobs/jobs local tests
+	$(VENV)/bin/mypy layers/jobs/jobs local tests bench
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 	$(VENV)/bin/mypy functions/dead_letters/app.py

@@ -1,0 +1,222 @@
+"""Soak test: N concurrent clients submit M jobs to the local stack while faults are injected, then the table
+and both queues are counted to check the promise: every accepted job is terminal or deleted, none is lost,
+duplicated or resurrected, no final status is written twice, and no dead-lettered message belongs to a job
+that is still QUEUED or RUNNING.
+
+Faults: processor errors (retryable and not), workers killed mid-job (``crash``, the process exits after the
+job is RUNNING), jobs that never stop crashing (the dead-letter path), and deletes while jobs run. The stack
+runs a copy of template.yaml with short timeouts (3 s consumer, 4 s lease, 6 s visibility timeout) so that
+leases and redeliveries play out in minutes.
+
+    make soak                       # N=16 clients, M=2000 jobs
+    .venv/bin/python -m bench.soak --clients 4 --jobs 200
+
+It prints figures and exits non-zero only when an invariant is broken (never on time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.e2e.support import running_stack, short_template
+from tests.helpers import sign
+
+SECRET = "soak-test-secret-that-is-long-enough-for-hs256-0123456"
+TERMINAL = {"SUCCEEDED", "FAILED"}
+
+#: The job mix: (weight, type, payload, delete while running).
+MIX: list[tuple[float, str, dict[str, Any], bool]] = [
+    (0.80, "noop", {}, False),
+    (0.06, "flaky", {"attempts": 1}, False),  # one retryable failure, then success
+    (0.03, "flaky", {"attempts": 0}, False),  # retryable failures until the last delivery: FAILED
+    (0.03, "fail", {}, False),  # a non-retryable failure: FAILED at once
+    (0.05, "sleep", {"seconds": 1.0}, True),  # deleted while it runs
+    (0.02, "crash", {"attempts": 1}, False),  # the worker dies mid-job once; the lease hands it over
+    (0.01, "crash", {"attempts": 0}, False),  # the worker always dies: the dead-letter handler fails the job
+]
+
+
+@dataclass
+class Ledger:
+    """What the clients saw: accepted job ids (201), deleted ones (204), and the HTTP statuses."""
+
+    accepted: dict[str, str] = field(default_factory=dict)  # job_id -> owner
+    deleted: set[str] = field(default_factory=set)
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def call(base: str, method: str, path: str, owner: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Authorization": f"Bearer {sign(owner, secret=SECRET)}", "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
+            raw, status = response.read(), response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read(), error.code
+    return status, json.loads(raw) if raw else None
+
+
+def client(base: str, owner: str, count: int, ledger: Ledger, rng: random.Random) -> None:
+    """One client: submits ``count`` jobs of the mix, deleting the marked ones while they run."""
+    weights = [weight for weight, *_ in MIX]
+    for _ in range(count):
+        _, job_type, payload, delete = rng.choices(MIX, weights=weights)[0]
+        status, job = call(
+            base, "POST", "/api/v1/jobs", owner, {"title": job_type, "type": job_type, "payload": payload}
+        )
+        with ledger.lock:
+            ledger.statuses[status] += 1
+            if status == 201:
+                ledger.accepted[job["job_id"]] = owner
+        if status == 201 and delete:
+            time.sleep(rng.uniform(0.2, 1.2))
+            gone, _ = call(base, "DELETE", f"/api/v1/jobs/{job['job_id']}", owner)
+            with ledger.lock:
+                ledger.statuses[gone] += 1
+                if gone == 204:
+                    ledger.deleted.add(job["job_id"])
+
+
+def scan(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    items: dict[str, dict[str, Any]] = {}
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**request)
+        for item in page["Items"]:
+            items[item["job_id"]["S"]] = {"status": item["status"]["S"], "owner": item["owner_id"]["S"]}
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message of a queue (received, left to become visible again)."""
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(200):
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            found[message["MessageId"]] = message
+    return list(found.values())
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def final_writes(log: Path) -> collections.Counter[str]:
+    """How many times each job's final status was logged as written (``Job <id> SUCCEEDED|FAILED...``)."""
+    writes: collections.Counter[str] = collections.Counter()
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        message = json.loads(line).get("message", "")
+        parts = message.split()
+        if len(parts) >= 3 and parts[0] == "Job" and parts[2].rstrip(":") in TERMINAL:
+            writes[parts[1]] += 1
+    return writes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--settle-timeout", type=float, default=600, help="seconds to wait for terminal statuses")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="soak-") as folder:
+        directory = Path(folder)
+        environment = {"Parameters": {"JOBS_FAULT_INJECTION": "1", "JOBS_RETRY_BASE_SECONDS": "1"}}
+        with running_stack(
+            directory, secret=SECRET, template=short_template(directory), function_environment=environment
+        ) as stack:
+            ledger = Ledger()
+            per_client = [args.jobs // args.clients + (i < args.jobs % args.clients) for i in range(args.clients)]
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=args.clients) as pool:
+                for i, count in enumerate(per_client):
+                    pool.submit(client, stack.base_url, f"soak-{i}", count, ledger, random.Random(args.seed + i))
+            submitted = time.monotonic() - started
+            print(f"submitted {len(ledger.accepted)} jobs in {submitted:.1f} s with {args.clients} clients")
+
+            session = boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+            )
+            dynamodb = session.client("dynamodb", endpoint_url=stack.aws_endpoint)
+            sqs = session.client("sqs", endpoint_url=stack.aws_endpoint)
+            table, queue, dlq = (stack.physical[k] for k in ("JobsTable", "JobsQueue", "JobsDeadLetterQueue"))
+            deadline = time.monotonic() + args.settle_timeout
+            while True:
+                items = scan(dynamodb, table)
+                open_jobs = [job_id for job_id, item in items.items() if item["status"] not in TERMINAL]
+                busy = queue_depth(sqs, queue) + queue_depth(sqs, dlq)
+                if (not open_jobs and busy == 0) or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            settled = time.monotonic() - started
+            time.sleep(1)
+            items = scan(dynamodb, table)
+            dead = drain(sqs, dlq)
+            writes = final_writes(stack.log)
+
+    accepted, deleted = set(ledger.accepted), ledger.deleted
+    present = set(items)
+    by_status = collections.Counter(item["status"] for item in items.values())
+    dead_open = [
+        m for m in dead if items.get(json.loads(m["Body"]).get("job_id", ""), {}).get("status") in ("QUEUED", "RUNNING")
+    ]
+    figures = {
+        "accepted (201)": len(accepted),
+        "deleted (204)": len(deleted),
+        "in the table": len(present),
+        **{f"  {status}": by_status.get(status, 0) for status in ("SUCCEEDED", "FAILED", "QUEUED", "RUNNING")},
+        "lost (accepted, not deleted, not in the table)": len(accepted - deleted - present),
+        "not terminal": by_status.get("QUEUED", 0) + by_status.get("RUNNING", 0),
+        "unknown jobs in the table (duplicated)": len(present - accepted),
+        "resurrected (deleted, back in the table)": len(deleted & present),
+        "final status written twice": sum(1 for count in writes.values() if count > 1),
+        "final statuses written": sum(writes.values()),
+        "DLQ messages left": len(dead),
+        "DLQ messages of QUEUED/RUNNING jobs": len(dead_open),
+        "HTTP statuses": dict(sorted(ledger.statuses.items())),
+        "seconds to submit": round(submitted, 1),
+        "seconds until settled": round(settled, 1),
+    }
+    width = max(len(name) for name in figures)
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value}")
+    broken = [
+        "lost (accepted, not deleted, not in the table)",
+        "not terminal",
+        "unknown jobs in the table (duplicated)",
+        "resurrected (deleted, back in the table)",
+        "final status written twice",
+        "DLQ messages of QUEUED/RUNNING jobs",
+    ]
+    violated = [name for name in broken if figures[name]]
+    print("invariants:", "OK" if not violated else f"VIOLATED: {violated}")
+    return 1 if violated else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
