@@ -12,6 +12,7 @@ Environment (all optional):
     JOBS_JWT_SECRET           the HS256 secret the local stack puts in SSM (a development default, with a warning)
     JOBS_LOCAL_CONCURRENCY    worker processes per function (2)
     JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides)
+    JOBS_ENABLE_TEST_TYPES    passed to the functions as is: true adds the test-only ``fail`` job type
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
 DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+#: Variables of the stack's own environment that reach every function; the template never sets them.
+PASSED_TO_FUNCTIONS = ("JOBS_ENABLE_TEST_TYPES",)
 
 
 def jwt_secret(environ: Mapping[str, str] = os.environ) -> str:
@@ -88,6 +91,7 @@ class Stack:
         concurrency: worker processes per function.
         parameter_overrides: template parameter values.
         secret: the HS256 secret to store in SSM.
+        function_environment: extra variables for every function (the template's own win over them).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class Stack:
         concurrency: int = 2,
         parameter_overrides: Mapping[str, str] | None = None,
         secret: str = DEVELOPMENT_SECRET,
+        function_environment: Mapping[str, str] | None = None,
     ) -> None:
         self.template_path = template_path
         self.port = port
@@ -106,6 +111,7 @@ class Stack:
         self.concurrency = concurrency
         self.parameter_overrides = dict(parameter_overrides or {})
         self.secret = secret
+        self.function_environment = dict(function_environment or {})
         self.endpoint = f"http://127.0.0.1:{self.aws_port}"
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
@@ -127,6 +133,7 @@ class Stack:
         self.physical = stack.create_all()
         specs = stack.functions()
         base_environment = {
+            **self.function_environment,
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": REGION,
@@ -216,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=max(1, args.concurrency),
         parameter_overrides=parse_overrides(args.parameter_overrides),
         secret=jwt_secret(),
+        function_environment={name: os.environ[name] for name in PASSED_TO_FUNCTIONS if name in os.environ},
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -11,9 +11,20 @@ from functools import cache
 
 from jobs import aws, settings
 from jobs.auth import Authenticator
+from jobs.processors import BUILT_IN_TYPES, TEST_TYPES, Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
+
+
+@cache
+def registry() -> Registry:
+    """The job types this process serves: ``BUILT_IN_TYPES``, plus ``TEST_TYPES`` when ``JOBS_ENABLE_TEST_TYPES``
+    is on (never in a deployed stack)."""
+    types = [*BUILT_IN_TYPES.values()]
+    if settings.job_type_settings().enable_test_types:
+        types.extend(TEST_TYPES.values())
+    return Registry(types)
 
 
 @cache
@@ -22,13 +33,14 @@ def api_service() -> JobService:
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
         SqsJobQueue(settings.queue_settings().queue_url),
+        registry(),
     )
 
 
 @cache
 def consumer_service() -> JobService:
     """The consumer's service: the DynamoDB store only."""
-    return JobService(DynamoJobStore(settings.store_settings().table_name))
+    return JobService(DynamoJobStore(settings.store_settings().table_name), registry=registry())
 
 
 @cache
@@ -43,10 +55,12 @@ def reset() -> None:
         api_service,
         consumer_service,
         authenticator,
+        registry,
         aws.client,
         settings.store_settings,
         settings.queue_settings,
         settings.consumer_settings,
         settings.auth_settings,
+        settings.job_type_settings,
     ):
         cached.cache_clear()

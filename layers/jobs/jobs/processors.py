@@ -5,7 +5,8 @@ the JSON object stored as the job's ``result``. Processors must be idempotent: S
 after a crash one may run again for the same job, while the final status is written once. A processor raises
 ``ProcessorError`` (or any exception) to fail the job, ``RetryableProcessorError`` to ask for another delivery.
 
-Built in: ``report`` (the default type) and ``noop``.
+Built in: ``report`` (the default type) and ``noop``. ``TEST_TYPES`` (``fail``) exist for end-to-end tests of the
+FAILED path and are registered only where ``JOBS_ENABLE_TEST_TYPES`` is on (the local stack, on request).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobs.models import InvalidPayload, Job, JobStatus, UnknownJobType, format_timestamp
+from jobs.models import InvalidPayload, Job, JobStatus, ProcessorError, UnknownJobType, format_timestamp
 from jobs.store import JobStore
 
 Processor = Callable[[Job, JobStore], dict[str, Any]]
@@ -168,9 +169,32 @@ def run_noop(job: Job, store: JobStore) -> dict[str, Any]:
     return {"noop": True}
 
 
+# --- fail (test only) ----------------------------------------------------------------------------------------
+
+
+class FailPayload(BaseModel):
+    """Payload of a ``fail`` job: the ``message`` its error will carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = "this job fails on purpose"
+
+
+def run_fail(job: Job, store: JobStore) -> dict[str, Any]:
+    """The ``fail`` processor: always raises a non-retryable ``ProcessorError``, so the job ends FAILED."""
+    raise ProcessorError(FailPayload.model_validate(job.payload).message)
+
+
 BUILT_IN_TYPES: dict[str, JobType] = {
     "report": JobType("report", run_report, ReportPayload),
     "noop": JobType("noop", run_noop),
+}
+
+
+#: Job types that exist only for tests: registered when ``JOBS_ENABLE_TEST_TYPES`` is on, which template.yaml never
+#: sets (see ``jobs.bootstrap.registry``).
+TEST_TYPES: dict[str, JobType] = {
+    "fail": JobType("fail", run_fail, FailPayload),
 }
 
 

@@ -1,8 +1,8 @@
 """Typed configuration read from the function's environment, validated once and cached.
 
 Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings`` and
-``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``. A missing or contradictory
-variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
+``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``; both ``JobTypeSettings``. A missing or
+contradictory variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
 """
 
 from __future__ import annotations
@@ -43,6 +43,18 @@ class ConsumerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
     max_receive_count: int = Field(default=3, ge=1, le=1000)
+
+
+class JobTypeSettings(BaseSettings):
+    """Which job types a function serves beyond the built-in ones.
+
+    ``JOBS_ENABLE_TEST_TYPES`` (false by default) adds ``jobs.processors.TEST_TYPES`` (the ``fail`` type) for
+    end-to-end tests of the FAILED path. template.yaml never sets it; the local stack sets it on request.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    enable_test_types: bool = False
 
 
 class AuthSettings(BaseSettings):
@@ -114,6 +126,12 @@ def queue_settings() -> QueueSettings:
 def consumer_settings() -> ConsumerSettings:
     """The cached ``ConsumerSettings`` of this process."""
     return ConsumerSettings()
+
+
+@cache
+def job_type_settings() -> JobTypeSettings:
+    """The cached ``JobTypeSettings`` of this process."""
+    return JobTypeSettings()
 
 
 @cache
