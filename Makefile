@@ -24,7 +24,7 @@ help: ## List the targets
 check-python:
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or pass PYTHON313=/path/to/python3.13" >&2; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt | check-python
+$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt pyproject.toml | check-python
 	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -50,7 +50,7 @@ test-unit: $(VENV)/.installed ## Run the unit tests only
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/jobs/jobs local tests
+	$(VENV)/bin/mypy layers/jobs/jobs client/jobs_client local tests
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 
