@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from jobs.models import Job, JobStatus
 from jobs_client import render
@@ -33,13 +34,14 @@ from jobs_client.errors import JobsApiError, JobsClientError, Unauthorized, Wait
 
 
 class ExitCode(IntEnum):
-    """The ``jobs`` command's exit statuses."""
+    """The command's exit statuses (130 on Ctrl-C, as shells report SIGINT)."""
 
     OK = 0
     JOB_FAILED = 1
     USAGE = 2
     API_ERROR = 3
     TIMED_OUT = 4
+    INTERRUPTED = 130
 
 
 #: The name of the command for hints when it is not known (the shells' ``jobs`` builtin hides the other one).
@@ -104,7 +106,7 @@ def _default_client(api_url: str, token: str | None) -> JobsClient:
 
 
 def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
-    """The ``jobs`` command line. ``make_client`` builds each command's ``JobsClient``."""
+    """The command line (``jobsctl``). ``make_client`` builds each command's ``JobsClient``."""
     app = typer.Typer(
         name=PROG,
         help="Submit, follow and manage jobs of the Chuck Norris job API.",
@@ -116,25 +118,26 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
 
     @contextmanager
     def session(api_url: str, token: str | None) -> Iterator[JobsClient]:
-        """A client for one command; API and connection errors become a message on stderr and exit 3."""
+        """A client for one command. API and connection errors become a message on stderr and exit 3; a job id
+        or URL the client refuses, exit 2; Ctrl-C, exit 130 (not click's 1, which means a FAILED job here)."""
         err = _stderr()
         if not token:
             err.print(f"[red]No token.[/] Set JOBS_TOKEN or pass --token (locally: {_prog()} token --sub alice).")
             raise typer.Exit(ExitCode.USAGE)
         try:
-            client = make_client(api_url, token)
-        except ValueError as error:
-            err.print(f"[red]{error}[/]")
-            raise typer.Exit(ExitCode.USAGE) from None
-        try:
-            with client:
+            with make_client(api_url, token) as client:
                 yield client
         except JobsApiError as error:
             _show_api_error(err, error)
             raise typer.Exit(ExitCode.API_ERROR) from None
         except JobsClientError as error:
-            err.print(f"[red]Error:[/] {error}", highlight=False)
+            err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(ExitCode.API_ERROR) from None
+        except ValueError as error:
+            err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(ExitCode.USAGE) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     @app.command()
     def submit(
@@ -226,7 +229,7 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         if as_json:
             typer.echo(render.dumps({"job_id": job_id, "deleted": True}))
         else:
-            Console().print(f"Deleted job {job_id}.", highlight=False)
+            Console().print(f"Deleted job {job_id}.", markup=False, highlight=False)
 
     @app.command()
     def token(
@@ -239,7 +242,7 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--sub") from None
         except LocalStackUnavailable as error:
-            _stderr().print(f"[red]Error:[/] {error}", highlight=False)
+            _stderr().print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(ExitCode.USAGE) from None
 
     return app
@@ -256,7 +259,7 @@ def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None
         if live is not None:
             live.update(f"Job {current.job_id} is [bold]{current.status.value}[/]")
         elif current.status != last[0] and not current.status.is_terminal and not as_json:
-            err.print(f"Job {current.job_id} is {current.status.value}", highlight=False)
+            err.print(f"Job {current.job_id} is {current.status.value}", markup=False, highlight=False)
         last[0] = current.status
 
     try:
@@ -273,7 +276,7 @@ def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None
     _show(done, as_json)
     if done.status == JobStatus.FAILED:
         failure = f"{done.error.type}: {done.error.message}" if done.error else "no error recorded"
-        err.print(f"[bold red]Job {done.job_id} FAILED[/] {failure}", highlight=False)
+        err.print(f"[bold red]Job {done.job_id} FAILED[/] {escape(failure)}", highlight=False)
         raise typer.Exit(ExitCode.JOB_FAILED)
 
 
@@ -284,18 +287,18 @@ def _show(job: Job, as_json: bool, note: str | None = None) -> None:
     console = Console()
     console.print(render.job_detail(job))
     if note:
-        console.print(note, style="dim", highlight=False)
+        console.print(note, style="dim", markup=False, highlight=False)
 
 
 def _show_api_error(err: Console, error: JobsApiError) -> None:
-    err.print(f"[red]Error {error.status} {error.title}:[/] {error.detail}", highlight=False)
+    err.print(f"[red]Error {error.status} {escape(error.title)}:[/] {escape(error.detail)}", highlight=False)
     for item in error.errors:
         location = ".".join(str(part) for part in item.get("loc", []))
-        err.print(f"  {location}: {item.get('msg', '')}", highlight=False)
+        err.print(f"  {location}: {item.get('msg', '')}", markup=False, highlight=False)
     if isinstance(error, Unauthorized):
         err.print("Check JOBS_TOKEN (or --token) and that it was signed for this API.", highlight=False)
 
 
 def main() -> None:
-    """Entry point of the ``jobs`` console script."""
+    """Entry point of the ``jobsctl`` and ``jobs`` console scripts."""
     build_app()()

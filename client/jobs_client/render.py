@@ -54,18 +54,21 @@ def jobs_table(jobs: Iterable[Job]) -> Table:
     table.add_column("TITLE", overflow="fold", min_width=8)
     for job in jobs:
         created = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        table.add_row(job.job_id, status_text(job.status), job.type, created, job.title)
+        table.add_row(job.job_id, status_text(job.status), Text(job.type), created, Text(job.title))
     return table
 
 
 def job_detail(job: Job) -> RenderableType:
-    """The job's fields as a two-column grid, then its error (FAILED) or its result (SUCCEEDED) as JSON."""
+    """The job's fields as a two-column grid, then its error (FAILED) or its result (SUCCEEDED) as JSON.
+
+    Text from the job (title, type, error) is never read as rich markup.
+    """
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     grid.add_row("job_id", job.job_id)
-    grid.add_row("title", job.title)
-    grid.add_row("type", job.type)
+    grid.add_row("title", Text(job.title))
+    grid.add_row("type", Text(job.type))
     grid.add_row("status", status_text(job.status))
     grid.add_row("attempts", str(job.attempts))
     grid.add_row("created", when(job.created_at))

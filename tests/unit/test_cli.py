@@ -229,3 +229,31 @@ def test_token_uses_jobs_jwt_secret_when_set() -> None:
 
 def test_token_finds_the_checkout_it_was_installed_from() -> None:
     assert repository_root() == ROOT
+
+
+def test_text_from_the_job_is_shown_as_is_never_as_markup() -> None:
+    failed = job_body("FAILED", title="[/] [bold]x", error={"type": "ProcessorError", "message": "[red]boom[/]"})
+
+    result, _ = run("get", JOB_ID, "--wait", answers=[ok(failed)])
+
+    assert result.exit_code == ExitCode.JOB_FAILED
+    assert "[/] [bold]x" in result.stdout
+    assert "ProcessorError: [red]boom[/]" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "env"), [(("get", ""), {}), (("list",), {"JOBS_API_URL": "127.0.0.1:3000"})])
+def test_a_job_id_or_url_the_client_refuses_is_a_usage_error(args: tuple[str, ...], env: dict[str, str]) -> None:
+    result, api = run(*args, env=env)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "Error:" in result.stderr
+    assert api.requests == []
+
+
+def test_ctrl_c_while_waiting_exits_130_not_1() -> None:
+    def interrupt(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    result, _ = run("get", JOB_ID, "--wait", answers=[ok(job_body("RUNNING")), interrupt])
+
+    assert result.exit_code == ExitCode.INTERRUPTED
