@@ -25,7 +25,7 @@ help: ## List the targets
 check-python:
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or pass PYTHON313=/path/to/python3.13" >&2; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt | check-python
+$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt pyproject.toml | check-python
 	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

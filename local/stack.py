@@ -73,6 +73,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def cli_usage(port: int) -> list[str]:
+    """The banner's lines on using the command line (``jobsctl``, from ``pip install -e .``) against this stack."""
+    url = "" if port == 3000 else f" JOBS_API_URL=http://127.0.0.1:{port}"
+    return [
+        f"Command line  export JOBS_TOKEN=$(make -s token SUB=alice){url}",
+        "              .venv/bin/jobsctl submit --title Audit --payload @events/seed-report-payload.json --wait",
+        "              (and list, get, delete, token; pip install -e . puts it on PATH; README: Command line)",
+    ]
+
+
 def _emit(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -265,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                     "Resources     "
                     + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),
                     "Get a token   make token SUB=alice",
+                    *cli_usage(stack.port),
+                    *(
+                        ["Fault types   on: the functions also serve flaky, fail, sleep and crash"]
+                        if stack.function_environment.get("Parameters", {}).get("JOBS_FAULT_INJECTION")
+                        else []
+                    ),
                     "Ready. Ctrl-C stops the stack.",
                 ]
             )

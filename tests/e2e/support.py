@@ -1,4 +1,5 @@
-"""Starting the local stack as a user does (``python -m local.stack``), for end-to-end tests and benchmarks."""
+"""What the end-to-end tests (and the soak benchmark) share: starting the local stack as a user does
+(``python -m local.stack``), the session stack's handle and secret, and tokens signed with it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from local.stack import free_port
-from tests.helpers import ROOT
+from tests.helpers import ROOT, sign
 
 
 def short_template(directory: Path, *, consumer_timeout: int = 3, lease: int = 4, visibility: int = 6) -> Path:
@@ -43,6 +46,7 @@ class StackProcess:
     aws_endpoint: str
     log: Path
     physical: dict[str, str]
+    banner: str
 
 
 @contextmanager
@@ -81,7 +85,47 @@ def running_stack(
             assert endpoint is not None
             assert resources is not None
             physical: dict[str, Any] = json.loads(resources.group(1))
-            yield StackProcess(f"http://127.0.0.1:{port}", endpoint.group(1), log, physical)
+            yield StackProcess(f"http://127.0.0.1:{port}", endpoint.group(1), log, physical, text)
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+#: The HS256 secret the session's stack is started with (its JOBS_JWT_SECRET).
+SECRET = "e2e-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class RunningStack:
+    """The local stack of the test session: its gateway's base URL and the file its stdout goes to."""
+
+    base: str
+    log: Path
+
+    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - loopback only
+                raw, status, found = response.read(), response.status, response.headers
+        except urllib.error.HTTPError as error:
+            raw, status, found = error.read(), error.code, error.headers
+        return Reply(status, {k.lower(): v for k, v in found.items()}, json.loads(raw) if raw else None)
+
+    def logs(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def token(sub: str) -> str:
+    """A token the session's stack accepts for ``sub``."""
+    return sign(sub, secret=SECRET)

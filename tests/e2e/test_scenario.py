@@ -1,91 +1,18 @@
-"""The README's scenario over HTTP against the local stack (moto server, gateway, worker processes, poller)."""
+"""The README's curl scenario over HTTP against the local stack (moto server, gateway, worker processes, poller)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from local.stack import free_port
-from tests.helpers import ROOT, load_event, sign
+from tests.e2e.support import SECRET, RunningStack, token
+from tests.helpers import load_event, sign
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "e2e-secret-that-is-long-enough-for-hs256-0123456789"
 SEED = load_event("seed-payload.json")
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class RunningStack:
-    base: str
-    log: Path
-
-    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - loopback only
-                raw, status, found = response.read(), response.status, response.headers
-        except urllib.error.HTTPError as error:
-            raw, status, found = error.read(), error.code, error.headers
-        return Reply(status, {k.lower(): v for k, v in found.items()}, json.loads(raw) if raw else None)
-
-    def logs(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("stack") / "stdout.jsonl"
-    environment = {**os.environ, "JOBS_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert process.stderr is not None
-            banner = []
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                line = process.stderr.readline().decode()
-                banner.append(line)
-                if "Ready." in line or not line:
-                    break
-            assert any("Ready." in line for line in banner), "".join(banner)
-            assert any(f"http://127.0.0.1:{port}/api/v1/jobs" in line for line in banner)
-            yield RunningStack(f"http://127.0.0.1:{port}", log)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def token(sub: str) -> str:
-    return sign(sub, secret=SECRET)
 
 
 def test_the_seed_job_runs_to_succeeded_within_five_seconds(stack: RunningStack) -> None:

@@ -52,7 +52,7 @@ class Jobs(JobService):
 
 @pytest.fixture
 def service(aws: Aws) -> JobService:
-    return Jobs(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), Registry.from_environment())
+    return Jobs(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
 
 
 def receive(aws: Aws, queue_url: str | None = None, count: int = 10) -> dict[str, Any]:
@@ -339,4 +339,6 @@ def test_a_dead_lettered_poison_message_is_logged_and_acknowledged(
 def test_only_the_built_in_types_exist_without_fault_injection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JOBS_FAULT_INJECTION")
 
-    assert Registry.from_environment().names() == sorted(BUILT_IN_TYPES)
+    bootstrap.reset()
+
+    assert bootstrap.registry().names() == sorted(BUILT_IN_TYPES)

@@ -11,23 +11,35 @@ from functools import cache
 
 from jobs import aws, settings
 from jobs.auth import Authenticator
-from jobs.processors import Registry
+from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 
 
 @cache
+def registry() -> Registry:
+    """The job types this process serves: ``BUILT_IN_TYPES``, plus ``FAULT_TYPES`` when ``JOBS_FAULT_INJECTION``
+    is on (never in a deployed stack)."""
+    types = [*BUILT_IN_TYPES.values()]
+    if settings.job_type_settings().fault_injection:
+        types.extend(FAULT_TYPES.values())
+    return Registry(types)
+
+
+@cache
 def api_service() -> JobService:
     """The API function's service: the DynamoDB store only (the table's stream enqueues new jobs)."""
-    return JobService(DynamoJobStore(settings.store_settings().table_name), registry=Registry.from_environment())
+    return JobService(DynamoJobStore(settings.store_settings().table_name), registry=registry())
 
 
 @cache
 def outbox_service() -> JobService:
     """The outbox function's service: the SQS jobs queue named by its settings."""
     return JobService(
-        DynamoJobStore(settings.store_settings().table_name), SqsJobQueue(settings.queue_settings().queue_url)
+        DynamoJobStore(settings.store_settings().table_name),
+        SqsJobQueue(settings.queue_settings().queue_url),
+        registry(),
     )
 
 
@@ -37,7 +49,7 @@ def consumer_service() -> JobService:
     config = settings.consumer_settings()
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
-        registry=Registry.from_environment(),
+        registry=registry(),
         lease_seconds=config.lease_seconds,
         retry_base_seconds=config.retry_base_seconds,
     )
@@ -63,10 +75,12 @@ def reset() -> None:
         consumer_service,
         consumer_queue,
         authenticator,
+        registry,
         aws.client,
         settings.store_settings,
         settings.queue_settings,
         settings.consumer_settings,
         settings.auth_settings,
+        settings.job_type_settings,
     ):
         cached.cache_clear()

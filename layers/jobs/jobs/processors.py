@@ -5,7 +5,9 @@ the JSON object stored as the job's ``result``. Processors must be idempotent: S
 after a crash one may run again for the same job, while the final status is written once. A processor raises
 ``ProcessorError`` (or any exception) to fail the job, ``RetryableProcessorError`` to ask for another delivery.
 
-Built in: ``report`` (the default type) and ``noop``.
+Built in: ``report`` (the default type) and ``noop``. ``FAULT_TYPES`` (``flaky``, ``fail``, ``sleep``, ``crash``)
+exist for fault tests and are registered only where ``JOBS_FAULT_INJECTION`` is on (tests, the local stack on
+request; ``jobs.bootstrap.registry``).
 """
 
 from __future__ import annotations
@@ -186,9 +188,6 @@ BUILT_IN_TYPES: dict[str, JobType] = {
 
 # --- fault injection (tests and the local stack only) --------------------------------------------------------
 
-#: The environment variable that adds ``FAULT_TYPES`` to the registry. The template never sets it.
-FAULT_INJECTION_VARIABLE = "JOBS_FAULT_INJECTION"
-
 
 class FaultPayload(BaseModel):
     """Payload of the fault-injection types: ``attempts`` (how many first attempts misbehave; 0 means all),
@@ -242,18 +241,10 @@ FAULT_TYPES: dict[str, JobType] = {
 
 
 class Registry:
-    """Job types by name. The deployed registry holds ``BUILT_IN_TYPES`` only; ``from_environment`` adds
-    ``FAULT_TYPES`` where ``JOBS_FAULT_INJECTION`` is ``1`` or ``true`` (tests and the local stack)."""
+    """Job types by name. The deployed registry holds ``BUILT_IN_TYPES`` only (``jobs.bootstrap.registry``)."""
 
     def __init__(self, types: Iterable[JobType] = BUILT_IN_TYPES.values()) -> None:
         self._types = {job_type.name: job_type for job_type in types}
-
-    @classmethod
-    def from_environment(cls) -> Registry:
-        """The built-in types, plus the fault-injection types when the environment switches them on."""
-        if os.environ.get(FAULT_INJECTION_VARIABLE, "").strip().lower() in ("1", "true"):
-            return cls([*BUILT_IN_TYPES.values(), *FAULT_TYPES.values()])
-        return cls()
 
     def __getitem__(self, name: str) -> JobType:
         """The job type called ``name``. Raises ``UnknownJobType``."""

@@ -1,8 +1,8 @@
 """Typed configuration read from the function's environment, validated once and cached.
 
 Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings`` and
-``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``. A missing or contradictory
-variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
+``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``; both ``JobTypeSettings``. A missing or
+contradictory variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
 """
 
 from __future__ import annotations
@@ -50,6 +50,19 @@ class ConsumerSettings(BaseSettings):
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     lease_seconds: int = Field(default=35, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
+
+
+class JobTypeSettings(BaseSettings):
+    """Which job types a function serves beyond the built-in ones.
+
+    ``JOBS_FAULT_INJECTION`` (false by default) adds ``jobs.processors.FAULT_TYPES`` (``flaky``, ``fail``,
+    ``sleep``, ``crash``) for the fault tests and the soak. template.yaml never sets it; the local stack sets it
+    on request.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    fault_injection: bool = False
 
 
 class AuthSettings(BaseSettings):
@@ -121,6 +134,12 @@ def queue_settings() -> QueueSettings:
 def consumer_settings() -> ConsumerSettings:
     """The cached ``ConsumerSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return ConsumerSettings()
+
+
+@cache
+def job_type_settings() -> JobTypeSettings:
+    """The cached ``JobTypeSettings`` of this process."""
+    return JobTypeSettings()
 
 
 @cache

@@ -1,0 +1,54 @@
+"""A Python client and the ``jobs`` command line for the jobs API.
+
+``JobsClient`` speaks to the API over HTTP and returns the API's own models (``jobs.models``, shipped with this
+distribution), so the client and the API share one definition of a job::
+
+    with JobsClient("http://127.0.0.1:3000", token) as client:
+        job = client.submit("Audit", {"report_type": "quarterly_audit"})
+        done = client.wait(job.job_id, timeout=60)
+"""
+
+from __future__ import annotations
+
+from jobs.models import Job, JobCreate, JobError, JobPage, JobStatus
+from jobs_client._version import __version__
+from jobs_client.client import DEFAULT_API_URL, JobsClient, PollPolicy, RetryPolicy
+from jobs_client.errors import (
+    BadRequest,
+    ConnectionFailed,
+    JobsApiError,
+    JobsClientError,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnexpectedResponse,
+    ValidationFailed,
+    WaitTimedOut,
+)
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "BadRequest",
+    "ConnectionFailed",
+    "Job",
+    "JobCreate",
+    "JobError",
+    "JobPage",
+    "JobStatus",
+    "JobsApiError",
+    "JobsClient",
+    "JobsClientError",
+    "NotFound",
+    "PollPolicy",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "ValidationFailed",
+    "WaitTimedOut",
+    "__version__",
+]

@@ -1,0 +1,304 @@
+"""The ``jobsctl`` command (also installed as ``jobs``): submit, list, get, wait for and delete jobs of the API.
+
+``jobs`` is the name the issue gave it, but ``jobs`` is a builtin of bash, zsh, dash and fish, which run their
+builtin rather than a command of that name found on ``PATH``; ``jobsctl`` is the name a shell user can type.
+
+Configuration: ``JOBS_API_URL`` (default the local stack, ``http://127.0.0.1:3000``) and ``JOBS_TOKEN``, or the
+``--api-url`` and ``--token`` flags. Tables for people by default; ``--json`` prints the API's JSON for scripts.
+
+Exit status: 0 done; 1 a waited job FAILED (its error is shown); 2 a usage error; 3 the API refused the request
+or could not be reached; 4 ``--wait`` timed out with the job still QUEUED or RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from enum import IntEnum
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from jobs.models import Job, JobStatus
+from jobs_client import render
+from jobs_client.client import DEFAULT_API_URL, JobsClient
+from jobs_client.dev_token import LocalStackUnavailable, issue_local_token
+from jobs_client.errors import JobsApiError, JobsClientError, Unauthorized, WaitTimedOut
+
+
+class ExitCode(IntEnum):
+    """The command's exit statuses (130 on Ctrl-C, as shells report SIGINT)."""
+
+    OK = 0
+    JOB_FAILED = 1
+    USAGE = 2
+    API_ERROR = 3
+    TIMED_OUT = 4
+    INTERRUPTED = 130
+
+
+#: The name of the command for hints when it is not known (the shells' ``jobs`` builtin hides the other one).
+PROG = "jobsctl"
+
+#: Builds the client of one command from ``(api_url, token)``; tests pass one with a mock transport.
+ClientFactory = Callable[[str, str | None], JobsClient]
+
+ApiUrl = Annotated[
+    str,
+    typer.Option("--api-url", envvar="JOBS_API_URL", help="The API's base URL (a stack's ApiUrl output)."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="JOBS_TOKEN", show_default=False, help="Bearer token (locally: jobsctl token --sub alice)."
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables (for scripts).")]
+Wait = Annotated[bool, typer.Option("--wait", help="Wait until the job is SUCCEEDED or FAILED; exit 1 if it FAILED.")]
+Timeout = Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits before giving up (exit 4).")]
+JobId = Annotated[str, typer.Argument(help="The job's id (a UUID).", show_default=False)]
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """A ``--payload`` value as a JSON object: inline JSON (``'{...}'``), ``@file.json``, or ``@-`` for stdin.
+
+    Raises:
+        typer.BadParameter: the file cannot be read, or the text is not a JSON object.
+    """
+    source = "--payload"
+    if text.startswith("@"):
+        name = text[1:]
+        source = "standard input" if name == "-" else name
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except OSError as error:
+            raise typer.BadParameter(f"cannot read {name}: {error.strerror or error}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{source} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{source} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _prog() -> str:
+    """The name this command was run as (``jobsctl``, ``jobs``, ``python -m jobs_client``), for hints."""
+    context = click.get_current_context(silent=True)
+    name = context.find_root().info_name if context is not None else None
+    return name if name in ("jobs", "jobsctl", "python -m jobs_client") else PROG
+
+
+def _stderr() -> Console:
+    # Messages are lines, never wrapped at 80 columns: they end up in logs and get grepped.
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _default_client(api_url: str, token: str | None) -> JobsClient:
+    return JobsClient(api_url, token)
+
+
+def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
+    """The command line (``jobsctl``). ``make_client`` builds each command's ``JobsClient``."""
+    app = typer.Typer(
+        name=PROG,
+        help="Submit, follow and manage jobs of the Chuck Norris job API.",
+        no_args_is_help=True,
+        add_completion=False,
+        # A traceback must never print its locals: they hold the bearer token.
+        pretty_exceptions_show_locals=False,
+    )
+
+    @contextmanager
+    def session(api_url: str, token: str | None) -> Iterator[JobsClient]:
+        """A client for one command. API and connection errors become a message on stderr and exit 3; a job id
+        or URL the client refuses, exit 2; Ctrl-C, exit 130 (not click's 1, which means a FAILED job here)."""
+        err = _stderr()
+        if not token:
+            err.print(f"[red]No token.[/] Set JOBS_TOKEN or pass --token (locally: {_prog()} token --sub alice).")
+            raise typer.Exit(ExitCode.USAGE)
+        try:
+            with make_client(api_url, token) as client:
+                yield client
+        except JobsApiError as error:
+            _show_api_error(err, error)
+            raise typer.Exit(ExitCode.API_ERROR) from None
+        except JobsClientError as error:
+            err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(ExitCode.API_ERROR) from None
+        except ValueError as error:
+            err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(ExitCode.USAGE) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+    @app.command()
+    def submit(
+        title: Annotated[str, typer.Option("--title", help="The job's title (1 to 200 characters).")],
+        payload: Annotated[
+            str, typer.Option("--payload", help="The job's input: '{...}', @file.json, or @- for stdin.")
+        ] = "{}",
+        job_type: Annotated[
+            str | None, typer.Option("--type", help="report (the API's default), noop, ...", show_default=False)
+        ] = None,
+        wait: Wait = False,
+        timeout: Timeout = 120.0,
+        api_url: ApiUrl = DEFAULT_API_URL,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Submit a job; with --wait, follow it to SUCCEEDED or FAILED and print its result."""
+        body = parse_payload(payload)
+        with session(api_url, token) as client:
+            job = client.submit(title, body, job_type=job_type)
+            if not wait:
+                _show(job, as_json, note=f"Submitted. Follow it with: {_prog()} get {job.job_id} --wait")
+                return
+            _finish(client, job, timeout, as_json)
+
+    @app.command("list")
+    def list_jobs(
+        status: Annotated[
+            JobStatus | None,
+            typer.Option(
+                "--status",
+                case_sensitive=False,
+                show_default=False,
+                help="Only jobs in this status (sent to the API as ?status= and also checked here, so it works "
+                "whether or not the API filters).",
+            ),
+        ] = None,
+        every: Annotated[
+            bool, typer.Option("--all", help="Every job, all pages (default: the newest --limit).")
+        ] = False,
+        limit: Annotated[int, typer.Option("--limit", min=1, help="How many jobs without --all.")] = 20,
+        api_url: ApiUrl = DEFAULT_API_URL,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """List your jobs, newest first."""
+        with session(api_url, token) as client:
+            # A filter may skip most of a page, so filtered and --all listings fetch full pages.
+            found = client.list(status=status, page_size=100 if every or status else min(limit, 100))
+            jobs = list(found if every else islice(found, limit))
+        if as_json:
+            typer.echo(render.dumps([render.job_json(job) for job in jobs]))
+            return
+        console = Console()
+        if not jobs:
+            console.print("No jobs" + (f" with status {status.value}." if status else "."))
+            return
+        render.print_wide(console, render.jobs_table(jobs))
+        if not every and len(jobs) == limit:
+            console.print(f"The newest {limit}; --all lists every job.", style="dim")
+
+    @app.command()
+    def get(
+        job_id: JobId,
+        wait: Wait = False,
+        timeout: Timeout = 120.0,
+        api_url: ApiUrl = DEFAULT_API_URL,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Show one job; with --wait, follow it to SUCCEEDED or FAILED first."""
+        with session(api_url, token) as client:
+            job = client.get(job_id)
+            if wait:
+                _finish(client, job, timeout, as_json)
+                return
+        _show(job, as_json)
+
+    @app.command()
+    def delete(
+        job_id: JobId,
+        api_url: ApiUrl = DEFAULT_API_URL,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Delete one of your jobs, whatever its status."""
+        with session(api_url, token) as client:
+            client.delete(job_id)
+        if as_json:
+            typer.echo(render.dumps({"job_id": job_id, "deleted": True}))
+        else:
+            Console().print(f"Deleted job {job_id}.", markup=False, highlight=False)
+
+    @app.command()
+    def token(
+        sub: Annotated[str, typer.Option("--sub", help="The subject: the user whose jobs the token touches.")],
+        lifetime: Annotated[int, typer.Option("--lifetime", min=1, help="Seconds until the token expires.")] = 3600,
+    ) -> None:
+        """Print a token for the local stack (make run), signed with JOBS_JWT_SECRET or its development default."""
+        try:
+            typer.echo(issue_local_token(sub, lifetime))
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--sub") from None
+        except LocalStackUnavailable as error:
+            _stderr().print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(ExitCode.USAGE) from None
+
+    return app
+
+
+def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None:
+    """Wait for ``job`` with a live status on stderr, show it; exit 1 when it FAILED, 4 when time ran out."""
+    err = _stderr()
+    # On a terminal, a spinner that names the status; elsewhere (logs, CI), one line per change of status.
+    live = err.status(f"Job {job.job_id} is [bold]{job.status.value}[/]") if err.is_terminal else None
+    last = [job.status]
+
+    def progress(current: Job) -> None:
+        if live is not None:
+            live.update(f"Job {current.job_id} is [bold]{current.status.value}[/]")
+        elif current.status != last[0] and not current.status.is_terminal and not as_json:
+            err.print(f"Job {current.job_id} is {current.status.value}", markup=False, highlight=False)
+        last[0] = current.status
+
+    try:
+        with live if live is not None else nullcontext():
+            done = job if job.status.is_terminal else client.wait(job.job_id, timeout, on_poll=progress)
+    except WaitTimedOut as timed_out:
+        _show(timed_out.job, as_json)
+        err.print(
+            f"[yellow]Still {timed_out.job.status.value} after {timeout:g} s.[/] "
+            f"Keep waiting with: {_prog()} get {timed_out.job.job_id} --wait",
+            highlight=False,
+        )
+        raise typer.Exit(ExitCode.TIMED_OUT) from None
+    _show(done, as_json)
+    if done.status == JobStatus.FAILED:
+        failure = f"{done.error.type}: {done.error.message}" if done.error else "no error recorded"
+        err.print(f"[bold red]Job {done.job_id} FAILED[/] {escape(failure)}", highlight=False)
+        raise typer.Exit(ExitCode.JOB_FAILED)
+
+
+def _show(job: Job, as_json: bool, note: str | None = None) -> None:
+    if as_json:
+        typer.echo(render.dumps(render.job_json(job)))
+        return
+    console = Console()
+    console.print(render.job_detail(job))
+    if note:
+        console.print(note, style="dim", markup=False, highlight=False)
+
+
+def _show_api_error(err: Console, error: JobsApiError) -> None:
+    err.print(f"[red]Error {error.status} {escape(error.title)}:[/] {escape(error.detail)}", highlight=False)
+    for item in error.errors:
+        location = ".".join(str(part) for part in item.get("loc", []))
+        err.print(f"  {location}: {item.get('msg', '')}", markup=False, highlight=False)
+    if isinstance(error, Unauthorized):
+        err.print("Check JOBS_TOKEN (or --token) and that it was signed for this API.", highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``jobsctl`` and ``jobs`` console scripts."""
+    build_app()()

@@ -1,0 +1,380 @@
+"""``JobsClient``: the jobs API over HTTP (httpx), returning the API's own pydantic models.
+
+Transient failures are retried: 503 and 429 answers, and connection errors, with capped exponential backoff that
+waits at least as long as the answer's ``Retry-After``. A request that may have reached the API is retried only
+when repeating it is harmless (GET); POST and DELETE are retried after a connection error only when nothing was
+sent. ``sleep`` and ``clock`` are injectable, so tests never wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+from pydantic import ValidationError
+
+from jobs.models import Job, JobCreate, JobPage, JobStatus
+from jobs_client._version import __version__
+from jobs_client.errors import (
+    ConnectionFailed,
+    JobsApiError,
+    UnexpectedResponse,
+    ValidationFailed,
+    WaitTimedOut,
+    api_error,
+)
+
+#: The local stack's gateway (``make run``); a deployed stack's is its ``ApiUrl`` output.
+DEFAULT_API_URL = "http://127.0.0.1:3000"
+JOBS_PATH = "/api/v1/jobs"
+#: Answers worth another try: API Gateway's throttling (429) and the API's "busy, retry later" (503).
+RETRYABLE_STATUSES = frozenset({429, 503})
+#: Errors raised before any byte of the request left: safe to retry for every method.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Errors after the request may have arrived: retried only for methods that are safe to repeat.
+_MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Attributes:
+        attempts: tries in all, the first included (1 disables retries).
+        initial_delay: seconds before the first retry; multiplied by ``multiplier`` for each later one.
+        max_delay: the backoff's cap, seconds.
+        max_retry_after: the longest ``Retry-After`` honoured, seconds (a longer one is cut to this).
+    """
+
+    attempts: int = 5
+    initial_delay: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0 for the first): the capped backoff, or the
+        server's ``Retry-After`` when that is longer."""
+        backoff = min(self.max_delay, self.initial_delay * self.multiplier**retry)
+        if retry_after is None:
+            return backoff
+        return max(backoff, min(retry_after, self.max_retry_after))
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How ``wait`` polls: after ``initial_interval`` seconds, then ``multiplier`` times longer each time, up to
+    ``max_interval``; a ``Retry-After`` on the job's answer makes the next wait at least that long."""
+
+    initial_interval: float = 0.2
+    multiplier: float = 1.5
+    max_interval: float = 2.0
+
+
+def normalise_base_url(url: str) -> str:
+    """The API's base URL without a trailing slash or ``/api/v1/jobs``: both ``http://host:3000`` and
+    ``http://host:3000/api/v1/jobs/`` give ``http://host:3000``.
+
+    Raises:
+        ValueError: not an http(s) URL.
+    """
+    base = url.strip().rstrip("/").removesuffix(JOBS_PATH).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"the API URL must start with http:// or https://, not {url!r}")
+    return base
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header value (RFC 9110 section 10.2.3) in seconds from ``now``.
+
+    Accepts delay-seconds (``"5"``) or an HTTP-date; a date in the past is 0. None when absent or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def token_subject(token: str | None) -> str:
+    """The ``sub`` claim of a JWT, read without verifying it; "" when there is none.
+
+    The API keys every job by the verified ``sub`` of the token that touched it, so this is the ``owner_id`` of
+    every job this token sees. The signature is the API's to check, not the client's.
+    """
+    if not token:
+        return ""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) else ""
+
+
+class JobsClient:
+    """A client of one jobs API for one bearer token. Use it as a context manager, or ``close()`` it.
+
+    Args:
+        base_url: the API's base URL (``DEFAULT_API_URL``, a stack's ``ApiUrl``); ``/api/v1/jobs`` may be included.
+        token: the bearer token (a JWT whose ``sub`` owns the jobs), or None to send none.
+        timeout: seconds for each HTTP request (connect, read, write).
+        retry: how 503/429 answers and connection errors are retried.
+        poll: how ``wait`` paces its polls.
+        sleep: waits the given seconds (``time.sleep``; tests pass a recorder).
+        clock: monotonic seconds (``time.monotonic``; tests pass one that ``sleep`` advances).
+        transport: an httpx transport (tests pass ``httpx.MockTransport``).
+
+    Raises:
+        ValueError: ``base_url`` is not an http(s) URL.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        #: The ``sub`` of the token: the ``owner_id`` of every job returned (the API does not send it).
+        self.owner_id = token_subject(token)
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        headers = {"Accept": "application/json, application/problem+json", "User-Agent": f"jobs-client/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> JobsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # --- the API's four routes ---------------------------------------------------------------------------------
+
+    def submit(self, title: str, payload: Mapping[str, Any] | None = None, *, job_type: str | None = None) -> Job:
+        """Submit a job (``POST /api/v1/jobs``) and return it as created: QUEUED.
+
+        Args:
+            title: 1 to 200 characters (surrounding whitespace is stripped).
+            payload: the job's input, a JSON object (default ``{}``).
+            job_type: ``report`` (the API's default when None), ``noop``, or another registered type.
+
+        Raises:
+            ValidationFailed: the request breaks ``JobCreate`` (checked here first, with the API's own model, and
+                nothing is sent), or the API refuses it (unknown type, payload that does not fit the type).
+            JobsApiError: any other error answer (``Unauthorized``, ``ServiceUnavailable`` after retries, ...).
+            ConnectionFailed: the API could not be reached.
+        """
+        fields: dict[str, Any] = {"title": title}
+        if payload is not None:
+            fields["payload"] = dict(payload)
+        if job_type is not None:
+            fields["type"] = job_type
+        try:
+            request = JobCreate.model_validate(fields)
+        except ValidationError as error:
+            errors = [
+                {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in error.errors(include_url=False, include_context=False, include_input=False)
+            ]
+            raise ValidationFailed(
+                422, "Unprocessable Content", "The request is not valid (checked before sending).", errors
+            ) from None
+        response = self._request("POST", JOBS_PATH, json=request.model_dump(mode="json", exclude_unset=True))
+        return self._job(_json(response))
+
+    def get(self, job_id: str) -> Job:
+        """One of the caller's jobs (``GET /api/v1/jobs/{job_id}``).
+
+        Raises:
+            NotFound: no such job for this caller (absent, deleted, someone else's, not a job id).
+            JobsApiError, ConnectionFailed: as for ``submit``.
+        """
+        return self._get(job_id)[0]
+
+    def list_page(
+        self, *, limit: int | None = None, next_token: str | None = None, status: JobStatus | None = None
+    ) -> JobPage:
+        """One page of the caller's jobs, newest first (``GET /api/v1/jobs``).
+
+        Args:
+            limit: page size, 1 to 100 (the API's default, 20, when None).
+            next_token: the previous page's ``next_token``; None for the first page.
+            status: only jobs in this status. Sent as ``?status=`` and also applied here to the page's items, so
+                it holds whether or not the API filters; a page may then hold fewer than ``limit`` jobs, even
+                none, while ``next_token`` still leads on.
+
+        Raises:
+            BadRequest: ``next_token`` was not issued by this API.
+            ValidationFailed: ``limit`` out of range.
+            JobsApiError, ConnectionFailed: as for ``submit``.
+        """
+        params: dict[str, str] = {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if next_token is not None:
+            params["next_token"] = next_token
+        if status is not None:
+            params["status"] = status.value
+        body = _json(self._request("GET", JOBS_PATH, params=params))
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise UnexpectedResponse(f"the job list is not a page of jobs: {str(body)[:200]}")
+        try:
+            page = JobPage.model_validate({**body, "items": [self._owned(item) for item in body["items"]]})
+        except ValidationError as error:
+            raise UnexpectedResponse(f"the job list does not fit JobPage: {error}") from None
+        if status is not None:
+            page = JobPage(items=[job for job in page.items if job.status == status], next_token=page.next_token)
+        return page
+
+    def list(self, *, status: JobStatus | None = None, page_size: int | None = None) -> Iterator[Job]:
+        """Every one of the caller's jobs, newest first, following ``next_token`` page by page as it goes.
+
+        Args:
+            status: only jobs in this status (see ``list_page``).
+            page_size: jobs per request, 1 to 100 (the API's default when None).
+
+        Raises:
+            UnexpectedResponse: the API gave the same ``next_token`` twice (it would loop forever).
+            JobsApiError, ConnectionFailed: as for ``list_page``, when the page that fails is fetched.
+        """
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = self.list_page(limit=page_size, next_token=token, status=status)
+            yield from page.items
+            if page.next_token is None:
+                return
+            if page.next_token in seen:
+                raise UnexpectedResponse("the API returned the same next_token twice")
+            seen.add(page.next_token)
+            token = page.next_token
+
+    def delete(self, job_id: str) -> None:
+        """Delete one of the caller's jobs whatever its status (``DELETE /api/v1/jobs/{job_id}``).
+
+        Raises:
+            NotFound: no such job for this caller.
+            JobsApiError, ConnectionFailed: as for ``submit``.
+        """
+        self._request("DELETE", _job_path(job_id))
+
+    def wait(self, job_id: str, timeout: float = 60.0, *, on_poll: Callable[[Job], None] | None = None) -> Job:
+        """Poll a job until it is SUCCEEDED or FAILED and return it (a FAILED job is returned, not raised).
+
+        Polls at once, then with ``poll``'s backoff, waiting at least as long as a ``Retry-After`` on the answer,
+        and once more at the deadline.
+
+        Args:
+            timeout: seconds to wait in all (on ``clock``).
+            on_poll: called with the job after every poll (the CLI's live status).
+
+        Raises:
+            WaitTimedOut: still QUEUED or RUNNING after ``timeout`` seconds; it carries the last state seen.
+            NotFound: the job does not exist, or was deleted while waiting.
+            JobsApiError, ConnectionFailed: as for ``get``.
+        """
+        deadline = self._clock() + timeout
+        interval = self.poll.initial_interval
+        while True:
+            job, retry_after = self._get(job_id)
+            if on_poll is not None:
+                on_poll(job)
+            if job.status.is_terminal:
+                return job
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise WaitTimedOut(job, timeout)
+            self._sleep(min(max(interval, retry_after or 0.0), remaining))
+            interval = min(self.poll.max_interval, interval * self.poll.multiplier)
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _get(self, job_id: str) -> tuple[Job, float | None]:
+        response = self._request("GET", _job_path(job_id))
+        return self._job(_json(response)), parse_retry_after(response.headers.get("retry-after"))
+
+    def _owned(self, item: Any) -> Any:
+        # The API never sends owner_id (the model excludes it); it is the token's sub by the API's contract.
+        return {**item, "owner_id": self.owner_id} if isinstance(item, dict) else item
+
+    def _job(self, body: Any) -> Job:
+        try:
+            return Job.model_validate(self._owned(body))
+        except ValidationError as error:
+            raise UnexpectedResponse(f"the answer does not fit Job: {error}") from None
+
+    def _request(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, json: Any = None
+    ) -> httpx.Response:
+        attempts = max(1, self.retry.attempts)
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            try:
+                response = self._http.request(method, path, params=params, json=json)
+            except httpx.TransportError as error:
+                retryable = isinstance(error, _NOT_SENT) or (method == "GET" and isinstance(error, _MAYBE_SENT))
+                if last or not retryable:
+                    raise ConnectionFailed(f"cannot reach the jobs API at {self.base_url}: {error!r}") from error
+                self._sleep(self.retry.delay(attempt))
+                continue
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if response.status_code in RETRYABLE_STATUSES and not last:
+                self._sleep(self.retry.delay(attempt, retry_after))
+                continue
+            if response.is_error:
+                raise _error(response, retry_after)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def _job_path(job_id: str) -> str:
+    if not job_id:
+        raise ValueError("job_id must not be empty")
+    return f"{JOBS_PATH}/{quote(job_id, safe='')}"
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedResponse(
+            f"{response.request.method} {response.request.url.path} answered {response.status_code} "
+            f"with a body that is not JSON: {response.text[:200]!r}"
+        ) from None
+
+
+def _error(response: httpx.Response, retry_after: float | None) -> JobsApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return api_error(response.status_code, body, response.text, retry_after=retry_after)

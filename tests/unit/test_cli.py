@@ -1,0 +1,259 @@
+"""The ``jobs`` command against a scripted API: output for people and for scripts, exit statuses, usage errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from typer.testing import CliRunner, Result
+
+from jobs_client import JobsClient
+from jobs_client.cli import ExitCode, build_app
+from jobs_client.dev_token import repository_root
+from local.stack import DEVELOPMENT_SECRET
+from tests.client_fakes import API, JOB_ID, Answer, FakeClock, ScriptedApi, job_body, ok, problem
+from tests.helpers import EVENTS, ROOT, load_event, sign
+
+TOKEN = sign("alice")
+
+
+def run(
+    *args: str, answers: list[Answer] | None = None, env: dict[str, str] | None = None
+) -> tuple[Result, ScriptedApi]:
+    """Run ``jobs ARGS`` with a client whose transport answers from ``answers`` and whose sleeps are instant."""
+    api = ScriptedApi(list(answers or []))
+    clock = FakeClock()
+
+    def make_client(api_url: str, token: str | None) -> JobsClient:
+        return JobsClient(api_url, token, sleep=clock.sleep, clock=clock, transport=httpx.MockTransport(api))
+
+    environment = {"JOBS_API_URL": API, "JOBS_TOKEN": TOKEN, **(env or {})}
+    return CliRunner().invoke(build_app(make_client), list(args), env=environment), api
+
+
+def test_submit_reads_the_payload_from_a_file_and_shows_the_queued_job() -> None:
+    result, api = run(
+        "submit",
+        "--title",
+        "Audit",
+        "--payload",
+        f"@{EVENTS / 'seed-report-payload.json'}",
+        answers=[ok(job_body(), status=201)],
+    )
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert api.bodies() == [{"title": "Audit", "payload": load_event("seed-payload.json")["payload"]}]
+    assert JOB_ID in result.stdout
+    assert "QUEUED" in result.stdout
+
+
+def test_the_seed_report_payload_is_the_curl_walkthroughs_payload() -> None:
+    assert load_event("seed-report-payload.json") == load_event("seed-payload.json")["payload"]
+
+
+def test_submit_wait_follows_the_job_and_prints_its_result() -> None:
+    result, api = run(
+        "submit",
+        "--title",
+        "Audit",
+        "--type",
+        "report",
+        "--payload",
+        '{"report_type": "quarterly_audit"}',
+        "--wait",
+        answers=[ok(job_body(), status=201), ok(job_body("RUNNING")), ok(job_body("SUCCEEDED"))],
+    )
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert api.bodies()[0]["type"] == "report"
+    assert "SUCCEEDED" in result.stdout
+    assert '"total_jobs": 1' in result.stdout
+    assert "is RUNNING" in result.stderr
+
+
+def test_a_waited_job_that_fails_exits_1_and_shows_its_error() -> None:
+    result, _ = run(
+        "submit", "--title", "Boom", "--type", "fail", "--wait", answers=[ok(job_body(), 201), ok(job_body("FAILED"))]
+    )
+
+    assert result.exit_code == ExitCode.JOB_FAILED
+    assert "FAILED" in result.stdout
+    assert "ProcessorError: it broke" in result.stderr
+
+
+def test_json_output_is_the_apis_job() -> None:
+    result, _ = run("get", JOB_ID, "--json", answers=[ok(job_body("SUCCEEDED"))])
+
+    assert result.exit_code == ExitCode.OK
+    assert json.loads(result.stdout) == job_body("SUCCEEDED")
+
+
+def test_get_without_wait_shows_a_failed_job_and_exits_0() -> None:
+    result, _ = run("get", JOB_ID, answers=[ok(job_body("FAILED"))])
+
+    assert result.exit_code == ExitCode.OK
+    assert "ProcessorError: it broke" in result.stdout
+
+
+def test_get_wait_with_json_prints_the_finished_job_and_exits_1_when_it_failed() -> None:
+    result, _ = run("get", JOB_ID, "--wait", "--json", answers=[ok(job_body("QUEUED")), ok(job_body("FAILED"))])
+
+    assert result.exit_code == ExitCode.JOB_FAILED
+    assert json.loads(result.stdout)["error"] == {"type": "ProcessorError", "message": "it broke"}
+
+
+def test_a_wait_that_times_out_exits_4_with_the_last_state() -> None:
+    result, _ = run("get", JOB_ID, "--wait", "--timeout", "1", "--json", answers=[ok(job_body("RUNNING"))] * 10)
+
+    assert result.exit_code == ExitCode.TIMED_OUT
+    assert json.loads(result.stdout)["status"] == "RUNNING"
+    assert "Still RUNNING after 1 s" in result.stderr
+
+
+def test_list_shows_the_newest_jobs_as_a_table() -> None:
+    page = {"items": [job_body("SUCCEEDED", job_id="01a226ee-fede-7c74-8f78-000000000001")], "next_token": None}
+
+    result, api = run("list", answers=[ok(page)])
+
+    assert result.exit_code == ExitCode.OK
+    assert "01a226ee-fede-7c74-8f78-000000000001" in result.stdout
+    assert "SUCCEEDED" in result.stdout
+    assert dict(api.requests[0].url.params) == {"limit": "20"}
+
+
+def test_list_status_asks_the_api_and_filters_what_comes_back() -> None:
+    page = {"items": [job_body("SUCCEEDED", job_id="a"), job_body("FAILED", job_id="b")], "next_token": None}
+
+    result, api = run("list", "--status", "failed", "--json", answers=[ok(page)])
+
+    assert result.exit_code == ExitCode.OK
+    assert [job["job_id"] for job in json.loads(result.stdout)] == ["b"]
+    assert api.requests[0].url.params["status"] == "FAILED"
+
+
+def test_list_all_follows_every_page_and_limit_stops_early() -> None:
+    pages = [
+        ok({"items": [job_body(job_id="a"), job_body(job_id="b")], "next_token": "t1"}),
+        ok({"items": [job_body(job_id="c")], "next_token": None}),
+    ]
+
+    every, _ = run("list", "--all", "--json", answers=list(pages))
+    newest, api = run("list", "--limit", "1", "--json", answers=list(pages))
+
+    assert [job["job_id"] for job in json.loads(every.stdout)] == ["a", "b", "c"]
+    assert [job["job_id"] for job in json.loads(newest.stdout)] == ["a"]
+    assert len(api.requests) == 1
+
+
+def test_delete_says_what_it_deleted() -> None:
+    result, api = run("delete", JOB_ID, answers=[httpx.Response(204)])
+
+    assert result.exit_code == ExitCode.OK
+    assert api.requests[0].method == "DELETE"
+    assert f"Deleted job {JOB_ID}" in result.stdout
+
+
+def test_an_api_error_is_shown_on_stderr_and_exits_3() -> None:
+    errors = [{"loc": ["body", "type"], "msg": "unknown job type 'x'", "type": "unknown_job_type"}]
+    result, _ = run(
+        "submit", "--title", "T", "--type", "x", answers=[problem(422, "The request is not valid.", errors=errors)]
+    )
+
+    assert result.exit_code == ExitCode.API_ERROR
+    assert "422" in result.stderr
+    assert "body.type: unknown job type 'x'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_unreachable_api_exits_3() -> None:
+    result, _ = run("get", JOB_ID, answers=[httpx.ConnectError("refused")] * 5)
+
+    assert result.exit_code == ExitCode.API_ERROR
+    assert "cannot reach the jobs API" in result.stderr
+
+
+def test_without_a_token_nothing_is_sent_and_the_exit_is_2() -> None:
+    result, api = run("list", env={"JOBS_TOKEN": ""})
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "JOBS_TOKEN" in result.stderr
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [("[1, 2]", "must be a JSON object"), ("{nope", "not valid JSON"), ("@/no/such/file.json", "cannot read")],
+)
+def test_a_payload_that_is_not_a_json_object_is_a_usage_error(payload: str, message: str) -> None:
+    result, api = run("submit", "--title", "T", "--payload", payload)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert message in result.stderr
+    assert api.requests == []
+
+
+def test_the_payload_may_come_from_standard_input(tmp_path: Path) -> None:
+    api = ScriptedApi([ok(job_body(), 201)])
+    app = build_app(lambda url, token: JobsClient(url, token, transport=httpx.MockTransport(api)))
+
+    result = CliRunner().invoke(
+        app, ["submit", "--title", "T", "--payload", "@-"], input='{"n": 1}', env={"JOBS_TOKEN": TOKEN}
+    )
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert api.bodies() == [{"title": "T", "payload": {"n": 1}}]
+
+
+def test_token_signs_for_the_local_stack_with_its_secret_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBS_JWT_SECRET", raising=False)
+    result, _ = run("token", "--sub", "alice")
+
+    claims = jwt.decode(result.stdout.strip(), DEVELOPMENT_SECRET, algorithms=["HS256"])
+
+    assert result.exit_code == ExitCode.OK
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_token_uses_jobs_jwt_secret_when_set() -> None:
+    secret = "a-secret-of-the-local-stack-long-enough-for-hs256"
+    result, _ = run("token", "--sub", "bob", "--lifetime", "60", env={"JOBS_JWT_SECRET": secret})
+
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+
+    assert (claims["sub"], claims["exp"] - claims["iat"]) == ("bob", 60)
+
+
+def test_token_finds_the_checkout_it_was_installed_from() -> None:
+    assert repository_root() == ROOT
+
+
+def test_text_from_the_job_is_shown_as_is_never_as_markup() -> None:
+    failed = job_body("FAILED", title="[/] [bold]x", error={"type": "ProcessorError", "message": "[red]boom[/]"})
+
+    result, _ = run("get", JOB_ID, "--wait", answers=[ok(failed)])
+
+    assert result.exit_code == ExitCode.JOB_FAILED
+    assert "[/] [bold]x" in result.stdout
+    assert "ProcessorError: [red]boom[/]" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "env"), [(("get", ""), {}), (("list",), {"JOBS_API_URL": "127.0.0.1:3000"})])
+def test_a_job_id_or_url_the_client_refuses_is_a_usage_error(args: tuple[str, ...], env: dict[str, str]) -> None:
+    result, api = run(*args, env=env)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "Error:" in result.stderr
+    assert api.requests == []
+
+
+def test_ctrl_c_while_waiting_exits_130_not_1() -> None:
+    def interrupt(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    result, _ = run("get", JOB_ID, "--wait", answers=[ok(job_body("RUNNING")), interrupt])
+
+    assert result.exit_code == ExitCode.INTERRUPTED
