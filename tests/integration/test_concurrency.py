@@ -7,9 +7,7 @@ second start with attempts=2); real DynamoDB, and DynamoDB Local, apply a condit
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from jobs.queue import InMemoryJobQueue
 from jobs.service import Delivery, JobService
 from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore
 from tests.conftest import dynamodb_local_client
+from tests.helpers import race
 
 
 @pytest.fixture(params=["memory", "dynamodb-local"])
@@ -28,26 +27,6 @@ def store(request: pytest.FixtureRequest) -> JobStore:
         return InMemoryJobStore()
     table = request.getfixturevalue("dynamodb_local_table")
     return DynamoJobStore(table, dynamodb_local_client(request.getfixturevalue("dynamodb_local_endpoint")))
-
-
-def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result is the return value or the exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def target(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except Exception as error:  # noqa: BLE001 - the outcome under test
-            results[index] = error
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 @pytest.mark.parametrize("deliveries", [2, 8])

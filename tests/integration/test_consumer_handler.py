@@ -7,7 +7,6 @@ second delivery racing the first, a delete in flight, a throttled table, a body 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -23,7 +22,7 @@ from jobs.service import JobService
 from jobs.store import DynamoJobStore, JobStore
 from local.poller import to_record
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, load_event, load_function
+from tests.helpers import FakeLambdaContext, load_event, load_function, race
 
 
 @pytest.fixture(autouse=True)
@@ -207,22 +206,6 @@ def counting(runs: list[str], seconds: float) -> Callable[[Any, JobStore], dict[
     return run
 
 
-def run_concurrently(*calls: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def target(index: int) -> None:
-        barrier.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
-
-
 def test_a_redelivered_finished_job_is_not_run_again(consumer: ModuleType, service: JobService, aws: Aws) -> None:
     runs: list[str] = []
     bootstrap.consumer_service().registry = Registry([JobType("noop", counting(runs, 0))])
@@ -248,7 +231,7 @@ def test_a_job_deleted_while_it_runs_stays_deleted_and_its_message_is_done(
         time.sleep(0.2)
         service.delete_job("alice", job.job_id)
 
-    response, _ = run_concurrently(lambda: consumer.lambda_handler(event, FakeLambdaContext()), delete_midway)
+    response, _ = race([lambda: consumer.lambda_handler(event, FakeLambdaContext()), delete_midway])
 
     assert response == {"batchItemFailures": []}
     assert service.store.get("alice", job.job_id) is None
