@@ -191,16 +191,31 @@ class FunctionPool:
         return worker
 
     def _replace(self, worker: _Worker) -> None:
+        """Kill a worker and start another in the background. A replacement that fails its init (a broken
+        import, say) is retried every second, so the pool never loses capacity for good; meanwhile invokes
+        wait, as Lambda retries a failed init on the next invoke."""
         worker.process.kill()
         worker.process.join(timeout=2)
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
-        if self._closed:
+        threading.Thread(target=self._respawn, name=f"respawn-{self.spec.logical_id}", daemon=True).start()
+
+    def _respawn(self) -> None:
+        while not self._closed:
+            fresh = self._spawn()
+            try:
+                fresh.wait_ready(60)
+            except RuntimeError as error:
+                print(json.dumps({"level": "ERROR", "function": self.spec.logical_id, "init": str(error)}), flush=True)
+                fresh.stop()
+                with self._lock:
+                    if fresh in self._all:
+                        self._all.remove(fresh)
+                time.sleep(1)
+                continue
+            self._idle.put(fresh)
             return
-        fresh = self._spawn()
-        fresh.wait_ready(60)
-        self._idle.put(fresh)
 
     def invoke(self, event: Any) -> Invocation:
         """Run one event in an idle worker and wait for its outcome (at most the function's timeout)."""
