@@ -127,13 +127,18 @@ def queue_depth(sqs: Any, url: str) -> int:
 def final_writes(log: Path) -> collections.Counter[str]:
     """How many times each job's final status was logged as written (``Job <id> SUCCEEDED|FAILED...``)."""
     writes: collections.Counter[str] = collections.Counter()
+    decoder = json.JSONDecoder()
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        message = json.loads(line).get("message", "")
-        parts = message.split()
-        if len(parts) >= 3 and parts[0] == "Job" and parts[2].rstrip(":") in TERMINAL:
-            writes[parts[1]] += 1
+        position = line.find("{")
+        while position != -1:  # several processes share the stream: a line may hold more than one record
+            try:
+                record, end = decoder.raw_decode(line, position)
+            except json.JSONDecodeError:
+                break
+            parts = str(record.get("message", "")).split() if isinstance(record, dict) else []
+            if len(parts) >= 3 and parts[0] == "Job" and parts[2].rstrip(":") in TERMINAL:
+                writes[parts[1]] += 1
+            position = line.find("{", end)
     return writes
 
 

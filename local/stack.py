@@ -83,9 +83,14 @@ def cli_usage(port: int) -> list[str]:
     ]
 
 
+_OUTPUT_LOCK = threading.Lock()
+
+
 def _emit(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One log line of the stack itself (gateway, pollers) on stdout, whole, whichever thread writes it."""
+    with _OUTPUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def _say(text: str) -> None:
