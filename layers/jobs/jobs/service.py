@@ -195,8 +195,7 @@ class JobService:
             )
         except TransitionRejected as rejected:
             return self._not_started(job_id, rejected.current, now)
-        if job.attempts > delivery.receive_count:
-            logger.warning("Job %s taken over from a run whose lease expired", job_id, extra={"attempts": job.attempts})
+        logger.info("Job %s started, attempt %d", job_id, job.attempts, extra={"receive_count": delivery.receive_count})
         try:
             result = self.registry[job.type].run(job, self.store)
         except (RetryableProcessorError, ServiceUnavailable) as error:
