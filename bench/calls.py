@@ -52,17 +52,26 @@ class Hooks:
     def __init__(self) -> None:
         self.tally = Tally()
 
-    def install(self) -> None:
+    def handlers(self) -> list[tuple[str, Any]]:
+        return [
+            ("before-call", self._call),
+            ("before-send", self._send),
+            ("before-parameter-build.dynamodb", self._ask_capacity),
+            ("after-call.dynamodb", self._capacity),
+        ]
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """The hooks on every botocore session created meanwhile (botocore's built-in handler list)."""
         from botocore.handlers import BUILTIN_HANDLERS
 
-        BUILTIN_HANDLERS.extend(
-            [
-                ("before-call", self._call),
-                ("before-send", self._send),
-                ("before-parameter-build.dynamodb", self._ask_capacity),
-                ("after-call.dynamodb", self._capacity),
-            ]
-        )
+        added = self.handlers()
+        BUILTIN_HANDLERS.extend(added)
+        try:
+            yield
+        finally:
+            for handler in added:
+                BUILTIN_HANDLERS.remove(handler)
 
     def _call(self, model: Any, **kwargs: Any) -> None:  # noqa: ARG002 - botocore passes more
         self.tally.calls.append(f"{model.service_model.service_name}.{model.name}")
@@ -133,8 +142,7 @@ def sqs_event(aws: Aws, owner: str, job_id: str) -> dict[str, Any]:
 def measure() -> dict[str, Any]:
     """Calls and capacity per operation, for ours and the peer."""
     hooks = Hooks()
-    hooks.install()
-    with moto_server() as aws, dynamodb_local() as dynamodb_endpoint:
+    with hooks.installed(), moto_server() as aws, dynamodb_local() as dynamodb_endpoint:
         if dynamodb_endpoint is not None:
             stack = LocalStack(
                 ROOT / "template.yaml",

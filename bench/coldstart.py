@@ -109,8 +109,9 @@ def classify(module: str) -> str | None:
 
 
 def attribute_imports(lines: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-    """Milliseconds of import time by class (``shared``, ``framework``) from ``-X importtime`` lines, and each
-    module's own milliseconds. A module inherits the class of its nearest classified importer."""
+    """Milliseconds of import time by class (``shared``, ``framework``) and by ``class:package`` from
+    ``-X importtime`` lines, and each module's own milliseconds. A module inherits the class of its nearest
+    classified importer."""
     entries: list[tuple[int, str, float]] = []
     for line in lines:
         if not line.startswith("import time:") or "self [us]" in line:
@@ -137,6 +138,7 @@ def attribute_imports(lines: list[str]) -> tuple[dict[str, float], dict[str, flo
         _, name, ms = entries[index]
         kind = classify(name) or inherited
         totals[kind] += ms
+        totals[f"{kind}:{name.split('.')[0] if not name.startswith('jobs.') else name}"] += ms
         own_ms[name] = ms
         for child in children[index]:
             walk(child, kind)
@@ -159,6 +161,7 @@ class Run:
     aws_calls: list[str]
     status: Any
     max_rss_kb: int
+    packages: dict[str, float]
 
 
 @dataclass
@@ -168,6 +171,12 @@ class Target:
 
     def median(self, attribute: str) -> float:
         return median([getattr(run, attribute) for run in self.runs])
+
+    def packages(self, kind: str, top: int = 8) -> list[tuple[str, float]]:
+        """The packages whose imports cost most in ``kind`` (medians over the runs, ms)."""
+        names = {name for run in self.runs for name in run.packages if name.startswith(kind + ":")}
+        costs = {name.split(":", 1)[1]: median([run.packages.get(name, 0.0) for run in self.runs]) for name in names}
+        return sorted(costs.items(), key=lambda item: -item[1])[:top]
 
 
 def probe(aws: Aws, handler_name: str, event: str, environment_extra: dict[str, str] | None = None) -> Run:
@@ -214,6 +223,7 @@ def probe(aws: Aws, handler_name: str, event: str, environment_extra: dict[str, 
         aws_calls=result["aws_calls"],
         status=result["status"],
         max_rss_kb=result["max_rss_kb"],
+        packages={name: ms for name, ms in imports.items() if ":" in name},
     )
 
 
@@ -248,13 +258,14 @@ def compile_sources() -> None:
         compileall.compile_dir(str(ROOT / folder), quiet=1)
 
 
-def measure(runs: int, *, seed: int = 5) -> dict[str, Any]:
+def measure(runs: int, *, verbs: tuple[str, ...] = tuple(API_EVENTS), seed: int = 5) -> dict[str, Any]:
     """``runs`` rounds of every target in a shuffled order; returns the targets and the floors."""
     compile_sources()
     targets: dict[str, Target] = {}
     floors: dict[str, list[float]] = {name: [] for name in FLOORS}
     plan: list[tuple[str, str, str]] = []
-    for verb, event in API_EVENTS.items():
+    for verb in verbs:
+        event = API_EVENTS[verb]
         plan.append((f"ours {verb}", "api", event))
         plan.append((f"peer {verb}", "peer", event))
     plan.append(("consumer", "consumer", "sqs/job_batch.json"))
@@ -278,7 +289,7 @@ def report(results: dict[str, Any]) -> str:
     targets: dict[str, Target] = results["targets"]
     floors: dict[str, float] = results["floors"]
     rows = []
-    for verb in API_EVENTS:
+    for verb in [verb for verb in API_EVENTS if f"ours {verb}" in targets]:
         ours, peer = targets[f"ours {verb}"], targets[f"peer {verb}"]
         rows.append(
             [

@@ -117,24 +117,37 @@ def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, 
     return level
 
 
-def measure(seconds: float, levels: list[int], concurrency: int = 2) -> dict[str, Any]:
+def measure(
+    seconds: float, levels: list[int], concurrency: int = 2, engines: tuple[str, ...] = ("moto", "DynamoDB Local")
+) -> dict[str, Any]:
     """Every level on the stack as ``make run`` starts it, then with DynamoDB on DynamoDB Local."""
     results: list[Level] = []
+    if "moto" in engines:
+        results += _on_moto(seconds, levels, concurrency)
+    if "DynamoDB Local" in engines:
+        results += _on_dynamodb_local(seconds, levels, concurrency)
+    return {"seconds": seconds, "concurrency": concurrency, "levels": results}
+
+
+def _on_moto(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
     with (
         tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory,
         running_stack(Path(directory), secret=SECRET, concurrency=concurrency) as stack,
     ):
-        results += run_levels(stack, client("dynamodb", stack.aws_endpoint), "moto", seconds, levels)
+        return run_levels(stack, client("dynamodb", stack.aws_endpoint), "moto", seconds, levels)
+
+
+def _on_dynamodb_local(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
     with dynamodb_local() as endpoint, tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory:
-        if endpoint is not None:
-            dynamodb = client("dynamodb", endpoint)
-            LocalStack(ROOT / "template.yaml", lambda service: dynamodb).physical("JobsTable")
-            environment = {"Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": endpoint}}
-            with running_stack(
-                Path(directory), secret=SECRET, concurrency=concurrency, function_environment=environment
-            ) as stack:
-                results += run_levels(stack, dynamodb, "DynamoDB Local", seconds, levels)
-    return {"seconds": seconds, "concurrency": concurrency, "levels": results}
+        if endpoint is None:
+            return []
+        dynamodb = client("dynamodb", endpoint)
+        LocalStack(ROOT / "template.yaml", lambda service: dynamodb).physical("JobsTable")
+        environment = {"Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": endpoint}}
+        with running_stack(
+            Path(directory), secret=SECRET, concurrency=concurrency, function_environment=environment
+        ) as stack:
+            return run_levels(stack, dynamodb, "DynamoDB Local", seconds, levels)
 
 
 def run_levels(stack: StackProcess, dynamodb: Any, engine: str, seconds: float, levels: list[int]) -> list[Level]:
