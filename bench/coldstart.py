@@ -238,6 +238,10 @@ def floor(aws: Aws, code: str) -> float:
 FLOORS = {
     "python -c pass": "pass",
     "import boto3; boto3.client('dynamodb')": "import boto3; boto3.client('dynamodb')",
+    # What powertools' Tracer() adds when tracing is on: the X-Ray SDK, patching every library it supports.
+    "the same, then the X-Ray SDK as Tracer() loads it (patch_all())": (
+        "import boto3; boto3.client('dynamodb'); from aws_xray_sdk.core import patch_all; patch_all()"
+    ),
 }
 
 
