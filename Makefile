@@ -25,7 +25,7 @@ help: ## List the targets
 check-python:
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or pass PYTHON313=/path/to/python3.13" >&2; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt pyproject.toml | check-python
+$(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt pyproject.toml bench/requirements.txt | check-python
 	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -83,6 +83,10 @@ build: $(SAM_VENV)/.installed ## sam build for arm64 (python3.13), into .aws-sam
 
 deploy: build ## sam deploy --guided (first time) using samconfig.toml
 	$(SAM) deploy --guided
+
+.PHONY: bench
+bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer (prints figures; never fails on time) into bench/RESULTS.md
+	PYTHONPATH=.:layers/jobs $(PY) -m bench.run --output bench/RESULTS.md
 
 clean: ## Remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

@@ -8,16 +8,56 @@ configurable leeway absorbs clock skew. No token, claim set or secret is ever lo
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import jwt
-
+from jobs import aws
 from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.observability import logger
 from jobs.settings import AuthSettings
+
+if TYPE_CHECKING:
+    import jwt
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+
+def pyjwt(*, asymmetric: bool) -> ModuleType:
+    """PyJWT, imported on first use; for the HS algorithms, without ``cryptography``.
+
+    PyJWT imports ``cryptography`` whenever it is installed (the layer has it, for JWKS mode), which costs tens
+    of milliseconds of cold start that HMAC verification never uses. PyJWT supports running without it (HS
+    algorithms only), so when the first import is for a shared secret, ``cryptography`` is hidden from it; a
+    sandbox's mode never changes (``AuthSettings`` is read once), and ``AuthSettings`` accepts no asymmetric
+    algorithm in secret mode. When something imported PyJWT before, that import stands.
+    """
+    if asymmetric or "jwt" in sys.modules:
+        import jwt
+
+        return jwt
+    hidden = _Hidden("cryptography")
+    sys.meta_path.insert(0, hidden)
+    try:
+        import jwt
+    finally:
+        sys.meta_path.remove(hidden)
+    return jwt
+
+
+class _Hidden:
+    """A meta path finder under which a package (and its submodules) cannot be imported."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:  # noqa: ARG002
+        if fullname == self.package or fullname.startswith(self.package + "."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
 
 
 @dataclass(frozen=True)
@@ -57,13 +97,17 @@ class SsmSecret:
     def __init__(self, name: str, max_age: int) -> None:
         self.name = name
         self.max_age = max_age
+        self._provider: SSMProvider | None = None
 
     def __call__(self) -> str:
         """The secret. Raises ``AuthUnavailable`` when SSM cannot give it."""
         from aws_lambda_powertools.utilities import parameters  # imported on first use: it loads boto3
 
+        if self._provider is None:
+            # On the process's shared botocore session (jobs.aws), not on a session of its own.
+            self._provider = parameters.SSMProvider(boto3_client=aws.client("ssm"))
         try:
-            value = parameters.get_parameter(self.name, decrypt=True, max_age=self.max_age)
+            value = self._provider.get(self.name, decrypt=True, max_age=self.max_age)
         except parameters.exceptions.GetParameterError as error:
             raise AuthUnavailable("the token secret could not be read") from error
         if not value:
@@ -99,7 +143,7 @@ class Authenticator:
         """The JWKS client, built on first use; keys are cached for ``jwks_cache_seconds``."""
         if self._jwks_client is None:
             assert self.settings.jwks_url is not None
-            self._jwks_client = jwt.PyJWKClient(
+            self._jwks_client = pyjwt(asymmetric=True).PyJWKClient(
                 self.settings.jwks_url,
                 cache_keys=True,
                 lifespan=max(self.settings.jwks_cache_seconds, 1),
@@ -116,6 +160,7 @@ class Authenticator:
         """
         token = bearer_token(authorization)
         settings = self.settings
+        jwt = pyjwt(asymmetric=settings.jwks_url is not None)
         try:
             key = self._verification_key(token)
             claims = jwt.decode(
@@ -165,4 +210,4 @@ def issue_token(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    return str(pyjwt(asymmetric=not algorithm.startswith("HS")).encode(claims, secret, algorithm=algorithm))

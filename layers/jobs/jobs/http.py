@@ -87,6 +87,9 @@ def owner_id(app: APIGatewayHttpResolver) -> str:
 
 def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     principal(app)
+    job_id = (app.current_event.path_parameters or {}).get("job_id")
+    if job_id:
+        logger.append_keys(job_id=job_id[:64])  # every log line of a request about one job names it
     return next_middleware(app)
 
 

@@ -4,14 +4,33 @@ Both are configured from the environment the template sets: ``POWERTOOLS_SERVICE
 ``POWERTOOLS_LOG_LEVEL`` and ``POWERTOOLS_METRICS_NAMESPACE``. Logs are JSON on stdout, which Lambda sends to
 CloudWatch Logs; metrics are CloudWatch embedded metric format (EMF) lines in the same stream. Nothing here
 ever logs a token, a secret or a job's payload.
+
+Metrics (namespace ``JobSystem``, dimension ``service``): ``JobsCreated`` and ``AuthFailures`` (API),
+``JobsSucceeded``, ``JobsFailed``, ``JobsRetried``, ``ProcessingTime`` and ``QueueWait`` (consumer),
+``JobsDeadLettered`` (dead-letter handler), and ``ColdStart`` (every function). There is no X-Ray Tracer: its
+SDK costs more cold start than it tells (docs/decisions.md); Lambda's own segments are on (``Tracing: Active``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
+if TYPE_CHECKING:
+    from jobs.models import Job
 
 logger = Logger()
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics"]
+
+def record_queue_wait(job: Job) -> None:
+    """``QueueWait``: how long a job waited between its creation and the start of the run that took it
+    (``started_at - created_at``, seconds). Call it once a run has started the job."""
+    if job.started_at is not None:
+        seconds = max(0.0, (job.started_at - job.created_at).total_seconds())
+        metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=seconds)
+
+
+__all__ = ["MetricUnit", "logger", "metrics", "record_queue_wait"]

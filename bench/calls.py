@@ -1,0 +1,251 @@
+"""Benchmark 3: AWS calls per operation, counted with botocore event hooks (``before-call`` per API call,
+``before-send`` per HTTP attempt), with the DynamoDB capacity each consumed (``ReturnConsumedCapacity`` is
+added to every DynamoDB request by a ``before-parameter-build`` hook, and read back by ``after-call``).
+
+The handlers run in this process against moto's server; DynamoDB calls go to DynamoDB Local when it is
+installed (``make test`` installs it; it computes capacity units as DynamoDB does, moto does not). Each
+operation is measured warm (after one request has fetched the token secret: one SSM call per sandbox per
+five minutes, not per request).
+
+    .venv/bin/python -m bench.calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from io import StringIO
+from types import ModuleType
+from typing import Any
+
+from bench.common import ROOT, Aws, client, dynamodb_local, load_event, moto_server, table
+from local.resources import LocalStack
+
+#: What the design allows, and why (DESIGN.md; the outbox note: create becomes one PutItem).
+TARGETS = {
+    "create": (2, "PutItem + SendMessage (1 once the table's stream is the outbox)"),
+    "get": (1, "GetItem"),
+    "list (one page)": (1, "Query (Limit = page + 1, so no empty next page)"),
+    "delete": (1, "DeleteItem (conditional: 404 without a read first)"),
+    "one processed job": (2, "UpdateItem QUEUED→RUNNING, UpdateItem RUNNING→SUCCEEDED"),
+}
+
+
+@dataclass
+class Tally:
+    calls: list[str] = field(default_factory=list)
+    attempts: int = 0
+    capacity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+class Hooks:
+    """botocore hooks on every session created after ``install()``: count calls, ask for and add capacity."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+
+    def handlers(self) -> list[tuple[str, Any]]:
+        return [
+            ("before-call", self._call),
+            ("before-send", self._send),
+            ("before-parameter-build.dynamodb", self._ask_capacity),
+            ("after-call.dynamodb", self._capacity),
+        ]
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """The hooks on every botocore session created meanwhile (botocore's built-in handler list)."""
+        from botocore.handlers import BUILTIN_HANDLERS
+
+        added = self.handlers()
+        BUILTIN_HANDLERS.extend(added)
+        try:
+            yield
+        finally:
+            for handler in added:
+                BUILTIN_HANDLERS.remove(handler)
+
+    def _call(self, model: Any, **kwargs: Any) -> None:  # noqa: ARG002 - botocore passes more
+        self.tally.calls.append(f"{model.service_model.service_name}.{model.name}")
+
+    def _send(self, **kwargs: Any) -> None:  # noqa: ARG002 - botocore passes more
+        self.tally.attempts += 1
+
+    def _ask_capacity(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:  # noqa: ARG002 - botocore passes more
+        if model.input_shape is not None and "ReturnConsumedCapacity" in model.input_shape.members:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+
+    def _capacity(self, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:  # noqa: ARG002 - botocore passes more
+        consumed = parsed.get("ConsumedCapacity")
+        if consumed:
+            kind = "RCU" if model.name in ("GetItem", "Query", "Scan", "BatchGetItem") else "WCU"
+            self.tally.capacity[kind] += float(consumed.get("CapacityUnits", 0))
+
+    @contextmanager
+    def counting(self) -> Iterator[Tally]:
+        counted = self.tally = Tally()
+        try:
+            yield counted
+        finally:
+            self.tally = Tally()  # what happens outside a counted block goes nowhere
+
+
+def load(name: str, path: str, layer: str) -> ModuleType:
+    folder = ROOT / path
+    for entry in (str(folder.parent), layer):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    spec = importlib.util.spec_from_file_location(name, folder)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Context:
+    function_name = "bench-calls"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-calls"
+    aws_request_id = "00000000-0000-4000-8000-000000000003"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def api_event(name: str, job_id: str | None = None) -> dict[str, Any]:
+    event = load_event(f"api/{name}.json")
+    if job_id is not None:
+        event["pathParameters"] = {"job_id": job_id}
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/api/v1/jobs/{job_id}"
+    return event
+
+
+def sqs_event(aws: Aws, owner: str, job_id: str) -> dict[str, Any]:
+    event = load_event("sqs/job_batch.json")
+    record = event["Records"][0]
+    record["body"] = json.dumps({"owner_id": owner, "job_id": job_id})
+    record["eventSourceARN"] = aws.physical["JobsQueue"]["Arn"]
+    return {"Records": [record]}
+
+
+def measure() -> dict[str, Any]:
+    """Calls and capacity per operation, for ours and the peer."""
+    hooks = Hooks()
+    with hooks.installed(), moto_server() as aws, dynamodb_local() as dynamodb_endpoint:
+        if dynamodb_endpoint is not None:
+            stack = LocalStack(
+                ROOT / "template.yaml",
+                lambda service: client(service, dynamodb_endpoint if service == "dynamodb" else aws.endpoint),
+            )
+            stack.physical("JobsTable")
+        environment = aws.environment("ApiFunction")
+        consumer_environment = aws.environment("ProcessJobsFunction")
+        saved = dict(os.environ)
+        os.environ.update(
+            {**consumer_environment, **environment, "JOBS_SOURCE_QUEUE_URL": aws.physical["JobsQueue"]["Ref"]}
+        )
+        if dynamodb_endpoint is not None:
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
+        layer = str(ROOT / "layers" / "jobs")
+        try:
+            with redirect_stdout(StringIO()):
+                handlers = {
+                    "ours": load("bench_calls_api", "functions/api/app.py", layer).lambda_handler,
+                    "peer": load("bench_calls_peer", "bench/peer/app.py", layer).handler,
+                }
+                consumer = load("bench_calls_consumer", "functions/process_jobs/app.py", layer).lambda_handler
+                results: dict[str, Any] = {"engine": "DynamoDB Local" if dynamodb_endpoint else "moto", "sides": {}}
+                for side, handler in handlers.items():
+                    results["sides"][side] = run_operations(aws, hooks, handler, consumer)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    return results
+
+
+def run_operations(aws: Aws, hooks: Hooks, handler: Any, consumer: Any) -> dict[str, Any]:
+    context = _Context()
+    handler(api_event("list_jobs"), context)  # the sandbox's first request fetches the token secret
+    seen: dict[str, Any] = {}
+    with hooks.counting() as tally:
+        response = handler(api_event("create_job"), context)
+    job_id = json.loads(response["body"])["job_id"]
+    seen["create"] = (tally, response["statusCode"])
+    with hooks.counting() as tally:
+        response = handler(api_event("get_job", job_id), context)
+    seen["get"] = (tally, response["statusCode"])
+    with hooks.counting() as tally:
+        response = handler(api_event("list_jobs"), context)
+    seen["list (one page)"] = (tally, response["statusCode"])
+    with hooks.counting() as tally:
+        response = handler(api_event("delete_job", job_id), context)
+    seen["delete"] = (tally, response["statusCode"])
+    noop = api_event("create_job")
+    noop["body"] = json.dumps({"title": "noop", "type": "noop", "payload": {}})
+    job_id = json.loads(handler(noop, context)["body"])["job_id"]
+    with hooks.counting() as tally:
+        response = consumer(sqs_event(aws, "alice", job_id), context)
+    seen["one processed job"] = (tally, json.dumps(response))
+    return seen
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = []
+    for operation, (target, why) in TARGETS.items():
+        ours, status = results["sides"]["ours"][operation]
+        peer, _ = results["sides"]["peer"][operation]
+        capacity = ", ".join(f"{value:g} {unit}" for unit, value in sorted(ours.capacity.items())) or "0"
+        rows.append(
+            [
+                operation,
+                len(ours.calls),
+                ", ".join(ours.calls),
+                ours.attempts,
+                capacity,
+                len(peer.calls),
+                target,
+                why,
+                status,
+            ]
+        )
+    header = [
+        "operation",
+        "calls ours",
+        "which",
+        "HTTP attempts",
+        "capacity ours",
+        "calls peer",
+        "design minimum",
+        "why",
+        "status",
+    ]
+    return "\n\n".join(
+        [
+            f"Warm requests (the token secret already cached: 1 SSM GetParameter per sandbox per 5 minutes). "
+            f"DynamoDB on {results['engine']}. Capacity: consumed read/write units as DynamoDB reports them with "
+            "ReturnConsumedCapacity=TOTAL (strongly consistent reads; items of a few hundred bytes).",
+            table(header, rows),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__.split("\n\n")[0]).parse_args(argv)
+    print(report(measure()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

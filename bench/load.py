@@ -1,0 +1,205 @@
+"""Benchmark 4: the local stack (``python -m local.stack``, as ``make run`` starts it) under load. With 1, 4 and
+16 concurrent clients, each submitting ``noop`` jobs back to back for a few seconds: the submit rate (201s per
+second) and the latency from each 201 (the client's clock) to SUCCEEDED (the job's ``finished_at``, written by
+the consumer on the same machine), p50 and p99, once every job of the level has finished; and where that time
+goes, from the jobs' own timestamps: create to 201, queue wait (started - created), processing.
+
+It runs twice: as ``make run`` does (DynamoDB, SQS and SSM on moto's server), then with DynamoDB on DynamoDB
+Local (when ``make test`` has installed it), the functions pointed at it by ``AWS_ENDPOINT_URL_DYNAMODB``.
+
+    .venv/bin/python -m bench.load --seconds 8 --clients 1 4 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, client, dynamodb_local, median, percentile, table
+from jobs.auth import issue_token
+from local.resources import LocalStack
+from tests.e2e.support import StackProcess, running_stack
+
+SECRET = "bench-load-secret-long-enough-for-hs256-0123456789"
+BODY = json.dumps({"title": "load", "type": "noop", "payload": {}}).encode()
+
+
+@dataclass
+class Level:
+    clients: int
+    seconds: float
+    engine: str = "moto"
+    accepted: dict[str, float] = field(default_factory=dict)  # job_id -> when the 201 arrived (epoch s)
+    failures: dict[int, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    phases_ms: dict[str, list[float]] = field(default_factory=dict)
+    unfinished: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def submit(stack: StackProcess, level: Level, owner: str, deadline: float) -> None:
+    token = issue_token(SECRET, owner)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    while time.monotonic() < deadline:
+        url = f"{stack.base_url}/api/v1/jobs"
+        request = urllib.request.Request(url, data=BODY, headers=headers, method="POST")  # noqa: S310 - loopback
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the local stack
+                job = json.loads(response.read())
+                arrived = time.time()
+                with level.lock:
+                    level.accepted[job["job_id"]] = arrived
+        except urllib.error.HTTPError as error:
+            with level.lock:
+                level.failures[error.code] = level.failures.get(error.code, 0) + 1
+
+
+def timestamps(dynamodb: Any, table_name: str, owners: list[str]) -> dict[str, dict[str, float]]:
+    """``created``, ``started``, ``finished`` (epoch s) of every job of these owners, as far as written."""
+    found: dict[str, dict[str, float]] = {}
+    for owner in owners:
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "KeyConditionExpression": "owner_id = :o",
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = dynamodb.query(**request)
+            for item in page["Items"]:
+                stamps = {
+                    name: datetime.fromisoformat(item[f"{name}_at"]["S"].replace("Z", "+00:00")).timestamp()
+                    for name in ("created", "started", "finished")
+                    if f"{name}_at" in item
+                }
+                if item["status"]["S"] != "SUCCEEDED":
+                    stamps.pop("finished", None)
+                found[item["job_id"]["S"]] = stamps
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return found
+
+
+def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, drain_seconds: float = 120) -> Level:
+    level = Level(clients, seconds)
+    owners = [f"load-{clients}-{n}-{time.time_ns()}" for n in range(clients)]
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=submit, args=(stack, level, owner, deadline)) for owner in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    give_up = time.monotonic() + drain_seconds
+    while True:
+        stamps = timestamps(dynamodb, stack.physical["JobsTable"], owners)
+        pending = [job for job in level.accepted if "finished" not in stamps.get(job, {})]
+        if not pending or time.monotonic() > give_up:
+            break
+        time.sleep(0.5)
+    level.unfinished = len(pending)
+    done = {job: times for job, times in stamps.items() if "finished" in times and job in level.accepted}
+    level.latencies_ms = [(times["finished"] - level.accepted[job]) * 1000 for job, times in done.items()]
+    level.phases_ms = {
+        "api": [(level.accepted[job] - times["created"]) * 1000 for job, times in done.items()],
+        "queue": [(times["started"] - times["created"]) * 1000 for job, times in done.items()],
+        "processing": [(times["finished"] - times["started"]) * 1000 for job, times in done.items()],
+    }
+    return level
+
+
+def measure(
+    seconds: float, levels: list[int], concurrency: int = 2, engines: tuple[str, ...] = ("moto", "DynamoDB Local")
+) -> dict[str, Any]:
+    """Every level on the stack as ``make run`` starts it, then with DynamoDB on DynamoDB Local."""
+    results: list[Level] = []
+    if "moto" in engines:
+        results += _on_moto(seconds, levels, concurrency)
+    if "DynamoDB Local" in engines:
+        results += _on_dynamodb_local(seconds, levels, concurrency)
+    return {"seconds": seconds, "concurrency": concurrency, "levels": results}
+
+
+def _on_moto(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
+    with (
+        tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory,
+        running_stack(Path(directory), secret=SECRET, concurrency=concurrency) as stack,
+    ):
+        return run_levels(stack, client("dynamodb", stack.aws_endpoint), "moto", seconds, levels)
+
+
+def _on_dynamodb_local(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
+    with dynamodb_local() as endpoint, tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory:
+        if endpoint is None:
+            return []
+        dynamodb = client("dynamodb", endpoint)
+        LocalStack(ROOT / "template.yaml", lambda service: dynamodb).physical("JobsTable")
+        environment = {"Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": endpoint}}
+        with running_stack(
+            Path(directory), secret=SECRET, concurrency=concurrency, function_environment=environment
+        ) as stack:
+            return run_levels(stack, dynamodb, "DynamoDB Local", seconds, levels)
+
+
+def run_levels(stack: StackProcess, dynamodb: Any, engine: str, seconds: float, levels: list[int]) -> list[Level]:
+    run_level(stack, dynamodb, 2, 1.0)  # every worker imports and serves a first request before the timing
+    measured = []
+    for clients in levels:
+        level = run_level(stack, dynamodb, clients, seconds)
+        level.engine = engine
+        measured.append(level)
+    return measured
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = []
+    for level in results["levels"]:
+        latencies = level.latencies_ms
+        rows.append(
+            [
+                level.engine,
+                level.clients,
+                len(level.accepted),
+                f"{len(level.accepted) / level.seconds:.1f}",
+                f"{median(latencies):.0f}",
+                f"{percentile(latencies, 0.99):.0f}",
+                f"{median(level.phases_ms['api']):.0f}",
+                f"{median(level.phases_ms['queue']):.0f}",
+                f"{median(level.phases_ms['processing']):.0f}",
+                level.unfinished,
+                ", ".join(f"{code}: {count}" for code, count in sorted(level.failures.items())) or "none",
+            ]
+        )
+    header = ["DynamoDB on", "clients", "jobs", "submit jobs/s", "201→SUCCEEDED p50 ms", "p99 ms"]
+    header += ["create→201 p50", "queue wait p50", "processing p50", "unfinished", "non-201"]
+    return "\n\n".join(
+        [
+            f"Each level submits for {results['seconds']:g} s; the local stack runs {results['concurrency']} "
+            "worker processes per function and as many SQS pollers (its default); SQS and SSM on moto's server. "
+            "Phases are medians from the jobs' own timestamps (ms).",
+            table(header, rows),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args(argv)
+    print(report(measure(args.seconds, args.clients, args.concurrency)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
