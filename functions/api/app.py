@@ -38,7 +38,7 @@ def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
 @app.get("/api/v1/jobs")
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    next_token: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
 ) -> JobPage:
     """The caller's jobs, newest first, one page at a time."""
     return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -50,30 +52,61 @@ def is_job_id(text: str) -> bool:
     return JOB_ID_PATTERN.fullmatch(text) is not None
 
 
-def encode_page_token(after_job_id: str) -> str:
-    """The opaque ``next_token`` for the page after ``after_job_id`` (base64url of a small JSON object).
+#: A ``next_token`` longer than this is not one this API issued (issued ones are about 200 characters).
+MAX_PAGE_TOKEN_LENGTH = 512
+_PAGE_TOKEN_VERSION = 1
 
-    The token holds no owner: the owner always comes from the caller's verified claims, so a token can
-    never read another partition.
+
+def _page_digest(owner_id: str, after_job_id: str, status: str | None) -> str:
+    """What binds a page token to its owner and query: a digest of the owner, the status filter and the cursor.
+
+    It is not a secret MAC: a caller who rebuilds a token for its own owner id can only ever read its own
+    partition, because the owner always comes from the verified claims. The digest makes a token issued to
+    another owner, for another filter, or changed in any byte, a clear 400 instead of a silent cursor move.
     """
-    raw = json.dumps({"after": after_job_id}, separators=(",", ":")).encode()
+    text = "\0".join(("jobs-page-token", str(_PAGE_TOKEN_VERSION), owner_id, status or "", after_job_id))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def encode_page_token(owner_id: str, after_job_id: str, status: str | None = None) -> str:
+    """The opaque ``next_token`` of ``owner_id``'s page after ``after_job_id`` (``status``: the list's filter).
+
+    base64url of a small JSON object: the cursor, the filter and a digest of both with the owner. The owner
+    itself is not in the token; it always comes from the caller's verified claims, so a token can never read
+    another partition, and one issued to someone else is refused.
+    """
+    body = {"v": _PAGE_TOKEN_VERSION, "after": after_job_id, "status": status}
+    body["digest"] = _page_digest(owner_id, after_job_id, status)
+    raw = json.dumps(body, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> str:
-    """The ``after_job_id`` inside a ``next_token``.
+def decode_page_token(token: str, owner_id: str, status: str | None = None) -> str:
+    """The ``after_job_id`` inside a ``next_token`` that this API issued to ``owner_id`` for this ``status``.
 
     Raises:
-        InvalidPageToken: the token is not one this API issues.
+        InvalidPageToken: garbage, a token changed in any byte, issued to another owner, or for another filter.
     """
+    invalid = InvalidPageToken("next_token is not valid")
+    if len(token) > MAX_PAGE_TOKEN_LENGTH or not _PAGE_TOKEN_ALPHABET.fullmatch(token):
+        raise invalid
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        after = json.loads(raw)["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidPageToken("next_token is not valid") from None
-    if not isinstance(after, str) or not is_job_id(after):
-        raise InvalidPageToken("next_token is not valid")
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise invalid from None
+    if not isinstance(body, dict) or set(body) != {"v", "after", "status", "digest"}:
+        raise invalid
+    after, digest = body["after"], body["digest"]
+    if body["v"] != _PAGE_TOKEN_VERSION or body["status"] != status or not isinstance(after, str):
+        raise invalid
+    if not is_job_id(after) or not isinstance(digest, str):
+        raise invalid
+    if not hmac.compare_digest(digest, _page_digest(owner_id, after, status)):
+        raise invalid
     return after
+
+
+_PAGE_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class JobService:
@@ -159,12 +192,12 @@ class JobService:
             next_token: the ``next_token`` of the previous page, or None for the first.
 
         Raises:
-            InvalidPageToken: ``next_token`` was not issued by this API.
+            InvalidPageToken: ``next_token`` was not issued by this API to this owner for this query.
         """
-        after = decode_page_token(next_token) if next_token else None
+        after = decode_page_token(next_token, owner_id) if next_token is not None else None
         jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after)
         logger.info("Retrieved %d job(s) for user %s", len(jobs), owner_id)
-        return JobPage(items=jobs, next_token=encode_page_token(last) if last else None)
+        return JobPage(items=jobs, next_token=encode_page_token(owner_id, last) if last else None)
 
     def delete_job(self, owner_id: str, job_id: str) -> None:
         """Delete the owner's job, whatever its status. Raises ``JobNotFound`` when there is none."""
