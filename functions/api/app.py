@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import bootstrap
 from jobs.http import build_resolver, owner_id
-from jobs.models import Job, JobCreate, JobPage
+from jobs.models import Job, JobCreate, JobPage, JobStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -39,9 +39,10 @@ def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only the jobs in this status.")] = None,
 ) -> JobPage:
     """The caller's jobs, newest first, one page at a time."""
-    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token)
+    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token, status=status)
 
 
 @app.get("/api/v1/jobs/<job_id>")

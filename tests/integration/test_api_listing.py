@@ -106,3 +106,53 @@ def test_a_tampered_page_token_is_a_400(api: ModuleType) -> None:
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1.5", ""])
 def test_a_limit_outside_1_to_100_is_a_422(api: ModuleType, limit: str) -> None:
     assert listing(api, "alice", limit=limit)[0] == 422
+
+
+def _start(job_id: str, owner: str = "alice") -> None:
+    from jobs import bootstrap
+
+    bootstrap.api_service().store.start(owner, job_id, now_text="2026-11-29T10:00:00.000Z", stale_before_text="")
+
+
+def test_the_status_filter_lists_only_that_status_across_pages(api: ModuleType) -> None:
+    ids = [create(api, "alice", f"a{n}") for n in range(6)]
+    for job_id in ids[1::2]:
+        _start(job_id)
+    create(api, "bob", "b")
+
+    queued = walk(api, "alice", status="QUEUED", limit="2")
+    running = walk(api, "alice", status="RUNNING", limit="2")
+
+    assert queued == [[ids[4], ids[2]], [ids[0]]]
+    assert running == [[ids[5], ids[3]], [ids[1]]]
+    assert walk(api, "alice", status="SUCCEEDED") == [[]]
+    assert walk(api, "bob", status="RUNNING") == [[]]
+
+
+def test_every_listed_job_has_the_status_asked_for(api: ModuleType) -> None:
+    for n in range(3):
+        _start(create(api, "alice", f"a{n}"))
+    create(api, "alice", "queued")
+
+    status, body = listing(api, "alice", status="RUNNING")
+
+    assert status == 200
+    assert {job["status"] for job in body["items"]} == {"RUNNING"}
+    assert len(body["items"]) == 3
+
+
+@pytest.mark.parametrize("value", ["queued", "DONE", "", "QUEUED,RUNNING"])
+def test_an_unknown_status_is_a_422(api: ModuleType, value: str) -> None:
+    assert listing(api, "alice", status=value)[0] == 422
+
+
+def test_a_page_token_only_continues_the_query_that_issued_it(api: ModuleType) -> None:
+    for n in range(3):
+        create(api, "alice", f"a{n}")
+    _, filtered = listing(api, "alice", status="QUEUED", limit="1")
+    _, unfiltered = listing(api, "alice", limit="1")
+
+    assert listing(api, "alice", limit="1", next_token=filtered["next_token"])[0] == 400
+    assert listing(api, "alice", status="FAILED", limit="1", next_token=filtered["next_token"])[0] == 400
+    assert listing(api, "alice", status="QUEUED", limit="1", next_token=unfiltered["next_token"])[0] == 400
+    assert listing(api, "alice", status="QUEUED", limit="1", next_token=filtered["next_token"])[0] == 200

@@ -86,6 +86,59 @@ def test_pages_run_newest_first_without_an_empty_last_page(store: JobStore) -> N
     assert cursor3 is None
 
 
+def _walk(store: JobStore, owner: str, limit: int, status: JobStatus | None) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        jobs, cursor = store.list_page(owner, limit=limit, after_job_id=cursor, status=status)
+        pages.append([job.job_id[-2:] for job in jobs])
+        if cursor is None:
+            return pages
+        assert len(pages) < 50
+
+
+def test_a_status_filter_pages_through_that_status_only_newest_first(store: JobStore) -> None:
+    for n in range(9):
+        store.put_new(make_job(n))
+    store.put_new(make_job(20, owner="bob"))
+    for n in (1, 4, 5, 8):
+        store.start("alice", make_job(n).job_id, now_text=T0, stale_before_text=T0)
+    for n in (4, 8):
+        store.finish("alice", make_job(n).job_id, started_at_text=T0, status=JobStatus.FAILED, now_text=T1)
+    store.start("bob", make_job(20).job_id, now_text=T0, stale_before_text=T0)
+
+    assert _walk(store, "alice", 2, JobStatus.QUEUED) == [["07", "06"], ["03", "02"], ["00"]]
+    assert _walk(store, "alice", 1, JobStatus.RUNNING) == [["05"], ["01"]]
+    assert _walk(store, "alice", 2, JobStatus.FAILED) == [["08", "04"]]
+    assert _walk(store, "alice", 5, JobStatus.SUCCEEDED) == [[]]
+    assert _walk(store, "bob", 5, JobStatus.QUEUED) == [[]]
+    assert [job_id for page in _walk(store, "alice", 4, None) for job_id in page] == [
+        f"{n:02d}" for n in range(8, -1, -1)
+    ]
+
+
+def test_a_requeued_or_abandoned_job_moves_to_its_new_status(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.put_new(make_job(2))
+    job_id = make_job(1).job_id
+    store.start("alice", job_id, now_text=T0, stale_before_text=T0)
+    store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=JobError(type="R", message="again"))
+    store.fail_abandoned(
+        "alice", make_job(2).job_id, now_text=T2, stale_before_text=T0, error=JobError(type="D", message="dlq")
+    )
+
+    assert _walk(store, "alice", 5, JobStatus.QUEUED) == [["01"]]
+    assert _walk(store, "alice", 5, JobStatus.RUNNING) == [[]]
+    assert _walk(store, "alice", 5, JobStatus.FAILED) == [["02"]]
+
+
+def test_a_deleted_job_leaves_the_status_filter(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.delete("alice", make_job(1).job_id)
+
+    assert store.list_page("alice", limit=5, after_job_id=None, status=JobStatus.QUEUED) == ([], None)
+
+
 def test_a_range_lists_the_owners_jobs_oldest_first(store: JobStore) -> None:
     for n in range(5):
         store.put_new(make_job(n))

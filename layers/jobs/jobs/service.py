@@ -184,20 +184,28 @@ class JobService:
             raise JobNotFound(job_id)
         return job
 
-    def list_jobs(self, owner_id: str, *, limit: int = DEFAULT_PAGE_SIZE, next_token: str | None = None) -> JobPage:
-        """One page of the owner's jobs, newest first.
+    def list_jobs(
+        self,
+        owner_id: str,
+        *,
+        limit: int = DEFAULT_PAGE_SIZE,
+        next_token: str | None = None,
+        status: JobStatus | None = None,
+    ) -> JobPage:
+        """One page of the owner's jobs, newest first, only those in ``status`` when given.
 
         Args:
             limit: page size, 1 to ``MAX_PAGE_SIZE``.
-            next_token: the ``next_token`` of the previous page, or None for the first.
+            next_token: the ``next_token`` of the previous page (same filter), or None for the first.
+            status: the status filter, or None for every job.
 
         Raises:
             InvalidPageToken: ``next_token`` was not issued by this API to this owner for this query.
         """
-        after = decode_page_token(next_token, owner_id) if next_token is not None else None
-        jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after)
+        after = decode_page_token(next_token, owner_id, status) if next_token is not None else None
+        jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after, status=status)
         logger.info("Retrieved %d job(s) for user %s", len(jobs), owner_id)
-        return JobPage(items=jobs, next_token=encode_page_token(owner_id, last) if last else None)
+        return JobPage(items=jobs, next_token=encode_page_token(owner_id, last, status) if last else None)
 
     def delete_job(self, owner_id: str, job_id: str) -> None:
         """Delete the owner's job, whatever its status. Raises ``JobNotFound`` when there is none."""

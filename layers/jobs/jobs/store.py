@@ -62,10 +62,22 @@ def _numbers_in(value: Any) -> Any:
     return value
 
 
+#: The ``ByStatus`` index (partition ``owner_id``, sort ``status_job_id``): an owner's jobs of one status, newest
+#: first, without reading the others (docs/decisions.md, "Status filter").
+STATUS_INDEX = "ByStatus"
+STATUS_KEY = "status_job_id"
+
+
+def status_key(status: JobStatus | str, job_id: str) -> str:
+    """The ``ByStatus`` sort key of a job: ``<STATUS>#<job_id>``, so that one status sorts by creation."""
+    return f"{JobStatus(status).value}#{job_id}"
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out."""
     data = job.model_dump(mode="json", exclude_none=True)
     data["owner_id"] = job.owner_id
+    data[STATUS_KEY] = status_key(job.status, job.job_id)
     return {name: to_attribute_value(value) for name, value in data.items()}
 
 
@@ -83,8 +95,11 @@ class JobStore(Protocol):
     def get(self, owner_id: str, job_id: str) -> Job | None:
         """The owner's job, read strongly consistently, or None."""
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
-        """Up to ``limit`` of the owner's jobs, newest first, older than ``after_job_id`` when given.
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Up to ``limit`` of the owner's jobs, newest first, older than ``after_job_id`` when given, and only
+        those in ``status`` when given.
 
         Returns the jobs and the ``job_id`` to pass as ``after_job_id`` for the next page, or None when there
         is no further job (never a cursor that leads to an empty page).
@@ -190,7 +205,9 @@ class DynamoJobStore:
         item = response.get("Item")
         return item_to_job(item) if item else None
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
         # One item more than asked tells whether another page exists, so a cursor never leads to an empty page.
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -202,6 +219,15 @@ class DynamoJobStore:
         }
         if after_job_id is not None:
             request["ExclusiveStartKey"] = self._key(owner_id, after_job_id)
+        if status is not None:
+            # The index holds only the jobs of each status, so every item read is one returned. Index reads are
+            # eventually consistent (DynamoDB offers nothing else on a global secondary index).
+            prefix = status_key(status, "")
+            request.update(IndexName=STATUS_INDEX, ConsistentRead=False)
+            request["KeyConditionExpression"] += f" AND begins_with({STATUS_KEY}, :status)"
+            request["ExpressionAttributeValues"][":status"] = {"S": prefix}
+            if after_job_id is not None:
+                request["ExclusiveStartKey"][STATUS_KEY] = {"S": prefix + after_job_id}
         with aws.transient_errors_as_unavailable("Query"):
             response = self.client.query(**request)
         jobs = [item_to_job(item) for item in response.get("Items", [])]
@@ -247,6 +273,7 @@ class DynamoJobStore:
         return self._transition(
             owner_id,
             job_id,
+            JobStatus.RUNNING,
             condition=_QUEUED_OR_STALE,
             update="SET #status = :running, started_at = :now, updated_at = :now ADD attempts :one",
             values={":now": {"S": now_text}, ":one": {"N": "1"}, ":stale": {"S": stale_before_text}},
@@ -271,12 +298,13 @@ class DynamoJobStore:
         if error is not None:
             update += ", #error = :error"
             values[":error"] = to_attribute_value(error.model_dump())
-        return self._transition(owner_id, job_id, condition=_OWN_RUN, update=update, values=values)
+        return self._transition(owner_id, job_id, status, condition=_OWN_RUN, update=update, values=values)
 
     def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
         return self._transition(
             owner_id,
             job_id,
+            JobStatus.QUEUED,
             condition=_OWN_RUN,
             update="SET #status = :queued, updated_at = :now, #error = :error",
             values={
@@ -292,6 +320,7 @@ class DynamoJobStore:
         return self._transition(
             owner_id,
             job_id,
+            JobStatus.FAILED,
             condition=_QUEUED_OR_STALE,
             update="SET #status = :failed, finished_at = :now, updated_at = :now, #error = :error",
             values={
@@ -301,7 +330,12 @@ class DynamoJobStore:
             },
         )
 
-    def _transition(self, owner_id: str, job_id: str, *, condition: str, update: str, values: dict[str, Any]) -> Job:
+    def _transition(
+        self, owner_id: str, job_id: str, new_status: JobStatus, *, condition: str, update: str, values: dict[str, Any]
+    ) -> Job:
+        # Every status change moves the job in the ByStatus index too.
+        update = update.replace("SET ", f"SET {STATUS_KEY} = :status_key, ", 1)
+        values = {**values, ":status_key": {"S": status_key(new_status, job_id)}}
         text = f"{condition} {update}"
         names = {name: name[1:] for name in ("#status", "#result", "#error") if name in text}
         statuses = {f":{s.lower()}": {"S": s.value} for s in JobStatus if f":{s.lower()}" in text}
@@ -362,8 +396,17 @@ class InMemoryJobStore:
     def get(self, owner_id: str, job_id: str) -> Job | None:
         return self._load((owner_id, job_id))
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
-        ids = sorted((job_id for owner, job_id in self.items if owner == owner_id), reverse=True)
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        ids = sorted(
+            (
+                job_id
+                for (owner, job_id), data in self.items.items()
+                if owner == owner_id and (status is None or data["status"] == status)
+            ),
+            reverse=True,
+        )
         if after_job_id is not None:
             ids = [job_id for job_id in ids if job_id < after_job_id]
         page = [job for job_id in ids[:limit] if (job := self._load((owner_id, job_id)))]
