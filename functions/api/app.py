@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import bootstrap
-from jobs.http import build_resolver, owner_id
+from jobs.http import IDEMPOTENCY_KEY_PATTERN, build_resolver, header_value, owner_id
 from jobs.models import Job, JobCreate, JobPage, JobStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -23,9 +23,21 @@ app = build_resolver()
 
 
 @app.post("/api/v1/jobs")
-def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
-    """Submit a job: 201 Created with its ``Location`` and the QUEUED job."""
-    job = bootstrap.api_service().create_job(owner_id(app), request)
+def create_job(
+    request: Annotated[JobCreate, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Makes a retried POST return the first response: 1 to 255 visible ASCII characters, "
+            "unique per request of this caller (a UUID). Remembered for a day.",
+        ),
+    ] = None,
+) -> Response[Job]:
+    """Submit a job: 201 Created with its ``Location`` and the QUEUED job (once per ``Idempotency-Key``)."""
+    key = header_value(idempotency_key)
+    job = bootstrap.job_creator().create(owner_id(app), request, key=key, context=app.lambda_context)
     metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=201,

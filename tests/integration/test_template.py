@@ -107,6 +107,7 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:PutItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",  # the idempotency table's records
         "sqs:SendMessage",
         "ssm:GetParameter",
         "kms:Decrypt",

@@ -28,6 +28,18 @@ class Principal:
     claims: Mapping[str, Any]
 
 
+#: Optional whitespace around a header field value (RFC 9110 section 5.6.3): space and horizontal tab, nothing
+#: else. Every header this API reads is trimmed by this one rule.
+OWS = " \t"
+
+
+def header_value(raw: str | None) -> str | None:
+    """A header field value without its surrounding optional whitespace; None when absent or empty."""
+    if raw is None:
+        return None
+    return raw.strip(OWS) or None
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header value.
 

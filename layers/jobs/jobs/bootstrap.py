@@ -8,6 +8,7 @@ must be active first in tests, and a request that needs no SQS client never crea
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from jobs import aws, settings
 from jobs.auth import Authenticator
@@ -15,6 +16,9 @@ from jobs.processors import Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
+
+if TYPE_CHECKING:
+    from jobs.idempotency import JobCreator
 
 
 @cache
@@ -24,6 +28,20 @@ def api_service() -> JobService:
         DynamoJobStore(settings.store_settings().table_name),
         SqsJobQueue(settings.queue_settings().queue_url),
         Registry.from_environment(),
+    )
+
+
+@cache
+def job_creator() -> JobCreator:
+    """The API function's job creation, once per ``Idempotency-Key`` (records in the idempotency table)."""
+    from jobs.idempotency import JobCreator  # imported on first use: the consumers never load the utility
+
+    config = settings.idempotency_settings()
+    return JobCreator(
+        api_service(),
+        config.idempotency_table_name,
+        expires_after_seconds=config.idempotency_expiry_seconds,
+        client=aws.client("dynamodb"),
     )
 
 
@@ -56,12 +74,14 @@ def reset() -> None:
     """Forget every cached setting, client and service (for tests)."""
     for cached in (
         api_service,
+        job_creator,
         consumer_service,
         consumer_queue,
         authenticator,
         aws.client,
         settings.store_settings,
         settings.queue_settings,
+        settings.idempotency_settings,
         settings.consumer_settings,
         settings.auth_settings,
     ):

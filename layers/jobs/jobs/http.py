@@ -20,9 +20,16 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    BaseError as IdempotencyError,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 
 from jobs import bootstrap
-from jobs.auth import Principal
+from jobs.auth import Principal, header_value
 from jobs.models import (
     AuthUnavailable,
     InvalidPageToken,
@@ -34,7 +41,11 @@ from jobs.models import (
 )
 from jobs.observability import MetricUnit, logger, metrics
 
+__all__ = ["IDEMPOTENCY_KEY_PATTERN", "build_resolver", "header_value", "owner_id", "principal", "problem"]
+
 PROBLEM_JSON = "application/problem+json"
+#: An ``Idempotency-Key``: 1 to 255 visible ASCII characters, with optional whitespace around (trimmed).
+IDEMPOTENCY_KEY_PATTERN = r"^[ \t]*[!-~]{1,255}[ \t]*$"
 #: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
 REALM = "jobs"
 
@@ -157,6 +168,27 @@ def _service_unavailable(error: ServiceUnavailable) -> Response[str]:
     )
 
 
+def _idempotency_key_reused(error: IdempotencyValidationError) -> Response[str]:
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This Idempotency-Key was used with a different request body.",
+        errors=[{"loc": ["header", "idempotency-key"], "msg": "reused with another body", "type": "idempotency_key"}],
+    )
+
+
+def _idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[str]:
+    return problem(
+        HTTPStatus.CONFLICT,
+        "A request with this Idempotency-Key is still in progress; retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _idempotency_unavailable(error: IdempotencyError) -> Response[str]:
+    logger.warning("Idempotency store unavailable", extra={"reason": type(error).__name__})
+    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "The service is busy; retry later.", headers={"Retry-After": "1"})
+
+
 def _unexpected(error: Exception) -> Response[str]:
     logger.exception("Unhandled error")
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
@@ -173,6 +205,9 @@ ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
     InvalidPayload: _invalid_payload,
     InvalidPageToken: _invalid_page_token,
     ServiceUnavailable: _service_unavailable,
+    IdempotencyValidationError: _idempotency_key_reused,
+    IdempotencyAlreadyInProgressError: _idempotency_in_progress,
+    IdempotencyError: _idempotency_unavailable,
     Exception: _unexpected,
 }
 

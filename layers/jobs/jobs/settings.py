@@ -1,8 +1,8 @@
 """Typed configuration read from the function's environment, validated once and cached.
 
-Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings`` and
-``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``. A missing or contradictory
-variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
+Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings``,
+``IdempotencySettings`` and ``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``. A missing
+or contradictory variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ class QueueSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
     queue_url: str = Field(min_length=1)
+
+
+class IdempotencySettings(BaseSettings):
+    """Where ``Idempotency-Key`` records live: ``JOBS_IDEMPOTENCY_TABLE_NAME``, and how long a key is remembered,
+    ``JOBS_IDEMPOTENCY_EXPIRY_SECONDS`` (a day by default)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    idempotency_table_name: str = Field(min_length=3, max_length=255)
+    idempotency_expiry_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
 
 
 class ConsumerSettings(BaseSettings):
@@ -118,6 +128,12 @@ def store_settings() -> StoreSettings:
 def queue_settings() -> QueueSettings:
     """The cached ``QueueSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return QueueSettings()
+
+
+@cache
+def idempotency_settings() -> IdempotencySettings:
+    """The cached ``IdempotencySettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return IdempotencySettings()
 
 
 @cache
