@@ -17,7 +17,7 @@ REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local
+.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 	$(VENV)/bin/mypy functions/dead_letters/app.py
+
+openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
+	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi
 
 format: $(VENV)/.installed ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .

@@ -49,7 +49,7 @@ def test_the_runtime_is_python313_on_arm64() -> None:
     assert RESOURCES["JobsLayer"]["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
 
 
-def test_the_api_function_serves_the_four_routes() -> None:
+def test_the_api_function_serves_the_four_routes_and_its_description() -> None:
     events = properties("ApiFunction")["Events"].values()
 
     assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events} == {
@@ -57,6 +57,8 @@ def test_the_api_function_serves_the_four_routes() -> None:
         ("GET", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/{job_id}"),
         ("DELETE", "/api/v1/jobs/{job_id}"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/docs"),
     }
     assert {e["Type"] for e in events} == {"HttpApi"}
 
@@ -206,7 +208,7 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     assert api.environment["JOBS_QUEUE_URL"] == physical["JobsQueue"]["Ref"]
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
-    assert len(http_api_routes(api, stack.resolver)) == 4
+    assert len(http_api_routes(api, stack.resolver)) == 6
     assert [s["Queue"] for s in sqs_event_sources(consumer, stack.resolver)] == [physical["JobsQueue"]["Arn"]]
 
 

@@ -146,6 +146,30 @@ class JobPage(BaseModel):
     next_token: str | None = None
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request is not valid: where (``loc``, e.g. ``["body", "title"]``), why, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error the function produces, as ``application/problem+json`` (RFC 9457)."""
+
+    type: str = Field(default="about:blank", description="Always about:blank: the status says it all.")
+    title: str = Field(description="The status code's phrase.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong, for a human.")
+    errors: list[ValidationIssue] | None = Field(default=None, description="What is wrong with the request (4xx).")
+
+
+class GatewayError(BaseModel):
+    """An error API Gateway itself produces (no route, throttled, function crashed or timed out)."""
+
+    message: str
+
+
 class JobMessage(BaseModel):
     """Body of a message on the jobs queue: a reference to one job, never its payload."""
 
