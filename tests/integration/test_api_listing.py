@@ -156,3 +156,21 @@ def test_a_page_token_only_continues_the_query_that_issued_it(api: ModuleType) -
     assert listing(api, "alice", status="FAILED", limit="1", next_token=filtered["next_token"])[0] == 400
     assert listing(api, "alice", status="QUEUED", limit="1", next_token=unfiltered["next_token"])[0] == 400
     assert listing(api, "alice", status="QUEUED", limit="1", next_token=filtered["next_token"])[0] == 200
+
+
+def test_an_expired_job_never_appears_in_a_response(api: ModuleType, aws: Aws) -> None:
+    kept, expired = create(api, "alice", "kept"), create(api, "alice", "expired")
+    aws.dynamodb.update_item(
+        TableName=aws.table_name,
+        Key={"owner_id": {"S": "alice"}, "job_id": {"S": expired}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1000000000"}},
+    )
+
+    got = call(api, api_event("get_job", token=sign("alice"), job_id=expired))
+    deleted = call(api, api_event("delete_job", token=sign("alice"), job_id=expired))
+
+    assert walk(api, "alice") == [[kept]]
+    assert walk(api, "alice", status="QUEUED") == [[kept]]
+    assert (got[0], deleted[0]) == (404, 404)
+    assert got[2] == call(api, api_event("get_job", token=sign("alice"), job_id=kept[:-4] + "0000"))[2]

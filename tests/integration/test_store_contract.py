@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -272,3 +273,63 @@ def test_attribute_values_keep_decimal_text_exact() -> None:
     assert to_attribute_value(0.1) == {"N": "0.1"}
     assert from_attribute_value({"N": "9000"}) == 9000
     assert from_attribute_value({"N": "0.1"}) == 0.1
+
+
+def _finish(store: JobStore, n: int, expires_at: int, owner: str = "alice") -> None:
+    job_id = make_job(n).job_id
+    store.start(owner, job_id, now_text=T0, stale_before_text=T0)
+    store.finish(
+        owner, job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={}, expires_at=expires_at
+    )
+
+
+def test_an_expired_job_that_is_not_deleted_yet_is_gone_for_every_read(store: JobStore) -> None:
+    past, future = int(time.time()) - 5, int(time.time()) + 3600
+    for n in range(7):
+        store.put_new(make_job(n))
+    for n in (0, 2, 3, 5):
+        _finish(store, n, past)
+    _finish(store, 6, future)
+
+    pages = _walk(store, "alice", 1, None)
+
+    assert store.get("alice", make_job(2).job_id) is None
+    assert store.get("alice", make_job(6).job_id) is not None
+    assert pages == [["06"], ["04"], ["01"]]
+    assert _walk(store, "alice", 2, JobStatus.SUCCEEDED) == [["06"]]
+    assert [j.job_id[-2:] for j in store.list_range("alice", make_job(0).job_id, make_job(9).job_id)] == [
+        "01",
+        "04",
+        "06",
+    ]
+    assert store.delete("alice", make_job(3).job_id) is False
+    assert store.delete("alice", make_job(6).job_id) is True
+
+
+def test_a_page_after_many_expired_jobs_is_still_full_and_the_last_page_has_no_cursor(store: JobStore) -> None:
+    past = int(time.time()) - 5
+    for n in range(12):
+        store.put_new(make_job(n))
+    for n in range(2, 10):
+        _finish(store, n, past)
+
+    first, cursor = store.list_page("alice", limit=3, after_job_id=None)
+    second, last = store.list_page("alice", limit=3, after_job_id=cursor)
+
+    assert [j.job_id[-2:] for j in first] == ["11", "10", "01"]
+    assert [j.job_id[-2:] for j in second] == ["00"]
+    assert last is None
+
+
+def test_the_expiry_is_written_as_the_tables_ttl_number_attribute(aws: Aws) -> None:
+    store = DynamoJobStore(aws.table_name)
+    store.put_new(make_job(1))
+    _finish(store, 1, 1_900_000_000)
+
+    item = aws.dynamodb.get_item(
+        TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": make_job(1).job_id}}
+    )
+    ttl = aws.dynamodb.describe_time_to_live(TableName=aws.table_name)["TimeToLiveDescription"]
+
+    assert item["Item"]["expires_at"] == {"N": "1900000000"}
+    assert ttl["AttributeName"] == "expires_at"

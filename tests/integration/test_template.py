@@ -219,3 +219,13 @@ def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, t
 
     with pytest.raises(UnsupportedTemplate, match=r"Fn::If in JobsQueue"):
         LocalStack(changed, moto).create_all()
+
+
+def test_the_retention_parameter_reaches_the_functions_that_finish_jobs(moto: Any) -> None:
+    stack = LocalStack(ROOT / "template.yaml", moto, parameter_overrides={"FinishedJobRetentionDays": "7"})
+    stack.create_all()
+    specs = {spec.logical_id: spec for spec in stack.functions()}
+
+    assert specs["ProcessJobsFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
+    assert specs["DeadLettersFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
+    assert TEMPLATE["Parameters"]["FinishedJobRetentionDays"]["Default"] == 30

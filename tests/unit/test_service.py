@@ -423,3 +423,47 @@ def test_the_report_reads_only_its_owners_jobs(service: JobService) -> None:
     assert done.result is not None
     assert done.result["total_jobs"] == 1
     assert done.result["requested"]["target_user_ids"] == ["bob"]
+
+
+@pytest.mark.parametrize("retention_days", [1, 30])
+def test_a_finished_job_expires_after_the_retention_period(clock: Clock, retention_days: int) -> None:
+    store = InMemoryJobStore()
+    service = JobService(
+        store,
+        InMemoryJobQueue(),
+        Registry([*BUILT_IN_TYPES.values(), JobType("explode", explode)]),
+        clock=clock,
+        retention_days=retention_days,
+    )
+    done = service.create_job("alice", request(type="noop"))
+    failed = service.create_job("alice", request(type="explode"))
+    dead = service.create_job("alice", request(type="noop"))
+    queued = service.create_job("alice", request(type="noop"))
+
+    service.run_job(JobMessage(owner_id="alice", job_id=done.job_id))
+    service.run_job(JobMessage(owner_id="alice", job_id=failed.job_id))
+    service.fail_dead_lettered(JobMessage(owner_id="alice", job_id=dead.job_id))
+
+    expected = int((clock.now + timedelta(days=retention_days)).timestamp())
+    assert {job_id[-4:]: at for (_, job_id), at in store.expires_at.items()} == {
+        done.job_id[-4:]: expected,
+        failed.job_id[-4:]: expected,
+        dead.job_id[-4:]: expected,
+    }
+    assert ("alice", queued.job_id) not in store.expires_at
+
+
+def test_an_expired_job_is_not_found_listed_or_deleted(clock: Clock) -> None:
+    now = [clock.now.timestamp()]
+    store = InMemoryJobStore(clock=lambda: now[0])
+    service = JobService(store, InMemoryJobQueue(), clock=clock, retention_days=1)
+    job = service.create_job("alice", request(type="noop"))
+    service.run_job(JobMessage(owner_id="alice", job_id=job.job_id))
+
+    now[0] += 86400 + 1
+
+    with pytest.raises(JobNotFound):
+        service.get_job("alice", job.job_id)
+    assert service.list_jobs("alice").items == []
+    with pytest.raises(JobNotFound):
+        service.delete_job("alice", job.job_id)

@@ -55,6 +55,7 @@ def consumer_service() -> JobService:
         lease_seconds=config.lease_seconds,
         create_grace_seconds=config.create_grace_seconds,
         retry_base_seconds=config.retry_base_seconds,
+        retention_days=config.retention_days,
     )
 
 

@@ -120,6 +120,7 @@ class JobService:
         lease_seconds: how long a RUNNING job belongs to the run that started it.
         create_grace_seconds: how long a message may name a job that is not written yet.
         retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
+        retention_days: how long a finished (SUCCEEDED or FAILED) job stays readable before it expires.
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class JobService:
         lease_seconds: int = 35,
         create_grace_seconds: int = 60,
         retry_base_seconds: int = 5,
+        retention_days: int = 30,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -140,6 +142,7 @@ class JobService:
         self.lease = timedelta(seconds=lease_seconds)
         self.create_grace = timedelta(seconds=create_grace_seconds)
         self.retry_base_seconds = retry_base_seconds
+        self.retention = timedelta(days=retention_days)
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         """Store a new QUEUED job and enqueue its reference.
@@ -270,6 +273,7 @@ class JobService:
                 now_text=format_timestamp(now),
                 stale_before_text=format_timestamp(now - self.lease),
                 error=error,
+                expires_at=self._expiry(now),
             )
         except TransitionRejected as rejected:
             return self._not_started(message.job_id, rejected.current, delivery, now)
@@ -327,15 +331,17 @@ class JobService:
     ) -> Job | None:
         assert job.started_at is not None
         status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
+        now = self.clock()
         try:
             finished = self.store.finish(
                 job.owner_id,
                 job.job_id,
                 started_at_text=format_timestamp(job.started_at),
                 status=status,
-                now_text=format_timestamp(self.clock()),
+                now_text=format_timestamp(now),
                 result=result,
                 error=error,
+                expires_at=self._expiry(now),
             )
         except TransitionRejected as rejected:
             return self._lost(job, rejected.current)
@@ -348,6 +354,10 @@ class JobService:
             metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Seconds, value=seconds)
         logger.info("Job %s %s", job.job_id, status, extra={"job_id": job.job_id, "attempts": finished.attempts})
         return finished
+
+    def _expiry(self, finished_at: datetime) -> int:
+        """When a job that finishes at ``finished_at`` expires: epoch seconds, the table's TTL attribute."""
+        return math.ceil((finished_at + self.retention).timestamp())
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ class ConsumerSettings(BaseSettings):
     job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
     which another delivery may take it over; ``create_grace_seconds`` how long a message may name a job that
     is not written yet (the API sends the message before it writes the item; at least the API's Timeout);
-    ``retry_base_seconds`` the first retry's delay, doubled per attempt.
+    ``retry_base_seconds`` the first retry's delay, doubled per attempt; ``retention_days`` how long a
+    finished job stays readable before it expires (the TTL attribute).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
@@ -63,6 +64,7 @@ class ConsumerSettings(BaseSettings):
     lease_seconds: int = Field(default=35, ge=1, le=900)
     create_grace_seconds: int = Field(default=60, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
+    retention_days: int = Field(default=30, ge=1, le=3650)
 
 
 class AuthSettings(BaseSettings):
