@@ -229,3 +229,38 @@ def test_the_retention_parameter_reaches_the_functions_that_finish_jobs(moto: An
     assert specs["ProcessJobsFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
     assert specs["DeadLettersFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
     assert TEMPLATE["Parameters"]["FinishedJobRetentionDays"]["Default"] == 30
+
+
+def test_cors_allows_the_headers_the_api_reads_and_exposes_the_ones_it_sends() -> None:
+    cors = properties("JobsHttpApi")["CorsConfiguration"]
+
+    assert set(cors["AllowHeaders"]) == {"authorization", "content-type", "idempotency-key"}
+    assert set(cors["AllowMethods"]) >= {"GET", "POST", "DELETE"}
+    assert set(cors["ExposeHeaders"]) == {"location", "retry-after", "www-authenticate"}
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+    assert cors["AllowCredentials"] is False
+
+
+def test_the_local_gateway_reads_cors_from_the_template(moto: Any) -> None:
+    from local.gateway import CorsPolicy
+
+    stack = LocalStack(
+        ROOT / "template.yaml", moto, parameter_overrides={"CorsAllowOrigins": "https://a.example, https://b.example"}
+    )
+    policy = CorsPolicy.from_configuration(stack.http_apis()["JobsHttpApi"]["CorsConfiguration"])
+
+    assert policy.allow_origins == ("https://a.example", "https://b.example")
+    assert policy.allowed_origin("https://b.example") == "https://b.example"
+    assert policy.allowed_origin("https://c.example") is None
+    assert policy.max_age == 600
+
+
+def test_an_http_api_property_the_local_gateway_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:
+    changed = tmp_path / "template.yaml"
+    text = (ROOT / "template.yaml").read_text()
+    changed.write_text(
+        text.replace("      CorsConfiguration:\n", "      DisableExecuteApiEndpoint: true\n      CorsConfiguration:\n")
+    )
+
+    with pytest.raises(UnsupportedTemplate, match="DisableExecuteApiEndpoint"):
+        LocalStack(changed, moto).http_apis()
