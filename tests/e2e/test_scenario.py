@@ -233,3 +233,17 @@ def test_the_api_description_is_public(stack: RunningStack) -> None:
     assert json.loads(spec)["openapi"] == "3.1.0"
     assert docs_headers["content-type"] == "text/html"
     assert b"SwaggerUIBundle" in docs
+
+
+def test_two_authorization_headers_or_a_token_in_the_query_are_401(stack: RunningStack) -> None:
+    host, port = stack.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    connection.putrequest("GET", "/api/v1/jobs")
+    connection.putheader("Authorization", f"Bearer {token('alice')}")
+    connection.putheader("Authorization", f"Bearer {token('bob')}")
+    connection.endheaders()
+    doubled = connection.getresponse().status
+    connection.close()
+    in_query = raw(stack, "GET", f"/api/v1/jobs?access_token={token('alice')}", {})[0]
+
+    assert (doubled, in_query) == (401, 401)

@@ -4,14 +4,25 @@ Rules: the ``Authorization`` header must be ``Bearer <token>`` (scheme case-inse
 11.1; RFC 6750 section 2.1); algorithms come from configuration, never from the token's header (RFC 8725
 section 3.1); ``exp`` and ``sub`` are required, ``iss`` and ``aud`` are checked when configured; a small,
 configurable leeway absorbs clock skew. No token, claim set or secret is ever logged.
+
+In JWKS mode, a token's ``alg`` and ``kid`` are checked before any key is looked up, so a forged header never
+causes a fetch; an unknown ``kid`` refreshes the key set at most once per cooldown; a fetch is bounded in time
+and size, and a key set that cannot be fetched or used is ``AuthUnavailable`` (503), never access.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
+from urllib.error import URLError
 
 import jwt
 
@@ -40,22 +51,28 @@ def header_value(raw: str | None) -> str | None:
     return raw.strip(OWS) or None
 
 
+#: ``Bearer <token68>`` (RFC 9110 section 11.4: the scheme, then one or more spaces; RFC 6750 section 2.1).
+_CREDENTIALS = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +([A-Za-z0-9._~+/-]+=*)")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header value.
 
-    Surrounding whitespace is ignored; the scheme is matched case-insensitively; the token itself must be
-    one run of token68 characters (RFC 6750 section 2.1), so two headers joined by a comma never parse.
+    The one whitespace rule of this API applies: optional whitespace (space, tab) around the value is ignored
+    (``OWS``), the scheme is matched case-insensitively and followed by one or more spaces, and the token is
+    one run of token68 characters. Anything else is refused: another scheme, other whitespace, a second
+    credential (two headers arrive joined by a comma), or characters a token cannot hold.
 
     Raises:
         Unauthenticated: no header (``missing=True``), another scheme, or a malformed token.
     """
-    if authorization is None or not authorization.strip():
+    value = header_value(authorization)
+    if value is None:
         raise Unauthenticated("no bearer token", missing=True)
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(ch.isspace() or ch == "," for ch in token):
+    found = _CREDENTIALS.fullmatch(value)
+    if found is None or found.group(1).lower() != "bearer":
         raise Unauthenticated("malformed Authorization header")
-    return token
+    return found.group(2)
 
 
 class SsmSecret:
@@ -83,6 +100,87 @@ class SsmSecret:
         return str(value)
 
 
+#: The largest JWKS document accepted, bytes (identity providers publish a few kilobytes).
+MAX_JWKS_BYTES = 1024 * 1024
+#: How long a failed JWKS fetch keeps answering 503 without fetching again, seconds.
+JWKS_FAILURE_BACKOFF_SECONDS = 5.0
+#: A ``kid`` this API looks up: printable ASCII, at most this long; anything else is refused unfetched.
+_KID = re.compile(r"[!-~]{1,256}")
+
+
+def _is_numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A JWKS is fetched from its configured URL only: a redirect is a failure, not a hop."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+class BoundedJWKClient(jwt.PyJWKClient):
+    """``PyJWKClient`` whose fetch ends within ``timeout`` seconds per read and about twice that in all, reads
+    at most ``MAX_JWKS_BYTES``, follows no redirect, and after a failure answers "unavailable" for
+    ``JWKS_FAILURE_BACKOFF_SECONDS`` without fetching. A key set that cannot be fetched, parsed or used raises
+    ``PyJWKClientConnectionError``; only an unknown ``kid`` raises a plain ``PyJWKClientError``.
+    """
+
+    def __init__(self, uri: str, *, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._clock = clock
+        self._failed_at: float | None = None
+        self._fetch_lock = threading.Lock()
+
+    def fetch_data(self) -> Any:
+        with self._fetch_lock:
+            if self._failed_at is not None and self._clock() - self._failed_at < JWKS_FAILURE_BACKOFF_SECONDS:
+                raise jwt.PyJWKClientConnectionError("the JWKS failed moments ago")
+            try:
+                data = self._bounded_fetch()
+            except jwt.PyJWKClientConnectionError:
+                self._failed_at = self._clock()
+                raise
+            self._failed_at = None
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(data)
+        self._last_successful_fetch = time.monotonic()
+        return data
+
+    def _bounded_fetch(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout
+        body = b""
+        try:
+            opener = urllib.request.build_opener(_NoRedirect())
+            # PyJWKClient refuses any scheme but http and https when it is built.
+            request = urllib.request.Request(url=self.uri, headers=self.headers)  # noqa: S310
+            with opener.open(request, timeout=self.timeout) as response:
+                while chunk := response.read1(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise jwt.PyJWKClientConnectionError("the JWKS is too large")
+                    if time.monotonic() > deadline:
+                        raise jwt.PyJWKClientConnectionError("the JWKS took too long")
+            data = json.loads(body)
+        except (URLError, TimeoutError, OSError, HTTPException, ValueError, RecursionError) as error:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS could not be fetched: {type(error).__name__}") from None
+        if not isinstance(data, dict):
+            raise jwt.PyJWKClientConnectionError("the JWKS is not a JSON object")
+        try:
+            jwt.PyJWKSet.from_dict(data)
+        except jwt.PyJWTError as error:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS holds no usable key: {type(error).__name__}") from None
+        return data
+
+    def get_signing_keys(self, refresh: bool = False) -> list[jwt.PyJWK]:
+        try:
+            return super().get_signing_keys(refresh)
+        except jwt.PyJWKClientConnectionError:
+            raise
+        except jwt.PyJWTError as error:  # no signing key at all: the identity provider's fault, not the token's
+            raise jwt.PyJWKClientConnectionError(f"the JWKS is not usable: {type(error).__name__}") from None
+
+
 class Authenticator:
     """Verifies bearer tokens according to ``AuthSettings``.
 
@@ -108,14 +206,17 @@ class Authenticator:
 
     @property
     def jwks_client(self) -> jwt.PyJWKClient:
-        """The JWKS client, built on first use; keys are cached for ``jwks_cache_seconds``."""
+        """The JWKS client, built on first use. The key set is cached for ``jwks_cache_seconds`` (so a key the
+        identity provider retires stops working within that time; no per-key cache outlives it), and an unknown
+        ``kid`` refreshes it at most once per ``jwks_refresh_cooldown_seconds``."""
         if self._jwks_client is None:
             assert self.settings.jwks_url is not None
-            self._jwks_client = jwt.PyJWKClient(
+            self._jwks_client = BoundedJWKClient(
                 self.settings.jwks_url,
-                cache_keys=True,
+                cache_keys=False,
                 lifespan=max(self.settings.jwks_cache_seconds, 1),
                 timeout=self.settings.jwks_timeout_seconds,
+                cooldown_duration=self.settings.jwks_refresh_cooldown_seconds,
             )
         return self._jwks_client
 
@@ -145,8 +246,15 @@ class Authenticator:
             )
         except jwt.PyJWKClientConnectionError as error:
             raise AuthUnavailable("the JWKS could not be fetched") from error
-        except jwt.PyJWTError as error:
+        except jwt.PyJWTError as error:  # every PyJWT error class: they all derive from PyJWTError
             raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as error:  # a token PyJWT did not foresee
+            logger.warning("Token rejected by an unexpected parse error", extra={"error": type(error).__name__})
+            raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _is_numeric_date(claims[name]):
+                # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT also takes "9999999999" (a string).
+                raise Unauthenticated(f"token {name} is not a number")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip():
             raise Unauthenticated("token has no usable sub")
@@ -154,10 +262,21 @@ class Authenticator:
         return Principal(sub=sub, claims=claims)
 
     def _verification_key(self, token: str) -> Any:
-        if self.settings.jwks_url is not None:
-            return self.jwks_client.get_signing_key_from_jwt(token).key
-        assert self._secret is not None
-        return self._secret()
+        if self.settings.jwks_url is None:
+            assert self._secret is not None
+            return self._secret()
+        # Look at the unverified header first: a token whose alg is not accepted, or whose kid is not a
+        # plausible key id, never reaches the key set (and never causes a fetch).
+        header = jwt.get_unverified_header(token)
+        kid = header.get("kid")
+        if header.get("alg") not in self.settings.jwt_algorithms:
+            raise jwt.InvalidAlgorithmError("algorithm not accepted")
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
+            raise jwt.InvalidTokenError("no usable kid")
+        signing_key = self.jwks_client.get_signing_key(kid)
+        if signing_key.algorithm_name != header["alg"]:
+            raise jwt.InvalidAlgorithmError("the key is not for this algorithm")
+        return signing_key.key
 
 
 def issue_token(

@@ -93,6 +93,10 @@ class AuthSettings(BaseSettings):
     jwks_timeout_seconds: float = Field(default=3, gt=0, le=10, validation_alias="JWKS_TIMEOUT_SECONDS")
     #: How long a fetched JWKS (and the shared secret) stays cached, seconds.
     jwks_cache_seconds: int = Field(default=300, ge=0, validation_alias="JWKS_CACHE_SECONDS")
+    #: The least time between two JWKS refreshes caused by unknown ``kid`` values, seconds.
+    jwks_refresh_cooldown_seconds: float = Field(
+        default=30, ge=0, le=3600, validation_alias="JWKS_REFRESH_COOLDOWN_SECONDS"
+    )
 
     @field_validator("jwks_url", "jwt_secret_parameter", "jwt_issuer", "jwt_audience", mode="before")
     @classmethod
