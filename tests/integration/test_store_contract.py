@@ -333,3 +333,12 @@ def test_the_expiry_is_written_as_the_tables_ttl_number_attribute(aws: Aws) -> N
 
     assert item["Item"]["expires_at"] == {"N": "1900000000"}
     assert ttl["AttributeName"] == "expires_at"
+
+
+def test_valid_unicode_reads_back_exactly(store: JobStore) -> None:
+    text = "Chuck 🥋 — 空手 ﷽ עברית e\u0301 👩\u200d👩\u200d👧 \U0001f600 \u00a0\u2028 tab\tcr\r\nend"
+    job = make_job(1, text=text, nested={text: [text]})
+
+    store.put_new(job)
+
+    assert store.get("alice", job.job_id) == job

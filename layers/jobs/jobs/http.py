@@ -9,12 +9,14 @@ valid token learns nothing about the body rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -27,6 +29,7 @@ from aws_lambda_powertools.event_handler.openapi.types import (
     OpenAPIResponseContentSchema,
     OpenAPIResponseHeader,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     BaseError as IdempotencyError,
 )
@@ -34,10 +37,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import bootstrap
 from jobs.auth import Principal, header_value
 from jobs.models import (
+    MAX_REQUEST_BYTES,
     AuthUnavailable,
     GatewayError,
     InvalidPageToken,
@@ -287,11 +292,58 @@ def responses(success: dict[int, OpenAPIResponse], *errors: int) -> dict[int, Op
     return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*_ALWAYS, *errors})}}
 
 
+def parse_json_body(text: str) -> Any:
+    """A request body as JSON. Nesting too deep for Python's stack is not JSON this API reads:
+    ``JSONDecodeError`` (a 400), never a 500. An integer of more than 100 digits parses as a ``Decimal`` (Python's
+    int parser refuses very long ones), NaN and Infinity as floats: the models refuse all three (422)."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise json.JSONDecodeError(f"unreadable JSON ({type(error).__name__})", "", 0) from None
+
+
+def _parse_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= 100 else Decimal(text)
+
+
+def request_bytes(event: Mapping[str, Any]) -> int:
+    """The size of a payload format 2.0 event's body as the client sent it, bytes."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+class JobsResolver(APIGatewayHttpResolver):
+    """The API's resolver: a body larger than ``MAX_REQUEST_BYTES`` is a 413 before anything parses it (after
+    authentication, so that a caller without a valid token still learns nothing but 401)."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if request_bytes(event) <= MAX_REQUEST_BYTES:
+            return super().resolve(event, context)
+        proxy_event = APIGatewayProxyEventV2(dict(event))
+        try:
+            bootstrap.authenticator().authenticate(proxy_event.headers.get("authorization"))
+        except Unauthenticated as failure:
+            response = _unauthenticated(failure)
+        except AuthUnavailable as failure:
+            response = _auth_unavailable(failure)
+        else:
+            response = problem(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
+            )
+        return ResponseBuilder[APIGatewayProxyEventV2](response).build(proxy_event)
+
+
 def build_resolver() -> APIGatewayHttpResolver:
     """A resolver with validation on, authentication on every route, and the error table registered."""
     # A response that breaks its own model is our bug: a 500, never a 422 blamed on the client.
-    app = APIGatewayHttpResolver(
-        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    app = JobsResolver(
+        enable_validation=True,
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        json_body_deserializer=parse_json_body,
     )
     app.use(middlewares=[_authenticate])
     for error_type, respond in ERROR_RESPONSES.items():
