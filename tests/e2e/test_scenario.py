@@ -247,3 +247,35 @@ def test_two_authorization_headers_or_a_token_in_the_query_are_401(stack: Runnin
     in_query = raw(stack, "GET", f"/api/v1/jobs?access_token={token('alice')}", {})[0]
 
     assert (doubled, in_query) == (401, 401)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{id}/",
+        "{id}//",
+        "{ID}",
+        "%7B{id}%7D",
+        "urn:uuid:{id}",
+        "{hex}",
+        "{id_encoded}",
+        "{id}%2F",
+        "{id}%2Fx",
+        "%2E%2E%2F{id}",
+        "{id}%00",
+    ],
+)
+def test_non_canonical_job_paths_are_one_404_for_get_and_delete(stack: RunningStack, spelling: str) -> None:
+    owner = {"Authorization": f"Bearer {token('paths')}"}
+    job = stack.request("POST", "/api/v1/jobs", token=token("paths"), body={"title": "p", "type": "noop"}).body
+    job_id = job["job_id"]
+    path = "/api/v1/jobs/" + spelling.format(
+        id=job_id, ID=job_id.upper(), hex=job_id.replace("-", ""), id_encoded=job_id.replace("-", "%2D")
+    )
+
+    got = raw(stack, "GET", path, owner)
+    deleted = raw(stack, "DELETE", path, owner)
+
+    assert got[0] == deleted[0] == 404
+    assert got[2] == deleted[2]
+    assert stack.request("GET", f"/api/v1/jobs/{job_id}", token=token("paths")).status == 200
