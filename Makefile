@@ -17,7 +17,7 @@ REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local soak
+.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local soak openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,11 +65,14 @@ soak: $(VENV)/.installed ## Soak the local stack with faults: make soak CLIENTS=
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/jobs/jobs local tests bench
+	$(VENV)/bin/mypy layers/jobs/jobs client/jobs_client local tests bench
 	$(VENV)/bin/mypy functions/api/app.py
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 	$(VENV)/bin/mypy functions/dead_letters/app.py
 	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
+
+openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
+	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi
 
 format: $(VENV)/.installed ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .

@@ -5,6 +5,11 @@ would ("Working with AWS Lambda proxy integrations for HTTP APIs", payload forma
 Errors that API Gateway itself produces look as it makes them: ``404 {"message":"Not Found"}`` for no route,
 ``500 {"message":"Internal Server Error"}`` for a function error, ``503 {"message":"Service Unavailable"}``
 when the integration outlives API Gateway's 30 s limit.
+
+CORS follows the API's ``CorsConfiguration`` as "Configuring CORS for an HTTP API" documents it: a preflight
+(``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered by the gateway itself, without
+a route or a token; a response from the integration to a request with an allowed ``Origin`` gets the configured
+headers, and CORS headers the integration returns are ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +157,78 @@ def build_event(
 
 
 @dataclass(frozen=True)
+class CorsPolicy:
+    """An HTTP API's ``CorsConfiguration`` (property names as in the SAM template)."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, Any] | bool) -> CorsPolicy:
+        """The policy of a resolved ``CorsConfiguration``; ``True`` (SAM's shorthand) allows every origin."""
+        if isinstance(configuration, bool):
+            return cls(allow_origins=("*",), allow_methods=("*",), allow_headers=("*",)) if configuration else cls()
+
+        def names(key: str) -> tuple[str, ...]:
+            value = configuration.get(key) or ()
+            return tuple(str(item).strip() for item in ([value] if isinstance(value, str) else value))
+
+        age = configuration.get("MaxAge")
+        return cls(
+            allow_origins=names("AllowOrigins"),
+            allow_methods=tuple(method.upper() for method in names("AllowMethods")),
+            allow_headers=tuple(header.lower() for header in names("AllowHeaders")),
+            expose_headers=tuple(header.lower() for header in names("ExposeHeaders")),
+            max_age=int(age) if age is not None else None,
+            allow_credentials=str(configuration.get("AllowCredentials", False)).lower() == "true",
+        )
+
+    def allowed_origin(self, origin: str) -> str | None:
+        """The ``Access-Control-Allow-Origin`` value for ``origin``, or None when it is not allowed
+        (``*``, an exact origin, or ``https://*``/``http://*`` for any origin of that scheme)."""
+        for allowed in self.allow_origins:
+            if allowed == "*":
+                return "*"
+            if allowed.lower() == origin.lower():
+                return origin
+            if allowed.endswith("://*") and origin.lower().startswith(allowed[:-1].lower()):
+                return origin
+        return None
+
+    def preflight(self, origin: str, method: str) -> HttpResponse:
+        """The gateway's own answer to a preflight request: 204, with the CORS headers when allowed."""
+        allowed = self.allowed_origin(origin)
+        headers: list[tuple[str, str]] = []
+        if allowed is not None and ("*" in self.allow_methods or method.upper() in self.allow_methods):
+            headers.append(("access-control-allow-origin", allowed))
+            headers.append(("access-control-allow-methods", ",".join(self.allow_methods)))
+            if self.allow_headers:
+                headers.append(("access-control-allow-headers", ",".join(self.allow_headers)))
+            if self.max_age is not None:
+                headers.append(("access-control-max-age", str(self.max_age)))
+            if self.allow_credentials:
+                headers.append(("access-control-allow-credentials", "true"))
+        return HttpResponse(204, headers, b"")
+
+    def decorate(self, response: HttpResponse, origin: str | None) -> HttpResponse:
+        """An integration's response with the integration's CORS headers dropped and the configured ones
+        added for an allowed ``origin``."""
+        headers = [(k, v) for k, v in response.headers if not k.lower().startswith("access-control-")]
+        allowed = self.allowed_origin(origin) if origin else None
+        if allowed is not None:
+            headers.append(("access-control-allow-origin", allowed))
+            if self.expose_headers:
+                headers.append(("access-control-expose-headers", ",".join(self.expose_headers)))
+            if self.allow_credentials:
+                headers.append(("access-control-allow-credentials", "true"))
+        return HttpResponse(response.status, headers, response.body)
+
+
+@dataclass(frozen=True)
 class HttpResponse:
     """What the gateway sends back: status, headers (repeatable), body bytes."""
 
@@ -197,8 +274,10 @@ def to_http_response(invocation: Invocation) -> HttpResponse:
     return HttpResponse(status, headers, payload)
 
 
-def make_handler(routes: Sequence[Route], log: Callable[[str], None]) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a gateway that serves ``routes``."""
+def make_handler(
+    routes: Sequence[Route], log: Callable[[str], None], cors: CorsPolicy | None = None
+) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of a gateway that serves ``routes`` with the API's CORS policy."""
 
     class GatewayHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -209,6 +288,11 @@ def make_handler(routes: Sequence[Route], log: Callable[[str], None]) -> type[Ba
             raw_path = split.path or "/"
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
+            origin = self.headers.get("Origin")
+            requested_method = self.headers.get("Access-Control-Request-Method")
+            if cors is not None and self.command == "OPTIONS" and origin and requested_method:
+                self._send(cors.preflight(origin, requested_method), "-")
+                return
             found = find_route(routes, self.command, unquote(raw_path))
             if found is None:
                 self._send(gateway_error(404, "Not Found"), "-")
@@ -230,6 +314,8 @@ def make_handler(routes: Sequence[Route], log: Callable[[str], None]) -> type[Ba
                 response = gateway_error(503, "Service Unavailable")
             else:
                 response = to_http_response(invocation)
+            if cors is not None:
+                response = cors.decorate(response, origin)
             self._send(response, event["requestContext"]["requestId"])
 
         def _send(self, response: HttpResponse, request_id: str) -> None:
@@ -257,8 +343,15 @@ def make_handler(routes: Sequence[Route], log: Callable[[str], None]) -> type[Ba
 class Gateway:
     """The HTTP server on ``host:port`` (port 0 picks a free one; ``port`` tells which)."""
 
-    def __init__(self, routes: Sequence[Route], host: str, port: int, log: Callable[[str], None]) -> None:
-        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log))
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        host: str,
+        port: int,
+        log: Callable[[str], None],
+        cors: CorsPolicy | None = None,
+    ) -> None:
+        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log, cors))
         self.server.daemon_threads = True
 
     @property

@@ -32,6 +32,8 @@ _TABLE_PROPERTIES = {
     "DeletionProtectionEnabled",
     "Tags",
 }
+#: ``AWS::Serverless::HttpApi`` properties the local gateway emulates, or that change nothing it does.
+_HTTP_API_PROPERTIES = {"Description", "CorsConfiguration"}
 _QUEUE_ATTRIBUTES = {
     "VisibilityTimeout",
     "MessageRetentionPeriod",
@@ -126,6 +128,23 @@ class LocalStack:
         finally:
             self._creating.discard(logical_id)
         return self._physical[logical_id]
+
+    def http_apis(self) -> dict[str, dict[str, Any]]:
+        """Every ``AWS::Serverless::HttpApi`` of the template with its properties resolved, by logical id.
+
+        Raises:
+            UnsupportedTemplate: a property the local gateway does not emulate.
+        """
+        found = {}
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::Serverless::HttpApi":
+                continue
+            props = self.resolver.resolve(dict(resource.get("Properties", {})), logical_id)
+            unknown = set(props) - _HTTP_API_PROPERTIES
+            if unknown:
+                raise UnsupportedTemplate(f"{logical_id}: HttpApi properties {sorted(unknown)} are not emulated")
+            found[logical_id] = props
+        return found
 
     def create_all(self) -> dict[str, dict[str, str]]:
         """Create every table and queue of the template; returns their physical ids by logical id."""

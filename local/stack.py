@@ -37,7 +37,7 @@ from typing import Any
 
 import boto3
 
-from local.gateway import Gateway, Route
+from local.gateway import CorsPolicy, Gateway, Route
 from local.poller import SqsPoller
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
@@ -205,7 +205,12 @@ class Stack:
                 )
                 poller.start()
                 self._pollers.append(poller)
-        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit)
+        apis = stack.http_apis()
+        if len(apis) > 1:
+            raise SystemExit(f"the local gateway serves one HttpApi; the template has {sorted(apis)}")
+        settings = next(iter(apis.values()), {})
+        cors = CorsPolicy.from_configuration(settings["CorsConfiguration"]) if "CorsConfiguration" in settings else None
+        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors)
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
 

@@ -117,6 +117,14 @@ class Resolver:
             return self.physical(name)["Ref"]
         raise UnsupportedTemplate(f"Ref to unknown name {name}")
 
+    def ref_value(self, name: str) -> str | list[str]:
+        """The value of ``Ref: name`` as CloudFormation passes it: a list for a ``CommaDelimitedList``
+        parameter, text otherwise."""
+        spec = self.template.get("Parameters", {}).get(name)
+        if spec is not None and spec.get("Type") == "CommaDelimitedList":
+            return [item.strip() for item in self.parameter(name).split(",")]
+        return self.ref(name)
+
     def get_att(self, logical_id: str, attribute: str) -> str:
         """The value of ``Fn::GetAtt: [logical_id, attribute]``."""
         if logical_id not in self.template["Resources"]:
@@ -156,7 +164,7 @@ class Resolver:
         if len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
-                return self.ref(argument)
+                return self.ref_value(argument)
             if key == "Fn::GetAtt":
                 logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.get_att(logical_id, attribute)

@@ -72,6 +72,7 @@ class Aws:
         self.table_name = physical["JobsTable"]["Ref"]
         self.queue_url = physical["JobsQueue"]["Ref"]
         self.dlq_url = physical["JobsDeadLetterQueue"]["Ref"]
+        self.idempotency_table_name = physical["IdempotencyTable"]["Ref"]
         self.dynamodb: Any = boto3.client("dynamodb")
         self.sqs: Any = boto3.client("sqs")
 
@@ -102,6 +103,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=TEST_SECRET, Type="SecureString")
         monkeypatch.setenv("JOBS_TABLE_NAME", physical["JobsTable"]["Ref"])
         monkeypatch.setenv("JOBS_QUEUE_URL", physical["JobsQueue"]["Ref"])
+        monkeypatch.setenv("JOBS_IDEMPOTENCY_TABLE_NAME", physical["IdempotencyTable"]["Ref"])
         monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", physical["JobsQueue"]["Ref"])
         monkeypatch.setenv("JWT_SECRET_PARAMETER", SECRET_PARAMETER)
         yield Aws(physical)

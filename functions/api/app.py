@@ -9,23 +9,53 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import bootstrap
-from jobs.http import build_resolver, owner_id
-from jobs.models import Job, JobCreate, JobPage
+from jobs.http import IDEMPOTENCY_KEY_PATTERN, build_resolver, header_value, owner_id, responses
+from jobs.models import Job, JobCreate, JobPage, JobStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 app = build_resolver()
 
 
-@app.post("/api/v1/jobs")
-def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
-    """Submit a job: 201 Created with its ``Location`` and the QUEUED job."""
-    job = bootstrap.api_service().create_job(owner_id(app), request)
+@app.post(
+    "/api/v1/jobs",
+    status_code=201,
+    summary="Submit a job",
+    responses=responses(
+        {
+            201: {
+                "description": "The job, QUEUED (or the first response to this Idempotency-Key).",
+                "headers": {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}},
+                "content": {"application/json": {"model": Job}},
+            }
+        },
+        400,
+        409,
+        413,
+        415,
+        422,
+    ),
+)
+def create_job(
+    request: Annotated[JobCreate, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Makes a retried POST return the first response: 1 to 255 visible ASCII characters, "
+            "unique per request of this caller (a UUID). Remembered for a day.",
+        ),
+    ] = None,
+) -> Response[Job]:
+    """Submit a job: 201 Created with its ``Location`` and the QUEUED job (once per ``Idempotency-Key``)."""
+    key = header_value(idempotency_key)
+    job = bootstrap.job_creator().create(owner_id(app), request, key=key, context=app.lambda_context)
     metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=201,
@@ -35,22 +65,38 @@ def create_job(request: Annotated[JobCreate, Body()]) -> Response[Job]:
     )
 
 
-@app.get("/api/v1/jobs")
+@app.get(
+    "/api/v1/jobs",
+    summary="List your jobs, newest first",
+    responses=responses(
+        {200: {"description": "One page of your jobs.", "content": {"application/json": {"model": JobPage}}}}, 400, 422
+    ),
+)
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    next_token: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only the jobs in this status.")] = None,
 ) -> JobPage:
     """The caller's jobs, newest first, one page at a time."""
-    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token)
+    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token, status=status)
 
 
-@app.get("/api/v1/jobs/<job_id>")
+@app.get(
+    "/api/v1/jobs/<job_id>",
+    summary="Get one of your jobs",
+    responses=responses({200: {"description": "The job.", "content": {"application/json": {"model": Job}}}}, 404),
+)
 def get_job(job_id: str) -> Job:
     """One of the caller's jobs; 404 when absent or someone else's."""
     return bootstrap.api_service().get_job(owner_id(app), job_id)
 
 
-@app.delete("/api/v1/jobs/<job_id>")
+@app.delete(
+    "/api/v1/jobs/<job_id>",
+    status_code=204,
+    summary="Delete one of your jobs",
+    responses=responses({204: {"description": "Deleted."}}, 404),
+)
 def delete_job(job_id: str) -> Response[None]:
     """Delete one of the caller's jobs whatever its status: 204, or 404 when absent or someone else's."""
     bootstrap.api_service().delete_job(owner_id(app), job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -111,3 +112,97 @@ def test_function_logs_are_json_with_the_expected_lines_and_no_token(stack: Runn
     assert {r.get("function_name") for r in records if "function_name" in r} >= {"ApiFunction", "ProcessJobsFunction"}
     assert secret_token not in logs
     assert SECRET not in logs
+
+
+def raw(stack: RunningStack, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """A request with exactly ``headers`` (urllib adds none of its own that matter here)."""
+    host, port = stack.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_preflight_needs_no_token_and_says_what_is_allowed(stack: RunningStack) -> None:
+    status, headers, body = raw(
+        stack,
+        "OPTIONS",
+        "/api/v1/jobs",
+        {
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
+        },
+    )
+
+    assert (status, body) == (204, b"")
+    assert headers["access-control-allow-origin"] == "*"
+    assert "POST" in headers["access-control-allow-methods"].split(",")
+    assert set(headers["access-control-allow-headers"].split(",")) >= {"authorization", "idempotency-key"}
+
+
+def test_error_responses_carry_the_cors_headers(stack: RunningStack) -> None:
+    status, headers, _ = raw(stack, "GET", "/api/v1/jobs", {"Origin": "https://app.example.com"})
+
+    assert status == 401
+    assert headers["access-control-allow-origin"] == "*"
+    assert "www-authenticate" in headers["access-control-expose-headers"].split(",")
+
+
+def test_the_api_description_is_public(stack: RunningStack) -> None:
+    spec_status, _, spec = raw(stack, "GET", "/api/v1/openapi.json", {})
+    docs_status, docs_headers, docs = raw(stack, "GET", "/api/v1/docs", {})
+
+    assert (spec_status, docs_status) == (200, 200)
+    assert json.loads(spec)["openapi"] == "3.1.0"
+    assert docs_headers["content-type"] == "text/html"
+    assert b"SwaggerUIBundle" in docs
+
+
+def test_two_authorization_headers_or_a_token_in_the_query_are_401(stack: RunningStack) -> None:
+    host, port = stack.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    connection.putrequest("GET", "/api/v1/jobs")
+    connection.putheader("Authorization", f"Bearer {token('alice')}")
+    connection.putheader("Authorization", f"Bearer {token('bob')}")
+    connection.endheaders()
+    doubled = connection.getresponse().status
+    connection.close()
+    in_query = raw(stack, "GET", f"/api/v1/jobs?access_token={token('alice')}", {})[0]
+
+    assert (doubled, in_query) == (401, 401)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{id}/",
+        "{id}//",
+        "{ID}",
+        "%7B{id}%7D",
+        "urn:uuid:{id}",
+        "{hex}",
+        "{id_encoded}",
+        "{id}%2F",
+        "{id}%2Fx",
+        "%2E%2E%2F{id}",
+        "{id}%00",
+    ],
+)
+def test_non_canonical_job_paths_are_one_404_for_get_and_delete(stack: RunningStack, spelling: str) -> None:
+    owner = {"Authorization": f"Bearer {token('paths')}"}
+    job = stack.request("POST", "/api/v1/jobs", token=token("paths"), body={"title": "p", "type": "noop"}).body
+    job_id = job["job_id"]
+    path = "/api/v1/jobs/" + spelling.format(
+        id=job_id, ID=job_id.upper(), hex=job_id.replace("-", ""), id_encoded=job_id.replace("-", "%2D")
+    )
+
+    got = raw(stack, "GET", path, owner)
+    deleted = raw(stack, "DELETE", path, owner)
+
+    assert got[0] == deleted[0] == 404
+    assert got[2] == deleted[2]
+    assert stack.request("GET", f"/api/v1/jobs/{job_id}", token=token("paths")).status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -84,6 +85,59 @@ def test_pages_run_newest_first_without_an_empty_last_page(store: JobStore) -> N
 
     assert [j.job_id[-1] for j in first + second + third] == ["4", "3", "2", "1", "0"]
     assert cursor3 is None
+
+
+def _walk(store: JobStore, owner: str, limit: int, status: JobStatus | None) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        jobs, cursor = store.list_page(owner, limit=limit, after_job_id=cursor, status=status)
+        pages.append([job.job_id[-2:] for job in jobs])
+        if cursor is None:
+            return pages
+        assert len(pages) < 50
+
+
+def test_a_status_filter_pages_through_that_status_only_newest_first(store: JobStore) -> None:
+    for n in range(9):
+        store.put_new(make_job(n))
+    store.put_new(make_job(20, owner="bob"))
+    for n in (1, 4, 5, 8):
+        store.start("alice", make_job(n).job_id, now_text=T0, stale_before_text=T0)
+    for n in (4, 8):
+        store.finish("alice", make_job(n).job_id, started_at_text=T0, status=JobStatus.FAILED, now_text=T1)
+    store.start("bob", make_job(20).job_id, now_text=T0, stale_before_text=T0)
+
+    assert _walk(store, "alice", 2, JobStatus.QUEUED) == [["07", "06"], ["03", "02"], ["00"]]
+    assert _walk(store, "alice", 1, JobStatus.RUNNING) == [["05"], ["01"]]
+    assert _walk(store, "alice", 2, JobStatus.FAILED) == [["08", "04"]]
+    assert _walk(store, "alice", 5, JobStatus.SUCCEEDED) == [[]]
+    assert _walk(store, "bob", 5, JobStatus.QUEUED) == [[]]
+    assert [job_id for page in _walk(store, "alice", 4, None) for job_id in page] == [
+        f"{n:02d}" for n in range(8, -1, -1)
+    ]
+
+
+def test_a_requeued_or_abandoned_job_moves_to_its_new_status(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.put_new(make_job(2))
+    job_id = make_job(1).job_id
+    store.start("alice", job_id, now_text=T0, stale_before_text=T0)
+    store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=JobError(type="R", message="again"))
+    store.fail_abandoned(
+        "alice", make_job(2).job_id, now_text=T2, stale_before_text=T0, error=JobError(type="D", message="dlq")
+    )
+
+    assert _walk(store, "alice", 5, JobStatus.QUEUED) == [["01"]]
+    assert _walk(store, "alice", 5, JobStatus.RUNNING) == [[]]
+    assert _walk(store, "alice", 5, JobStatus.FAILED) == [["02"]]
+
+
+def test_a_deleted_job_leaves_the_status_filter(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.delete("alice", make_job(1).job_id)
+
+    assert store.list_page("alice", limit=5, after_job_id=None, status=JobStatus.QUEUED) == ([], None)
 
 
 def test_a_range_lists_the_owners_jobs_oldest_first(store: JobStore) -> None:
@@ -219,3 +273,72 @@ def test_attribute_values_keep_decimal_text_exact() -> None:
     assert to_attribute_value(0.1) == {"N": "0.1"}
     assert from_attribute_value({"N": "9000"}) == 9000
     assert from_attribute_value({"N": "0.1"}) == 0.1
+
+
+def _finish(store: JobStore, n: int, expires_at: int, owner: str = "alice") -> None:
+    job_id = make_job(n).job_id
+    store.start(owner, job_id, now_text=T0, stale_before_text=T0)
+    store.finish(
+        owner, job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={}, expires_at=expires_at
+    )
+
+
+def test_an_expired_job_that_is_not_deleted_yet_is_gone_for_every_read(store: JobStore) -> None:
+    past, future = int(time.time()) - 5, int(time.time()) + 3600
+    for n in range(7):
+        store.put_new(make_job(n))
+    for n in (0, 2, 3, 5):
+        _finish(store, n, past)
+    _finish(store, 6, future)
+
+    pages = _walk(store, "alice", 1, None)
+
+    assert store.get("alice", make_job(2).job_id) is None
+    assert store.get("alice", make_job(6).job_id) is not None
+    assert pages == [["06"], ["04"], ["01"]]
+    assert _walk(store, "alice", 2, JobStatus.SUCCEEDED) == [["06"]]
+    assert [j.job_id[-2:] for j in store.list_range("alice", make_job(0).job_id, make_job(9).job_id)] == [
+        "01",
+        "04",
+        "06",
+    ]
+    assert store.delete("alice", make_job(3).job_id) is False
+    assert store.delete("alice", make_job(6).job_id) is True
+
+
+def test_a_page_after_many_expired_jobs_is_still_full_and_the_last_page_has_no_cursor(store: JobStore) -> None:
+    past = int(time.time()) - 5
+    for n in range(12):
+        store.put_new(make_job(n))
+    for n in range(2, 10):
+        _finish(store, n, past)
+
+    first, cursor = store.list_page("alice", limit=3, after_job_id=None)
+    second, last = store.list_page("alice", limit=3, after_job_id=cursor)
+
+    assert [j.job_id[-2:] for j in first] == ["11", "10", "01"]
+    assert [j.job_id[-2:] for j in second] == ["00"]
+    assert last is None
+
+
+def test_the_expiry_is_written_as_the_tables_ttl_number_attribute(aws: Aws) -> None:
+    store = DynamoJobStore(aws.table_name)
+    store.put_new(make_job(1))
+    _finish(store, 1, 1_900_000_000)
+
+    item = aws.dynamodb.get_item(
+        TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": make_job(1).job_id}}
+    )
+    ttl = aws.dynamodb.describe_time_to_live(TableName=aws.table_name)["TimeToLiveDescription"]
+
+    assert item["Item"]["expires_at"] == {"N": "1900000000"}
+    assert ttl["AttributeName"] == "expires_at"
+
+
+def test_valid_unicode_reads_back_exactly(store: JobStore) -> None:
+    text = "Chuck 🥋 — 空手 ﷽ עברית e\u0301 👩\u200d👩\u200d👧 \U0001f600 \u00a0\u2028 tab\tcr\r\nend"
+    job = make_job(1, text=text, nested={text: [text]})
+
+    store.put_new(job)
+
+    assert store.get("alice", job.job_id) == job

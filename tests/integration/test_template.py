@@ -49,7 +49,7 @@ def test_the_runtime_is_python313_on_arm64() -> None:
     assert RESOURCES["JobsLayer"]["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
 
 
-def test_the_api_function_serves_the_four_routes() -> None:
+def test_the_api_function_serves_the_four_routes_and_its_description() -> None:
     events = properties("ApiFunction")["Events"].values()
 
     assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events} == {
@@ -57,6 +57,8 @@ def test_the_api_function_serves_the_four_routes() -> None:
         ("GET", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/{job_id}"),
         ("DELETE", "/api/v1/jobs/{job_id}"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/docs"),
     }
     assert {e["Type"] for e in events} == {"HttpApi"}
 
@@ -120,6 +122,7 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:PutItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",  # the idempotency table's records
         "ssm:GetParameter",
         "kms:Decrypt",
         "logs:CreateLogStream",
@@ -227,7 +230,7 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     assert "JOBS_QUEUE_URL" not in api.environment
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
-    assert len(http_api_routes(api, stack.resolver)) == 4
+    assert len(http_api_routes(api, stack.resolver)) == 6
     assert [s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")] == [physical["JobsQueue"]["Arn"]]
 
 
@@ -238,3 +241,48 @@ def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, t
 
     with pytest.raises(UnsupportedTemplate, match=r"Fn::If in JobsQueue"):
         LocalStack(changed, moto).create_all()
+
+
+def test_the_retention_parameter_reaches_the_functions_that_finish_jobs(moto: Any) -> None:
+    stack = LocalStack(ROOT / "template.yaml", moto, parameter_overrides={"FinishedJobRetentionDays": "7"})
+    stack.create_all()
+    specs = {spec.logical_id: spec for spec in stack.functions()}
+
+    assert specs["ProcessJobsFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
+    assert specs["DeadLettersFunction"].environment["JOBS_RETENTION_DAYS"] == "7"
+    assert TEMPLATE["Parameters"]["FinishedJobRetentionDays"]["Default"] == 30
+
+
+def test_cors_allows_the_headers_the_api_reads_and_exposes_the_ones_it_sends() -> None:
+    cors = properties("JobsHttpApi")["CorsConfiguration"]
+
+    assert set(cors["AllowHeaders"]) == {"authorization", "content-type", "idempotency-key"}
+    assert set(cors["AllowMethods"]) >= {"GET", "POST", "DELETE"}
+    assert set(cors["ExposeHeaders"]) == {"location", "retry-after", "www-authenticate"}
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+    assert cors["AllowCredentials"] is False
+
+
+def test_the_local_gateway_reads_cors_from_the_template(moto: Any) -> None:
+    from local.gateway import CorsPolicy
+
+    stack = LocalStack(
+        ROOT / "template.yaml", moto, parameter_overrides={"CorsAllowOrigins": "https://a.example, https://b.example"}
+    )
+    policy = CorsPolicy.from_configuration(stack.http_apis()["JobsHttpApi"]["CorsConfiguration"])
+
+    assert policy.allow_origins == ("https://a.example", "https://b.example")
+    assert policy.allowed_origin("https://b.example") == "https://b.example"
+    assert policy.allowed_origin("https://c.example") is None
+    assert policy.max_age == 600
+
+
+def test_an_http_api_property_the_local_gateway_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:
+    changed = tmp_path / "template.yaml"
+    text = (ROOT / "template.yaml").read_text()
+    changed.write_text(
+        text.replace("      CorsConfiguration:\n", "      DisableExecuteApiEndpoint: true\n      CorsConfiguration:\n")
+    )
+
+    with pytest.raises(UnsupportedTemplate, match="DisableExecuteApiEndpoint"):
+        LocalStack(changed, moto).http_apis()

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from jobs.auth import Authenticator, bearer_token
-from jobs.models import Unauthenticated
+from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.settings import AuthSettings
 from tests.helpers import TEST_SECRET, sign
 
@@ -95,3 +95,49 @@ def test_success_is_logged_without_the_token(caplog: pytest.LogCaptureFixture) -
     assert "User alice authenticated successfully" in output
     assert token not in output
     assert TEST_SECRET not in output
+
+
+def _every_pyjwt_error_class() -> list[type[jwt.PyJWTError]]:
+    found: list[type[jwt.PyJWTError]] = []
+    pending: list[type[jwt.PyJWTError]] = [jwt.PyJWTError]
+    while pending:
+        error_class = pending.pop()
+        found.append(error_class)
+        pending.extend(error_class.__subclasses__())
+    return sorted(set(found), key=lambda c: c.__name__)
+
+
+def test_the_error_class_list_is_complete() -> None:
+    names = {c.__name__ for c in _every_pyjwt_error_class()}
+
+    assert {name for name in dir(jwt.exceptions) if name.endswith("Error")} <= names
+    assert len(names) >= 19
+
+
+@pytest.mark.parametrize("error_class", _every_pyjwt_error_class(), ids=lambda c: c.__name__)
+def test_every_pyjwt_error_class_is_a_401_or_for_an_unreachable_jwks_a_503(
+    error_class: type[jwt.PyJWTError], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = error_class("exp") if error_class is jwt.MissingRequiredClaimError else error_class("boom")
+
+    def failing(*args: object, **kwargs: object) -> object:
+        raise error
+
+    monkeypatch.setattr(jwt, "decode", failing)
+    expected = AuthUnavailable if issubclass(error_class, jwt.PyJWKClientConnectionError) else Unauthenticated
+
+    with pytest.raises(expected):
+        authenticator().authenticate(f"Bearer {sign('alice')}")
+
+
+@pytest.mark.parametrize("error", [ValueError("x"), TypeError("x"), OverflowError("x"), RecursionError("x")])
+def test_a_parse_error_pyjwt_did_not_foresee_is_a_401_not_a_500(
+    error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object, **kwargs: object) -> object:
+        raise error
+
+    monkeypatch.setattr(jwt, "decode", failing)
+
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate(f"Bearer {sign('alice')}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.gateway import Route, build_event, find_route, to_http_response
+from local.gateway import CorsPolicy, HttpResponse, Route, build_event, find_route, to_http_response
 from local.runtime import Invocation
 from tests.helpers import load_event
 
@@ -150,3 +150,58 @@ def test_a_function_error_is_api_gateways_own_500() -> None:
 
     assert response.status == 500
     assert json.loads(response.body) == {"message": "Internal Server Error"}
+
+
+CORS = CorsPolicy.from_configuration(
+    {
+        "AllowOrigins": ["https://app.example.com", "http://*"],
+        "AllowMethods": ["GET", "POST", "DELETE", "OPTIONS"],
+        "AllowHeaders": ["Authorization", "content-type", "idempotency-key"],
+        "ExposeHeaders": ["location", "retry-after", "www-authenticate"],
+        "MaxAge": 600,
+        "AllowCredentials": False,
+    }
+)
+
+
+def test_a_preflight_from_an_allowed_origin_gets_the_configured_headers() -> None:
+    response = CORS.preflight("https://app.example.com", "POST")
+
+    assert response.status == 204
+    assert dict(response.headers) == {
+        "access-control-allow-origin": "https://app.example.com",
+        "access-control-allow-methods": "GET,POST,DELETE,OPTIONS",
+        "access-control-allow-headers": "authorization,content-type,idempotency-key",
+        "access-control-max-age": "600",
+    }
+
+
+@pytest.mark.parametrize(("origin", "method"), [("https://evil.example", "GET"), ("https://app.example.com", "PUT")])
+def test_a_preflight_that_is_not_allowed_gets_no_cors_headers(origin: str, method: str) -> None:
+    response = CORS.preflight(origin, method)
+
+    assert response.status == 204
+    assert not any(name.startswith("access-control-") for name, _ in response.headers)
+
+
+def test_origins_match_exactly_by_scheme_wildcard_or_star() -> None:
+    star = CorsPolicy.from_configuration({"AllowOrigins": ["*"]})
+
+    assert CORS.allowed_origin("http://localhost:5173") == "http://localhost:5173"
+    assert CORS.allowed_origin("https://app.example.com.evil.example") is None
+    assert CORS.allowed_origin("https://other.example") is None
+    assert star.allowed_origin("https://anything.example") == "*"
+
+
+def test_responses_get_the_configured_headers_and_lose_the_integrations_own() -> None:
+    error = HttpResponse(401, [("WWW-Authenticate", "Bearer"), ("Access-Control-Allow-Origin", "*")], b"{}")
+
+    decorated = CORS.decorate(error, "https://app.example.com")
+    no_origin = CORS.decorate(error, None)
+
+    assert dict(decorated.headers) == {
+        "WWW-Authenticate": "Bearer",
+        "access-control-allow-origin": "https://app.example.com",
+        "access-control-expose-headers": "location,retry-after,www-authenticate",
+    }
+    assert dict(no_origin.headers) == {"WWW-Authenticate": "Bearer"}

@@ -81,3 +81,46 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
 
 def test_only_succeeded_and_failed_are_terminal() -> None:
     assert [s for s in JobStatus if s.is_terminal] == [JobStatus.SUCCEEDED, JobStatus.FAILED]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "nul\x00here",
+        "tab\there",
+        "new\nline",
+        "escape\x1b[31m",
+        "del\x7f",
+        "next\x85line",
+        "lone \ud800 surrogate",
+        "\udfff",
+    ],
+    ids=["NUL", "tab", "newline", "ESC", "DEL", "NEL (C1)", "high surrogate", "low surrogate"],
+)
+def test_a_title_with_a_control_character_or_a_lone_surrogate_is_rejected(title: str) -> None:
+    with pytest.raises(ValidationError):
+        JobCreate.model_validate({"title": title})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"s": "nul\x00"}, {"s": "bell\x07"}, {"k\x00ey": 1}, {"s": "\ud83d"}, {"\udc00": 1}, {"list": ["ok", "\x1f"]}],
+    ids=["NUL in a value", "BEL in a value", "NUL in a key", "lone surrogate value", "lone surrogate key", "in a list"],
+)
+def test_a_payload_with_a_control_character_or_a_lone_surrogate_is_rejected(payload: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        JobCreate.model_validate({"title": "ok", "payload": payload})
+
+
+VALID_UNICODE = (
+    "Chuck 🥋 Norris — 空手 ﷽ עברית e\u0301 👩‍👩‍👧 \U0001f600 \u00a0\u200b\u2028 \U0001d518\U0001d52b\U0001d526"
+)
+
+
+def test_valid_unicode_is_kept_exactly_with_tab_cr_lf_allowed_in_payload_strings() -> None:
+    payload = {"text": VALID_UNICODE, VALID_UNICODE: "key", "multi": "line 1\r\nline 2\tend"}
+
+    request = JobCreate.model_validate({"title": VALID_UNICODE, "payload": payload})
+
+    assert request.title == VALID_UNICODE
+    assert request.payload == payload

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -168,16 +170,53 @@ def test_an_exact_last_page_has_no_next_token(service: JobService) -> None:
     assert second.next_token is None
 
 
-@pytest.mark.parametrize("token", ["garbage", "e30", encode_page_token("x")[:-2] + "!!", "eyJhZnRlciI6IDF9"])
-def test_a_page_token_we_did_not_issue_is_refused(service: JobService, token: str) -> None:
+ALICE_TOKEN = encode_page_token("alice", "01a226ee-fede-7c74-8f78-130f6101394b")
+
+
+def _reencoded(token: str, **changes: object) -> str:
+    body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw = json.dumps({**body, **changes}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("garbage", id="garbage"),
+        pytest.param("", id="empty"),
+        pytest.param("e30", id="empty-object"),
+        pytest.param("eyJhZnRlciI6IDF9", id="wrong-types"),
+        pytest.param(ALICE_TOKEN[:-2] + "!!", id="not-base64url"),
+        pytest.param(ALICE_TOKEN[:-4], id="truncated"),
+        pytest.param(ALICE_TOKEN + "A" * 600, id="too-long"),
+        pytest.param(encode_page_token("bob", "01a226ee-fede-7c74-8f78-130f6101394b"), id="foreign"),
+        pytest.param(_reencoded(ALICE_TOKEN, after="01a226ee-fede-7c74-8f78-130f61013900"), id="tampered-cursor"),
+        pytest.param(_reencoded(ALICE_TOKEN, status="FAILED"), id="tampered-filter"),
+        pytest.param(_reencoded(ALICE_TOKEN, v=2), id="tampered-version"),
+        pytest.param(_reencoded(ALICE_TOKEN, extra=1), id="extra-field"),
+        pytest.param(base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("="), id="deep-json"),
+    ],
+)
+def test_a_page_token_we_did_not_issue_to_this_caller_is_refused(service: JobService, token: str) -> None:
     with pytest.raises(InvalidPageToken):
         service.list_jobs("alice", next_token=token)
 
 
-def test_page_tokens_round_trip() -> None:
+def test_page_tokens_round_trip_for_their_owner_and_filter_only() -> None:
     job_id = "01a226ee-fede-7c74-8f78-130f6101394b"
 
-    assert decode_page_token(encode_page_token(job_id)) == job_id
+    assert decode_page_token(encode_page_token("alice", job_id), "alice") == job_id
+    assert decode_page_token(encode_page_token("alice", job_id, "QUEUED"), "alice", "QUEUED") == job_id
+    with pytest.raises(InvalidPageToken):
+        decode_page_token(encode_page_token("alice", job_id, "QUEUED"), "alice")
+    with pytest.raises(InvalidPageToken):
+        decode_page_token(encode_page_token("alice", job_id), "alice", "QUEUED")
+
+
+def test_a_page_token_does_not_reveal_the_owner() -> None:
+    raw = base64.urlsafe_b64decode(ALICE_TOKEN + "=" * (-len(ALICE_TOKEN) % 4))
+
+    assert b"alice" not in raw
 
 
 def test_a_job_runs_to_succeeded_with_its_result(service: JobService) -> None:
@@ -375,3 +414,47 @@ def test_the_report_reads_only_its_owners_jobs(service: JobService) -> None:
     assert done.result is not None
     assert done.result["total_jobs"] == 1
     assert done.result["requested"]["target_user_ids"] == ["bob"]
+
+
+@pytest.mark.parametrize("retention_days", [1, 30])
+def test_a_finished_job_expires_after_the_retention_period(clock: Clock, retention_days: int) -> None:
+    store = InMemoryJobStore()
+    service = JobService(
+        store,
+        InMemoryJobQueue(),
+        Registry([*BUILT_IN_TYPES.values(), JobType("explode", explode)]),
+        clock=clock,
+        retention_days=retention_days,
+    )
+    done = service.create_job("alice", request(type="noop"))
+    failed = service.create_job("alice", request(type="explode"))
+    dead = service.create_job("alice", request(type="noop"))
+    queued = service.create_job("alice", request(type="noop"))
+
+    service.run_job(JobMessage(owner_id="alice", job_id=done.job_id))
+    service.run_job(JobMessage(owner_id="alice", job_id=failed.job_id))
+    service.fail_dead_lettered(JobMessage(owner_id="alice", job_id=dead.job_id))
+
+    expected = int((clock.now + timedelta(days=retention_days)).timestamp())
+    assert {job_id[-4:]: at for (_, job_id), at in store.expires_at.items()} == {
+        done.job_id[-4:]: expected,
+        failed.job_id[-4:]: expected,
+        dead.job_id[-4:]: expected,
+    }
+    assert ("alice", queued.job_id) not in store.expires_at
+
+
+def test_an_expired_job_is_not_found_listed_or_deleted(clock: Clock) -> None:
+    now = [clock.now.timestamp()]
+    store = InMemoryJobStore(clock=lambda: now[0])
+    service = JobService(store, InMemoryJobQueue(), clock=clock, retention_days=1)
+    job = service.create_job("alice", request(type="noop"))
+    service.run_job(JobMessage(owner_id="alice", job_id=job.job_id))
+
+    now[0] += 86400 + 1
+
+    with pytest.raises(JobNotFound):
+        service.get_job("alice", job.job_id)
+    assert service.list_jobs("alice").items == []
+    with pytest.raises(JobNotFound):
+        service.delete_job("alice", job.job_id)

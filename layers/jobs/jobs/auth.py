@@ -4,10 +4,16 @@ Rules: the ``Authorization`` header must be ``Bearer <token>`` (scheme case-inse
 11.1; RFC 6750 section 2.1); algorithms come from configuration, never from the token's header (RFC 8725
 section 3.1); ``exp`` and ``sub`` are required, ``iss`` and ``aud`` are checked when configured; a small,
 configurable leeway absorbs clock skew. No token, claim set or secret is ever logged.
+
+In JWKS mode, a token's ``alg`` and ``kid`` are checked before any key is looked up, so a forged header never
+causes a fetch; an unknown ``kid`` refreshes the key set at most once per cooldown; a fetch is bounded in time
+and size, and a key set that cannot be fetched or used is ``AuthUnavailable`` (503), never access.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +30,9 @@ from jobs.settings import AuthSettings
 if TYPE_CHECKING:
     import jwt
     from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+#: A ``kid`` this API looks up: printable ASCII, at most this long; anything else is refused unfetched.
+_KID = re.compile(r"[!-~]{1,256}")
 
 
 def pyjwt(*, asymmetric: bool) -> ModuleType:
@@ -68,22 +77,40 @@ class Principal:
     claims: Mapping[str, Any]
 
 
+#: Optional whitespace around a header field value (RFC 9110 section 5.6.3): space and horizontal tab, nothing
+#: else. Every header this API reads is trimmed by this one rule.
+OWS = " \t"
+
+
+def header_value(raw: str | None) -> str | None:
+    """A header field value without its surrounding optional whitespace; None when absent or empty."""
+    if raw is None:
+        return None
+    return raw.strip(OWS) or None
+
+
+#: ``Bearer <token68>`` (RFC 9110 section 11.4: the scheme, then one or more spaces; RFC 6750 section 2.1).
+_CREDENTIALS = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +([A-Za-z0-9._~+/-]+=*)")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header value.
 
-    Surrounding whitespace is ignored; the scheme is matched case-insensitively; the token itself must be
-    one run of token68 characters (RFC 6750 section 2.1), so two headers joined by a comma never parse.
+    The one whitespace rule of this API applies: optional whitespace (space, tab) around the value is ignored
+    (``OWS``), the scheme is matched case-insensitively and followed by one or more spaces, and the token is
+    one run of token68 characters. Anything else is refused: another scheme, other whitespace, a second
+    credential (two headers arrive joined by a comma), or characters a token cannot hold.
 
     Raises:
         Unauthenticated: no header (``missing=True``), another scheme, or a malformed token.
     """
-    if authorization is None or not authorization.strip():
+    value = header_value(authorization)
+    if value is None:
         raise Unauthenticated("no bearer token", missing=True)
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(ch.isspace() or ch == "," for ch in token):
+    found = _CREDENTIALS.fullmatch(value)
+    if found is None or found.group(1).lower() != "bearer":
         raise Unauthenticated("malformed Authorization header")
-    return token
+    return found.group(2)
 
 
 class SsmSecret:
@@ -115,6 +142,10 @@ class SsmSecret:
         return str(value)
 
 
+def _is_numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class Authenticator:
     """Verifies bearer tokens according to ``AuthSettings``.
 
@@ -140,14 +171,19 @@ class Authenticator:
 
     @property
     def jwks_client(self) -> jwt.PyJWKClient:
-        """The JWKS client, built on first use; keys are cached for ``jwks_cache_seconds``."""
+        """The JWKS client, built on first use. The key set is cached for ``jwks_cache_seconds`` (so a key the
+        identity provider retires stops working within that time; no per-key cache outlives it), and an unknown
+        ``kid`` refreshes it at most once per ``jwks_refresh_cooldown_seconds``."""
         if self._jwks_client is None:
             assert self.settings.jwks_url is not None
-            self._jwks_client = pyjwt(asymmetric=True).PyJWKClient(
+            from jobs.jwks import BoundedJWKClient  # JWKS mode only: it imports PyJWT with cryptography
+
+            self._jwks_client = BoundedJWKClient(
                 self.settings.jwks_url,
-                cache_keys=True,
+                cache_keys=False,
                 lifespan=max(self.settings.jwks_cache_seconds, 1),
                 timeout=self.settings.jwks_timeout_seconds,
+                cooldown_duration=self.settings.jwks_refresh_cooldown_seconds,
             )
         return self._jwks_client
 
@@ -178,8 +214,15 @@ class Authenticator:
             )
         except jwt.PyJWKClientConnectionError as error:
             raise AuthUnavailable("the JWKS could not be fetched") from error
-        except jwt.PyJWTError as error:
+        except jwt.PyJWTError as error:  # every PyJWT error class: they all derive from PyJWTError
             raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as error:  # a token PyJWT did not foresee
+            logger.warning("Token rejected by an unexpected parse error", extra={"error": type(error).__name__})
+            raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _is_numeric_date(claims[name]):
+                # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT also takes "9999999999" (a string).
+                raise Unauthenticated(f"token {name} is not a number")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip():
             raise Unauthenticated("token has no usable sub")
@@ -187,10 +230,22 @@ class Authenticator:
         return Principal(sub=sub, claims=claims)
 
     def _verification_key(self, token: str) -> Any:
-        if self.settings.jwks_url is not None:
-            return self.jwks_client.get_signing_key_from_jwt(token).key
-        assert self._secret is not None
-        return self._secret()
+        if self.settings.jwks_url is None:
+            assert self._secret is not None
+            return self._secret()
+        # Look at the unverified header first: a token whose alg is not accepted, or whose kid is not a
+        # plausible key id, never reaches the key set (and never causes a fetch).
+        jwt = pyjwt(asymmetric=True)
+        header = jwt.get_unverified_header(token)
+        kid = header.get("kid")
+        if header.get("alg") not in self.settings.jwt_algorithms:
+            raise jwt.InvalidAlgorithmError("algorithm not accepted")
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
+            raise jwt.InvalidTokenError("no usable kid")
+        signing_key = self.jwks_client.get_signing_key(kid)
+        if signing_key.algorithm_name != header["alg"]:
+            raise jwt.InvalidAlgorithmError("the key is not for this algorithm")
+        return signing_key.key
 
 
 def issue_token(

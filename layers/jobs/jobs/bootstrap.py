@@ -8,6 +8,7 @@ must be active first in tests, and a request that needs no SQS client never crea
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from jobs import aws, settings
 from jobs.auth import Authenticator
@@ -15,6 +16,9 @@ from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
+
+if TYPE_CHECKING:
+    from jobs.idempotency import JobCreator
 
 
 @cache
@@ -44,6 +48,20 @@ def outbox_service() -> JobService:
 
 
 @cache
+def job_creator() -> JobCreator:
+    """The API function's job creation, once per ``Idempotency-Key`` (records in the idempotency table)."""
+    from jobs.idempotency import JobCreator  # imported on first use: the consumers never load the utility
+
+    config = settings.idempotency_settings()
+    return JobCreator(
+        api_service(),
+        config.idempotency_table_name,
+        expires_after_seconds=config.idempotency_expiry_seconds,
+        client=aws.client("dynamodb"),
+    )
+
+
+@cache
 def consumer_service() -> JobService:
     """A consumer's service (jobs consumer, dead-letter handler): the DynamoDB store, no queue to send to."""
     config = settings.consumer_settings()
@@ -52,6 +70,7 @@ def consumer_service() -> JobService:
         registry=registry(),
         lease_seconds=config.lease_seconds,
         retry_base_seconds=config.retry_base_seconds,
+        retention_days=config.retention_days,
     )
 
 
@@ -72,6 +91,7 @@ def reset() -> None:
     for cached in (
         api_service,
         outbox_service,
+        job_creator,
         consumer_service,
         consumer_queue,
         authenticator,
@@ -79,6 +99,7 @@ def reset() -> None:
         aws.client,
         settings.store_settings,
         settings.queue_settings,
+        settings.idempotency_settings,
         settings.consumer_settings,
         settings.auth_settings,
         settings.job_type_settings,

@@ -9,32 +9,64 @@ valid token learns nothing about the body rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.types import (
+    OpenAPIResponse,
+    OpenAPIResponseContentModel,
+    OpenAPIResponseContentSchema,
+    OpenAPIResponseHeader,
+)
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    BaseError as IdempotencyError,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import bootstrap
-from jobs.auth import Principal
+from jobs.auth import Principal, header_value
 from jobs.models import (
+    MAX_REQUEST_BYTES,
     AuthUnavailable,
+    GatewayError,
     InvalidPageToken,
     InvalidPayload,
     JobNotFound,
+    Problem,
     ServiceUnavailable,
     Unauthenticated,
     UnknownJobType,
 )
 from jobs.observability import MetricUnit, logger, metrics
 
+__all__ = ["IDEMPOTENCY_KEY_PATTERN", "build_resolver", "header_value", "owner_id", "principal", "problem"]
+
 PROBLEM_JSON = "application/problem+json"
+OPENAPI_PATH = "/api/v1/openapi.json"
+DOCS_PATH = "/api/v1/docs"
+#: Routes anyone may call without a token: the API's own description.
+PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
+API_TITLE = "Chuck Norris Asynchronous Job System"
+API_VERSION = "1.0.0"
+BEARER_SCHEME = "bearerAuth"
+#: An ``Idempotency-Key``: 1 to 255 visible ASCII characters, with optional whitespace around (trimmed).
+IDEMPOTENCY_KEY_PATTERN = r"^[ \t]*[!-~]{1,255}[ \t]*$"
 #: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
 REALM = "jobs"
 
@@ -86,7 +118,9 @@ def owner_id(app: APIGatewayHttpResolver) -> str:
 
 
 def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    principal(app)
+    route = app.context.get("_route")
+    if getattr(route, "path", None) not in PUBLIC_PATHS:
+        principal(app)
     job_id = (app.current_event.path_parameters or {}).get("job_id")
     if job_id:
         logger.append_keys(job_id=job_id[:64])  # every log line of a request about one job names it
@@ -160,6 +194,27 @@ def _service_unavailable(error: ServiceUnavailable) -> Response[str]:
     )
 
 
+def _idempotency_key_reused(error: IdempotencyValidationError) -> Response[str]:
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This Idempotency-Key was used with a different request body.",
+        errors=[{"loc": ["header", "idempotency-key"], "msg": "reused with another body", "type": "idempotency_key"}],
+    )
+
+
+def _idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[str]:
+    return problem(
+        HTTPStatus.CONFLICT,
+        "A request with this Idempotency-Key is still in progress; retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _idempotency_unavailable(error: IdempotencyError) -> Response[str]:
+    logger.warning("Idempotency store unavailable", extra={"reason": type(error).__name__})
+    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "The service is busy; retry later.", headers={"Retry-After": "1"})
+
+
 def _unexpected(error: Exception) -> Response[str]:
     logger.exception("Unhandled error")
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
@@ -176,19 +231,196 @@ ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
     InvalidPayload: _invalid_payload,
     InvalidPageToken: _invalid_page_token,
     ServiceUnavailable: _service_unavailable,
+    IdempotencyValidationError: _idempotency_key_reused,
+    IdempotencyAlreadyInProgressError: _idempotency_in_progress,
+    IdempotencyError: _idempotency_unavailable,
     Exception: _unexpected,
 }
+
+
+_Content = dict[str, OpenAPIResponseContentSchema | OpenAPIResponseContentModel]
+_RETRY_AFTER: dict[str, OpenAPIResponseHeader] = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+}
+_CHALLENGE: dict[str, OpenAPIResponseHeader] = {
+    "WWW-Authenticate": {"description": "The Bearer challenge (RFC 6750).", "schema": {"type": "string"}}
+}
+
+
+def _content(*, problem: bool = True, gateway: bool = False) -> _Content:
+    content: _Content = {}
+    if problem:
+        content[PROBLEM_JSON] = {"model": Problem}
+    if gateway:
+        content["application/json"] = {"model": GatewayError}
+    return content
+
+
+#: Every error status a route may answer, how it is documented (the bodies this module and API Gateway send).
+_ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
+    400: {
+        "description": "The body is not JSON, or next_token was not issued to this caller for this query.",
+        "content": _content(),
+    },
+    401: {"description": "No bearer token, or one that fails any check.", "headers": _CHALLENGE, "content": _content()},
+    404: {
+        "description": "No such job for this caller (or no such route: API Gateway's body).",
+        "content": _content(gateway=True),
+    },
+    409: {
+        "description": "A request with this Idempotency-Key is still in progress.",
+        "headers": _RETRY_AFTER,
+        "content": _content(),
+    },
+    413: {"description": "The request body is larger than the API accepts.", "content": _content()},
+    415: {"description": "The body is not application/json.", "content": _content()},
+    422: {"description": "The request breaks the model; errors lists where and why.", "content": _content()},
+    429: {
+        "description": "Throttled by API Gateway (the stage's rate and burst).",
+        "content": _content(problem=False, gateway=True),
+    },
+    500: {"description": "An unexpected error.", "content": _content(gateway=True)},
+    503: {
+        "description": "A dependency is throttled or unreachable, or tokens cannot be verified now.",
+        "headers": _RETRY_AFTER,
+        "content": _content(gateway=True),
+    },
+}
+_ALWAYS = (401, 429, 500, 503)
+
+
+def responses(success: dict[int, OpenAPIResponse], *errors: int) -> dict[int, OpenAPIResponse]:
+    """The OpenAPI responses of a route: its ``success`` responses, the errors every route may answer (401,
+    429, 500, 503) and ``errors``."""
+    return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*_ALWAYS, *errors})}}
+
+
+def parse_json_body(text: str) -> Any:
+    """A request body as JSON. Nesting too deep for Python's stack is not JSON this API reads:
+    ``JSONDecodeError`` (a 400), never a 500. An integer of more than 100 digits parses as a ``Decimal`` (Python's
+    int parser refuses very long ones), NaN and Infinity as floats: the models refuse all three (422)."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise json.JSONDecodeError(f"unreadable JSON ({type(error).__name__})", "", 0) from None
+
+
+def _parse_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= 100 else Decimal(text)
+
+
+def request_bytes(event: Mapping[str, Any]) -> int:
+    """The size of a payload format 2.0 event's body as the client sent it, bytes."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+class JobsResolver(APIGatewayHttpResolver):
+    """The API's resolver: a body larger than ``MAX_REQUEST_BYTES`` is a 413 before anything parses it (after
+    authentication, so that a caller without a valid token still learns nothing but 401)."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if request_bytes(event) <= MAX_REQUEST_BYTES:
+            return super().resolve(event, context)
+        proxy_event = APIGatewayProxyEventV2(dict(event))
+        try:
+            bootstrap.authenticator().authenticate(proxy_event.headers.get("authorization"))
+        except Unauthenticated as failure:
+            response = _unauthenticated(failure)
+        except AuthUnavailable as failure:
+            response = _auth_unavailable(failure)
+        else:
+            response = problem(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
+            )
+        return ResponseBuilder[APIGatewayProxyEventV2](response).build(proxy_event)
 
 
 def build_resolver() -> APIGatewayHttpResolver:
     """A resolver with validation on, authentication on every route, and the error table registered."""
     # A response that breaks its own model is our bug: a 500, never a 422 blamed on the client.
-    app = APIGatewayHttpResolver(
-        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    app = JobsResolver(
+        enable_validation=True,
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        json_body_deserializer=parse_json_body,
     )
     app.use(middlewares=[_authenticate])
     for error_type, respond in ERROR_RESPONSES.items():
         app.exception_handler(error_type)(respond)
     app.exception_handler(RequestValidationError)(partial(_invalid_request, app))
     app.not_found(lambda error: problem(HTTPStatus.NOT_FOUND, "No such resource."))
+    app.configure_openapi(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Submit jobs, follow them, list and delete your own. Every operation needs a Bearer JWT; "
+        "errors are application/problem+json (RFC 9457).",
+        security_schemes={BEARER_SCHEME: HTTPBearer(bearerFormat="JWT")},
+        security=[{BEARER_SCHEME: []}],
+    )
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    def serve_openapi() -> Response[str]:
+        return Response(status_code=200, content_type="application/json", body=openapi_json(app))
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    def serve_docs() -> Response[str]:
+        return Response(status_code=200, content_type="text/html", body=swagger_html(openapi_json(app)))
+
     return app
+
+
+def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``app``'s routes, generated from the same models that validate requests.
+
+    powertools documents every validation failure as its own 422 body and a response validation failure as a
+    500; this API answers both as problem+json, so those entries are replaced by the ones ``responses``
+    declares, and a 204 has no content.
+    """
+    document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            answers = operation["responses"]
+            answers["422"] = _openapi_response(_ERROR_RESPONSES[422])
+            answers["500"] = _openapi_response(_ERROR_RESPONSES[500])
+            if "204" in answers:
+                answers["204"].pop("content", None)
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):  # users before used
+        others = {**document, "components": {"schemas": {k: v for k, v in schemas.items() if k != name}}}
+        if f'"#/components/schemas/{name}"' not in json.dumps(others):
+            schemas.pop(name, None)
+    return document
+
+
+def _openapi_response(response: OpenAPIResponse) -> dict[str, Any]:
+    content = {
+        media: {"schema": {"$ref": f"#/components/schemas/{cast(Any, entry)['model'].__name__}"}}
+        for media, entry in response.get("content", {}).items()
+    }
+    return {**response, "content": content}
+
+
+def openapi_json(app: APIGatewayHttpResolver) -> str:
+    """``openapi_document`` as JSON text, keys in a stable order (the committed copy is compared as text)."""
+    return json.dumps(openapi_document(app), indent=2, ensure_ascii=False) + "\n"
+
+
+def swagger_html(document: str) -> str:
+    """A Swagger UI page for ``document``, with the Swagger UI that powertools bundles (no CDN)."""
+    from pathlib import Path
+
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+    assets = Path(swagger_ui.__file__).parent
+    return generate_swagger_html(
+        document.replace("</", "<\\/"),
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+    )

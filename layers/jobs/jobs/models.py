@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -30,6 +31,14 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_TITLE_LENGTH = 200
 #: The longest delay this system asks of ChangeMessageVisibility, seconds (SQS allows up to 12 hours).
 MAX_VISIBILITY_SECONDS = 900
+#: The largest request body the API reads, bytes as sent: room for a full payload with escapes and the other
+#: fields, far below Lambda's 6 MB request limit. A larger body is a 413 before it is parsed.
+MAX_REQUEST_BYTES = 256 * 1024
+#: Characters no title holds: C0 and C1 controls (tab and newline included) and lone surrogates, which are not
+#: Unicode scalar values and cannot be encoded as UTF-8 for DynamoDB.
+_TEXT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: Characters no payload string or key holds: the same, except tab, newline and carriage return.
+_PAYLOAD_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 #: DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125
 #: (DynamoDB developer guide, "Supported data types: Number").
 DYNAMODB_NUMBER_MAX = 1e126
@@ -51,12 +60,21 @@ def format_timestamp(value: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
 
 
+def _check_text(value: str) -> str:
+    if _TEXT_FORBIDDEN.search(value):
+        raise ValueError("control characters and lone surrogates are not allowed")
+    return value
+
+
 def _check_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     def depth(node: object, level: int) -> None:
         if level > MAX_PAYLOAD_DEPTH:
             raise ValueError(f"payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
+        if isinstance(node, str) and _PAYLOAD_FORBIDDEN.search(node):
+            raise ValueError("payload strings hold no control characters (but tab, CR, LF) or lone surrogates")
         if isinstance(node, dict):
-            for child in node.values():
+            for key, child in node.items():
+                depth(key, level)
                 depth(child, level + 1)
         elif isinstance(node, list):
             for child in node:
@@ -105,14 +123,21 @@ class JobError(BaseModel):
 class JobCreate(BaseModel):
     """Body of ``POST /api/v1/jobs``: a title, an optional job ``type`` (default ``report``) and a payload.
 
-    Unknown fields are rejected. ``payload`` is any JSON object of finite numbers, at most
-    ``MAX_PAYLOAD_DEPTH`` levels deep and ``MAX_PAYLOAD_BYTES`` bytes as compact JSON.
+    Unknown fields are rejected. ``title`` is trimmed, then 1 to ``MAX_TITLE_LENGTH`` characters without
+    control characters. ``payload`` is any JSON object of finite numbers DynamoDB can hold, at most
+    ``MAX_PAYLOAD_DEPTH`` levels deep and ``MAX_PAYLOAD_BYTES`` bytes as compact UTF-8 JSON, whose strings and
+    keys hold no control characters but tab, CR and LF. No text may hold a lone surrogate. Valid Unicode is
+    kept exactly as sent (no normalisation).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH)]
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "report"
+    title: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH),
+        AfterValidator(_check_text),
+    ]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_text)] = "report"
     payload: Payload = Field(default_factory=dict)
 
 
@@ -144,6 +169,30 @@ class JobPage(BaseModel):
 
     items: list[Job]
     next_token: str | None = None
+
+
+class ValidationIssue(BaseModel):
+    """One reason a request is not valid: where (``loc``, e.g. ``["body", "title"]``), why, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error the function produces, as ``application/problem+json`` (RFC 9457)."""
+
+    type: str = Field(default="about:blank", description="Always about:blank: the status says it all.")
+    title: str = Field(description="The status code's phrase.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong, for a human.")
+    errors: list[ValidationIssue] | None = Field(default=None, description="What is wrong with the request (4xx).")
+
+
+class GatewayError(BaseModel):
+    """An error API Gateway itself produces (no route, throttled, function crashed or timed out)."""
+
+    message: str
 
 
 class JobMessage(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -50,30 +52,61 @@ def is_job_id(text: str) -> bool:
     return JOB_ID_PATTERN.fullmatch(text) is not None
 
 
-def encode_page_token(after_job_id: str) -> str:
-    """The opaque ``next_token`` for the page after ``after_job_id`` (base64url of a small JSON object).
+#: A ``next_token`` longer than this is not one this API issued (issued ones are about 200 characters).
+MAX_PAGE_TOKEN_LENGTH = 512
+_PAGE_TOKEN_VERSION = 1
 
-    The token holds no owner: the owner always comes from the caller's verified claims, so a token can
-    never read another partition.
+
+def _page_digest(owner_id: str, after_job_id: str, status: str | None) -> str:
+    """What binds a page token to its owner and query: a digest of the owner, the status filter and the cursor.
+
+    It is not a secret MAC: a caller who rebuilds a token for its own owner id can only ever read its own
+    partition, because the owner always comes from the verified claims. The digest makes a token issued to
+    another owner, for another filter, or changed in any byte, a clear 400 instead of a silent cursor move.
     """
-    raw = json.dumps({"after": after_job_id}, separators=(",", ":")).encode()
+    text = "\0".join(("jobs-page-token", str(_PAGE_TOKEN_VERSION), owner_id, status or "", after_job_id))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def encode_page_token(owner_id: str, after_job_id: str, status: str | None = None) -> str:
+    """The opaque ``next_token`` of ``owner_id``'s page after ``after_job_id`` (``status``: the list's filter).
+
+    base64url of a small JSON object: the cursor, the filter and a digest of both with the owner. The owner
+    itself is not in the token; it always comes from the caller's verified claims, so a token can never read
+    another partition, and one issued to someone else is refused.
+    """
+    body = {"v": _PAGE_TOKEN_VERSION, "after": after_job_id, "status": status}
+    body["digest"] = _page_digest(owner_id, after_job_id, status)
+    raw = json.dumps(body, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> str:
-    """The ``after_job_id`` inside a ``next_token``.
+def decode_page_token(token: str, owner_id: str, status: str | None = None) -> str:
+    """The ``after_job_id`` inside a ``next_token`` that this API issued to ``owner_id`` for this ``status``.
 
     Raises:
-        InvalidPageToken: the token is not one this API issues.
+        InvalidPageToken: garbage, a token changed in any byte, issued to another owner, or for another filter.
     """
+    invalid = InvalidPageToken("next_token is not valid")
+    if len(token) > MAX_PAGE_TOKEN_LENGTH or not _PAGE_TOKEN_ALPHABET.fullmatch(token):
+        raise invalid
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        after = json.loads(raw)["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidPageToken("next_token is not valid") from None
-    if not isinstance(after, str) or not is_job_id(after):
-        raise InvalidPageToken("next_token is not valid")
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise invalid from None
+    if not isinstance(body, dict) or set(body) != {"v", "after", "status", "digest"}:
+        raise invalid
+    after, digest = body["after"], body["digest"]
+    if body["v"] != _PAGE_TOKEN_VERSION or body["status"] != status or not isinstance(after, str):
+        raise invalid
+    if not is_job_id(after) or not isinstance(digest, str):
+        raise invalid
+    if not hmac.compare_digest(digest, _page_digest(owner_id, after, status)):
+        raise invalid
     return after
+
+
+_PAGE_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class JobService:
@@ -86,6 +119,7 @@ class JobService:
         clock: returns the current UTC time (tests pass a fixed one).
         lease_seconds: how long a RUNNING job belongs to the run that started it.
         retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
+        retention_days: how long a finished (SUCCEEDED or FAILED) job stays readable before it expires.
     """
 
     def __init__(
@@ -97,6 +131,7 @@ class JobService:
         *,
         lease_seconds: int = 35,
         retry_base_seconds: int = 5,
+        retention_days: int = 30,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -104,6 +139,7 @@ class JobService:
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         self.retry_base_seconds = retry_base_seconds
+        self.retention = timedelta(days=retention_days)
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         """Store a new QUEUED job. One write: the table's stream is the outbox, and ``enqueue`` (the outbox
@@ -153,20 +189,28 @@ class JobService:
             raise JobNotFound(job_id)
         return job
 
-    def list_jobs(self, owner_id: str, *, limit: int = DEFAULT_PAGE_SIZE, next_token: str | None = None) -> JobPage:
-        """One page of the owner's jobs, newest first.
+    def list_jobs(
+        self,
+        owner_id: str,
+        *,
+        limit: int = DEFAULT_PAGE_SIZE,
+        next_token: str | None = None,
+        status: JobStatus | None = None,
+    ) -> JobPage:
+        """One page of the owner's jobs, newest first, only those in ``status`` when given.
 
         Args:
             limit: page size, 1 to ``MAX_PAGE_SIZE``.
-            next_token: the ``next_token`` of the previous page, or None for the first.
+            next_token: the ``next_token`` of the previous page (same filter), or None for the first.
+            status: the status filter, or None for every job.
 
         Raises:
-            InvalidPageToken: ``next_token`` was not issued by this API.
+            InvalidPageToken: ``next_token`` was not issued by this API to this owner for this query.
         """
-        after = decode_page_token(next_token) if next_token else None
-        jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after)
+        after = decode_page_token(next_token, owner_id, status) if next_token is not None else None
+        jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after, status=status)
         logger.info("Retrieved %d job(s) for user %s", len(jobs), owner_id)
-        return JobPage(items=jobs, next_token=encode_page_token(last) if last else None)
+        return JobPage(items=jobs, next_token=encode_page_token(owner_id, last, status) if last else None)
 
     def delete_job(self, owner_id: str, job_id: str) -> None:
         """Delete the owner's job, whatever its status. Raises ``JobNotFound`` when there is none."""
@@ -230,6 +274,7 @@ class JobService:
                 now_text=format_timestamp(now),
                 stale_before_text=format_timestamp(now - self.lease),
                 error=error,
+                expires_at=self._expiry(now),
             )
         except TransitionRejected as rejected:
             return self._not_started(message.job_id, rejected.current, now)
@@ -285,15 +330,17 @@ class JobService:
     ) -> Job | None:
         assert job.started_at is not None
         status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
+        now = self.clock()
         try:
             finished = self.store.finish(
                 job.owner_id,
                 job.job_id,
                 started_at_text=format_timestamp(job.started_at),
                 status=status,
-                now_text=format_timestamp(self.clock()),
+                now_text=format_timestamp(now),
                 result=result,
                 error=error,
+                expires_at=self._expiry(now),
             )
         except TransitionRejected as rejected:
             return self._lost(job, rejected.current)
@@ -306,6 +353,10 @@ class JobService:
             metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Seconds, value=seconds)
         logger.info("Job %s %s", job.job_id, status, extra={"job_id": job.job_id, "attempts": finished.attempts})
         return finished
+
+    def _expiry(self, finished_at: datetime) -> int:
+        """When a job that finishes at ``finished_at`` expires: epoch seconds, the table's TTL attribute."""
+        return math.ceil((finished_at + self.retention).timestamp())
 
 
 @dataclass(frozen=True)

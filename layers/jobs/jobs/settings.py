@@ -1,8 +1,9 @@
 """Typed configuration read from the function's environment, validated once and cached.
 
-Each function reads only the settings it needs: the API function ``StoreSettings``, ``QueueSettings`` and
-``AuthSettings``; the consumer ``StoreSettings`` and ``ConsumerSettings``; both ``JobTypeSettings``. A missing or
-contradictory variable raises ``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
+Each function reads only the settings it needs: the API function ``StoreSettings``, ``IdempotencySettings``
+and ``AuthSettings``; the outbox relay ``StoreSettings`` and ``QueueSettings``; the consumers ``StoreSettings``
+and ``ConsumerSettings``; every one ``JobTypeSettings``. A missing or contradictory variable raises
+``pydantic.ValidationError`` naming it, on the first invocation (the cold start).
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ class QueueSettings(BaseSettings):
     queue_url: str = Field(min_length=1)
 
 
+class IdempotencySettings(BaseSettings):
+    """Where ``Idempotency-Key`` records live: ``JOBS_IDEMPOTENCY_TABLE_NAME``, and how long a key is remembered,
+    ``JOBS_IDEMPOTENCY_EXPIRY_SECONDS`` (a day by default)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    idempotency_table_name: str = Field(min_length=3, max_length=255)
+    idempotency_expiry_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+
+
 class ConsumerSettings(BaseSettings):
     """What a queue consumer (the jobs consumer, the dead-letter handler) needs to know, from ``JOBS_*``.
 
@@ -41,7 +52,8 @@ class ConsumerSettings(BaseSettings):
     ``max_receive_count`` the jobs queue's redrive ``maxReceiveCount`` (a record whose
     ``ApproximateReceiveCount`` has reached it is on its last delivery); ``lease_seconds`` how long a RUNNING
     job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
-    which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt.
+    which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt;
+    ``retention_days`` how long a finished job stays readable before it expires (the TTL attribute).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
@@ -50,6 +62,7 @@ class ConsumerSettings(BaseSettings):
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     lease_seconds: int = Field(default=35, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
+    retention_days: int = Field(default=30, ge=1, le=3650)
 
 
 class JobTypeSettings(BaseSettings):
@@ -91,6 +104,10 @@ class AuthSettings(BaseSettings):
     jwks_timeout_seconds: float = Field(default=3, gt=0, le=10, validation_alias="JWKS_TIMEOUT_SECONDS")
     #: How long a fetched JWKS (and the shared secret) stays cached, seconds.
     jwks_cache_seconds: int = Field(default=300, ge=0, validation_alias="JWKS_CACHE_SECONDS")
+    #: The least time between two JWKS refreshes caused by unknown ``kid`` values, seconds.
+    jwks_refresh_cooldown_seconds: float = Field(
+        default=30, ge=0, le=3600, validation_alias="JWKS_REFRESH_COOLDOWN_SECONDS"
+    )
 
     @field_validator("jwks_url", "jwt_secret_parameter", "jwt_issuer", "jwt_audience", mode="before")
     @classmethod
@@ -128,6 +145,12 @@ def store_settings() -> StoreSettings:
 def queue_settings() -> QueueSettings:
     """The cached ``QueueSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return QueueSettings()
+
+
+@cache
+def idempotency_settings() -> IdempotencySettings:
+    """The cached ``IdempotencySettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return IdempotencySettings()
 
 
 @cache

@@ -5,6 +5,9 @@ sort key follows creation time). Every operation names the owner, so one owner c
 another's partition. Reads are strongly consistent. Status changes are conditional writes on the expected
 current status and on the item existing: a status only moves forward, and a deleted job is never recreated.
 
+Finished jobs carry ``expires_at`` (epoch seconds, the table's TTL attribute). DynamoDB deletes an expired item
+only some time after it expires, so every read here treats an item whose ``expires_at`` has passed as gone.
+
 ``DynamoJobStore`` is the real store; ``InMemoryJobStore`` is a domain fake with the same semantics for unit
 tests. ``tests/integration/test_store_contract.py`` runs one suite against both.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
@@ -62,10 +66,22 @@ def _numbers_in(value: Any) -> Any:
     return value
 
 
+#: The ``ByStatus`` index (partition ``owner_id``, sort ``status_job_id``): an owner's jobs of one status, newest
+#: first, without reading the others (docs/decisions.md, "Status filter").
+STATUS_INDEX = "ByStatus"
+STATUS_KEY = "status_job_id"
+
+
+def status_key(status: JobStatus | str, job_id: str) -> str:
+    """The ``ByStatus`` sort key of a job: ``<STATUS>#<job_id>``, so that one status sorts by creation."""
+    return f"{JobStatus(status).value}#{job_id}"
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out."""
     data = job.model_dump(mode="json", exclude_none=True)
     data["owner_id"] = job.owner_id
+    data[STATUS_KEY] = status_key(job.status, job.job_id)
     return {name: to_attribute_value(value) for name, value in data.items()}
 
 
@@ -81,10 +97,13 @@ class JobStore(Protocol):
         """Write a new job. Raises ``ValueError`` if the key exists (it never does for a fresh UUIDv7)."""
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
-        """The owner's job, read strongly consistently, or None."""
+        """The owner's job, read strongly consistently, or None (also when it has expired)."""
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
-        """Up to ``limit`` of the owner's jobs, newest first, older than ``after_job_id`` when given.
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Up to ``limit`` of the owner's jobs, newest first, older than ``after_job_id`` when given, and only
+        those in ``status`` when given.
 
         Returns the jobs and the ``job_id`` to pass as ``after_job_id`` for the next page, or None when there
         is no further job (never a cursor that leads to an empty page).
@@ -96,7 +115,7 @@ class JobStore(Protocol):
         ...
 
     def delete(self, owner_id: str, job_id: str) -> bool:
-        """Delete the owner's job whatever its status; False when there was none."""
+        """Delete the owner's job whatever its status; False when there was none (or it has expired)."""
         ...
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
@@ -118,9 +137,11 @@ class JobStore(Protocol):
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
+        expires_at: int | None = None,
     ) -> Job:
         """RUNNING → ``status`` (SUCCEEDED with ``result`` or FAILED with ``error``), only for the run that
-        started at ``started_at_text`` (a run whose lease was taken over writes nothing).
+        started at ``started_at_text`` (a run whose lease was taken over writes nothing). ``expires_at`` (epoch
+        seconds) is when the finished job leaves every read, and DynamoDB's TTL deletes it.
 
         Raises:
             TransitionRejected: the job is gone, or not RUNNING under this run.
@@ -137,9 +158,17 @@ class JobStore(Protocol):
         ...
 
     def fail_abandoned(
-        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        stale_before_text: str,
+        error: JobError,
+        expires_at: int | None = None,
     ) -> Job:
-        """QUEUED, or RUNNING with an expired lease → FAILED with ``error`` (a dead-lettered job).
+        """QUEUED, or RUNNING with an expired lease → FAILED with ``error`` (a dead-lettered job), expiring at
+        ``expires_at`` (epoch seconds) when given.
 
         Raises:
             TransitionRejected: the job is gone, finished, or RUNNING within its lease.
@@ -153,13 +182,18 @@ class DynamoJobStore:
     Args:
         table_name: the physical name of the ``Jobs`` table.
         client: a boto3 DynamoDB client; the process's cached one when omitted.
+        clock: the current time in epoch seconds, against which ``expires_at`` is compared.
 
     Throttling, AWS-side failures and network errors raise ``jobs.models.ServiceUnavailable``.
     """
 
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
+    def __init__(self, table_name: str, client: Any | None = None, clock: Callable[[], float] = time.time) -> None:
         self._table = table_name
         self._client = client
+        self._clock = clock
+
+    def _now(self) -> dict[str, str]:
+        return {"N": str(int(self._clock()))}
 
     @property
     def client(self) -> Any:
@@ -188,23 +222,42 @@ class DynamoJobStore:
         with aws.transient_errors_as_unavailable("GetItem"):
             response = self.client.get_item(TableName=self._table, Key=self._key(owner_id, job_id), ConsistentRead=True)
         item = response.get("Item")
-        return item_to_job(item) if item else None
+        if not item or Decimal(item.get(EXPIRES_AT, {}).get("N", _NEVER)) <= int(self._clock()):
+            return None
+        return item_to_job(item)
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
         # One item more than asked tells whether another page exists, so a cursor never leads to an empty page.
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "owner_id = :owner",
-            "ExpressionAttributeValues": {":owner": {"S": owner_id}},
+            "FilterExpression": _LIVE,
+            "ExpressionAttributeValues": {":owner": {"S": owner_id}, ":now": self._now()},
             "ScanIndexForward": False,
             "ConsistentRead": True,
             "Limit": limit + 1,
         }
         if after_job_id is not None:
             request["ExclusiveStartKey"] = self._key(owner_id, after_job_id)
-        with aws.transient_errors_as_unavailable("Query"):
-            response = self.client.query(**request)
-        jobs = [item_to_job(item) for item in response.get("Items", [])]
+        if status is not None:
+            # The index holds only the jobs of each status, so every item read is one returned. Index reads are
+            # eventually consistent (DynamoDB offers nothing else on a global secondary index).
+            prefix = status_key(status, "")
+            request.update(IndexName=STATUS_INDEX, ConsistentRead=False)
+            request["KeyConditionExpression"] += f" AND begins_with({STATUS_KEY}, :status)"
+            request["ExpressionAttributeValues"][":status"] = {"S": prefix}
+            if after_job_id is not None:
+                request["ExclusiveStartKey"][STATUS_KEY] = {"S": prefix + after_job_id}
+        jobs: list[Job] = []
+        while True:  # expired items are read and filtered out; read on until the page (and one more) is full
+            with aws.transient_errors_as_unavailable("Query"):
+                response = self.client.query(**request)
+            jobs.extend(item_to_job(item) for item in response.get("Items", []))
+            if len(jobs) > limit or "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         if len(jobs) > limit:
             return jobs[:limit], jobs[limit - 1].job_id
         return jobs, None
@@ -213,10 +266,12 @@ class DynamoJobStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "owner_id = :owner AND job_id BETWEEN :low AND :high",
+            "FilterExpression": _LIVE,
             "ExpressionAttributeValues": {
                 ":owner": {"S": owner_id},
                 ":low": {"S": lowest_job_id},
                 ":high": {"S": highest_job_id},
+                ":now": self._now(),
             },
             "ConsistentRead": True,
         }
@@ -235,7 +290,8 @@ class DynamoJobStore:
                 self.client.delete_item(
                     TableName=self._table,
                     Key=self._key(owner_id, job_id),
-                    ConditionExpression="attribute_exists(job_id)",
+                    ConditionExpression=f"attribute_exists(job_id) AND ({_LIVE})",
+                    ExpressionAttributeValues={":now": self._now()},
                 )
             except ClientError as error:
                 if _is_condition_failure(error):
@@ -247,6 +303,7 @@ class DynamoJobStore:
         return self._transition(
             owner_id,
             job_id,
+            JobStatus.RUNNING,
             condition=_QUEUED_OR_STALE,
             update="SET #status = :running, started_at = :now, updated_at = :now ADD attempts :one",
             values={":now": {"S": now_text}, ":one": {"N": "1"}, ":stale": {"S": stale_before_text}},
@@ -262,21 +319,26 @@ class DynamoJobStore:
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
+        expires_at: int | None = None,
     ) -> Job:
         update = "SET #status = :new, finished_at = :now, updated_at = :now"
         values: dict[str, Any] = {":new": {"S": status}, ":now": {"S": now_text}, ":started": {"S": started_at_text}}
+        if expires_at is not None:
+            update += f", {EXPIRES_AT} = :expires"
+            values[":expires"] = {"N": str(expires_at)}
         if result is not None:
             update += ", #result = :result"
             values[":result"] = to_attribute_value(result)
         if error is not None:
             update += ", #error = :error"
             values[":error"] = to_attribute_value(error.model_dump())
-        return self._transition(owner_id, job_id, condition=_OWN_RUN, update=update, values=values)
+        return self._transition(owner_id, job_id, status, condition=_OWN_RUN, update=update, values=values)
 
     def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
         return self._transition(
             owner_id,
             job_id,
+            JobStatus.QUEUED,
             condition=_OWN_RUN,
             update="SET #status = :queued, updated_at = :now, #error = :error",
             values={
@@ -287,21 +349,34 @@ class DynamoJobStore:
         )
 
     def fail_abandoned(
-        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        stale_before_text: str,
+        error: JobError,
+        expires_at: int | None = None,
     ) -> Job:
+        update = "SET #status = :failed, finished_at = :now, updated_at = :now, #error = :error"
+        values = {
+            ":now": {"S": now_text},
+            ":stale": {"S": stale_before_text},
+            ":error": to_attribute_value(error.model_dump()),
+        }
+        if expires_at is not None:
+            update += f", {EXPIRES_AT} = :expires"
+            values[":expires"] = {"N": str(expires_at)}
         return self._transition(
-            owner_id,
-            job_id,
-            condition=_QUEUED_OR_STALE,
-            update="SET #status = :failed, finished_at = :now, updated_at = :now, #error = :error",
-            values={
-                ":now": {"S": now_text},
-                ":stale": {"S": stale_before_text},
-                ":error": to_attribute_value(error.model_dump()),
-            },
+            owner_id, job_id, JobStatus.FAILED, condition=_QUEUED_OR_STALE, update=update, values=values
         )
 
-    def _transition(self, owner_id: str, job_id: str, *, condition: str, update: str, values: dict[str, Any]) -> Job:
+    def _transition(
+        self, owner_id: str, job_id: str, new_status: JobStatus, *, condition: str, update: str, values: dict[str, Any]
+    ) -> Job:
+        # Every status change moves the job in the ByStatus index too.
+        update = update.replace("SET ", f"SET {STATUS_KEY} = :status_key, ", 1)
+        values = {**values, ":status_key": {"S": status_key(new_status, job_id)}}
         text = f"{condition} {update}"
         names = {name: name[1:] for name in ("#status", "#result", "#error") if name in text}
         statuses = {f":{s.lower()}": {"S": s.value} for s in JobStatus if f":{s.lower()}" in text}
@@ -325,6 +400,11 @@ class DynamoJobStore:
         return item_to_job(response["Attributes"])
 
 
+#: The TTL attribute (epoch seconds): set when a job finishes; an item past it is gone for every read.
+EXPIRES_AT = "expires_at"
+_NEVER = str(2**62)
+#: Not expired (yet): the filter of every read that may meet an expired item DynamoDB has not deleted yet.
+_LIVE = f"attribute_not_exists({EXPIRES_AT}) OR {EXPIRES_AT} > :now"
 #: QUEUED, or RUNNING under a run whose lease has expired. Timestamps are RFC 3339 text of one fixed format,
 #: so their string order is their time order.
 _QUEUED_OR_STALE = "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND started_at < :stale))"
@@ -340,9 +420,15 @@ class InMemoryJobStore:
     """``JobStore`` in a dict, for unit tests. Same semantics as ``DynamoJobStore``, including the
     JSON-number round trip (values are stored as ``model_dump(mode="json")`` copies)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        #: ``expires_at`` of the finished jobs that have one, by key (the TTL attribute of the DynamoDB item).
+        self.expires_at: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
+        self._clock = clock
+
+    def _live(self, key: tuple[str, str]) -> bool:
+        return key in self.items and self.expires_at.get(key, 2**62) > int(self._clock())
 
     def _load(self, key: tuple[str, str]) -> Job | None:
         data = self.items.get(key)
@@ -360,10 +446,19 @@ class InMemoryJobStore:
             self._save(job)
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
-        return self._load((owner_id, job_id))
+        return self._load((owner_id, job_id)) if self._live((owner_id, job_id)) else None
 
-    def list_page(self, owner_id: str, *, limit: int, after_job_id: str | None) -> tuple[list[Job], str | None]:
-        ids = sorted((job_id for owner, job_id in self.items if owner == owner_id), reverse=True)
+    def list_page(
+        self, owner_id: str, *, limit: int, after_job_id: str | None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        ids = sorted(
+            (
+                job_id
+                for (owner, job_id), data in self.items.items()
+                if owner == owner_id and (status is None or data["status"] == status) and self._live((owner, job_id))
+            ),
+            reverse=True,
+        )
         if after_job_id is not None:
             ids = [job_id for job_id in ids if job_id < after_job_id]
         page = [job for job_id in ids[:limit] if (job := self._load((owner_id, job_id)))]
@@ -371,7 +466,9 @@ class InMemoryJobStore:
 
     def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:
         ids = sorted(
-            job_id for owner, job_id in self.items if owner == owner_id and lowest_job_id <= job_id <= highest_job_id
+            job_id
+            for owner, job_id in self.items
+            if owner == owner_id and lowest_job_id <= job_id <= highest_job_id and self._live((owner, job_id))
         )
         for job_id in ids:
             job = self._load((owner_id, job_id))
@@ -379,7 +476,11 @@ class InMemoryJobStore:
                 yield job
 
     def delete(self, owner_id: str, job_id: str) -> bool:
-        return self.items.pop((owner_id, job_id), None) is not None
+        with self._lock:
+            if not self._live((owner_id, job_id)):
+                return False
+            self.expires_at.pop((owner_id, job_id), None)
+            return self.items.pop((owner_id, job_id), None) is not None
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
         return self._transition(
@@ -404,13 +505,16 @@ class InMemoryJobStore:
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
+        expires_at: int | None = None,
     ) -> Job:
         changes: dict[str, Any] = {"status": status, "finished_at": now_text, "updated_at": now_text}
         if result is not None:
             changes["result"] = copy.deepcopy(result)
         if error is not None:
             changes["error"] = error.model_dump()
-        return self._transition(owner_id, job_id, lambda job: _own_run(job, started_at_text), lambda job: changes)
+        return self._transition(
+            owner_id, job_id, lambda job: _own_run(job, started_at_text), lambda job: changes, expires_at
+        )
 
     def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
         return self._transition(
@@ -421,7 +525,14 @@ class InMemoryJobStore:
         )
 
     def fail_abandoned(
-        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, error: JobError
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        stale_before_text: str,
+        error: JobError,
+        expires_at: int | None = None,
     ) -> Job:
         return self._transition(
             owner_id,
@@ -433,6 +544,7 @@ class InMemoryJobStore:
                 "updated_at": now_text,
                 "error": error.model_dump(),
             },
+            expires_at,
         )
 
     def _transition(
@@ -441,6 +553,7 @@ class InMemoryJobStore:
         job_id: str,
         allowed: Callable[[Job], bool],
         changes: Callable[[Job], dict[str, Any]],
+        expires_at: int | None = None,
     ) -> Job:
         # Check and write under one lock: a conditional write is atomic in DynamoDB, so it is here too.
         with self._lock:
@@ -449,6 +562,8 @@ class InMemoryJobStore:
                 raise TransitionRejected(job)
             updated = Job.model_validate(job.model_dump(mode="json") | {"owner_id": owner_id} | changes(job))
             self._save(updated)
+            if expires_at is not None:
+                self.expires_at[(owner_id, job_id)] = expires_at
             return updated
 
 

@@ -1,0 +1,82 @@
+"""Idempotent job creation: ``POST /api/v1/jobs`` with an ``Idempotency-Key`` header, through powertools'
+idempotency utility (``idempotent_function`` over a DynamoDB persistence layer, its own table).
+
+The key is scoped per owner: the record's key is a hash of the verified owner id and the header's value, so bob
+reusing alice's key creates his own job. The request body is the payload validated on a retry: the same key
+with a different body is ``IdempotencyValidationError`` (422), a retry while the first attempt still runs is
+``IdempotencyAlreadyInProgressError`` (409). A retry of a completed attempt returns the first response (the
+same job) without calling the service again: no second job, no second message. A failed attempt leaves no
+record, so its retry runs again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from jobs.models import Job, JobCreate
+from jobs.service import JobService
+
+#: The prefix of every record's key (``<prefix>#<hash>``), fixed so that renaming code never orphans records.
+KEY_PREFIX = "jobs.create_job"
+
+
+class JobCreator:
+    """Creates jobs, once per ``(owner, Idempotency-Key)`` when a key is given.
+
+    Args:
+        service: creates the job.
+        table_name: the idempotency table (partition key ``id``, TTL attribute ``expiration``).
+        expires_after_seconds: how long a key is remembered.
+        client: a boto3 DynamoDB client for the persistence layer.
+    """
+
+    def __init__(self, service: JobService, table_name: str, *, expires_after_seconds: int, client: Any) -> None:
+        self.service = service
+        self.config = IdempotencyConfig(
+            event_key_jmespath="[owner_id, key]",
+            payload_validation_jmespath="request",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=expires_after_seconds,
+            hash_function="sha256",
+        )
+        self.persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+        self._create_once = idempotent_function(
+            self._create,
+            data_keyword_argument="attempt",
+            persistence_store=self.persistence,
+            config=self.config,
+            key_prefix=KEY_PREFIX,
+        )
+
+    def create(
+        self, owner_id: str, request: JobCreate, *, key: str | None = None, context: LambdaContext | None = None
+    ) -> Job:
+        """The created job; with ``key``, the job that the first request with this owner and key created.
+
+        ``context`` lets an attempt that dies with its Lambda invocation release the key when the invocation's
+        time is up (powertools' in-progress expiry), instead of holding it until the record expires.
+
+        Raises:
+            aws_lambda_powertools.utilities.idempotency.exceptions.IdempotencyValidationError: the key was used
+                with another body.
+            aws_lambda_powertools.utilities.idempotency.exceptions.IdempotencyAlreadyInProgressError: the first
+                request with this key has not finished.
+        """
+        if key is None:
+            return self.service.create_job(owner_id, request)
+        if context is not None:
+            self.config.register_lambda_context(context)
+        attempt = {"owner_id": owner_id, "key": key, "request": request.model_dump(mode="json")}
+        created: dict[str, Any] = self._create_once(attempt=attempt)
+        return Job.model_validate({**created, "owner_id": owner_id})
+
+    def _create(self, attempt: dict[str, Any]) -> dict[str, Any]:
+        job = self.service.create_job(attempt["owner_id"], JobCreate.model_validate(attempt["request"]))
+        return job.model_dump(mode="json")
