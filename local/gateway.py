@@ -334,6 +334,13 @@ def make_handler(
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, PROPFIND, ...) is routed like the others (and finds no route: API Gateway's
+            # 404), where http.server would answer 501 by itself.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
             log(json.dumps({"gateway": "access", "client": self.client_address[0], "request": format % args}))
 
