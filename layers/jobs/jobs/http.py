@@ -346,13 +346,16 @@ def _canonical_content_type(event: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 class JobsResolver(APIGatewayHttpResolver):
-    """The API's resolver. Before powertools parses anything, a body larger than ``MAX_REQUEST_BYTES`` is a 413
-    and a body that is not ``application/json`` a 415 (powertools would parse form and multipart bodies, and
-    fail with a 500 on a multipart type without a boundary). Both come after authentication, so that a caller
-    without a valid token still learns nothing but 401."""
+    """The API's resolver. Before powertools parses a POST's body, a body larger than ``MAX_REQUEST_BYTES`` is a
+    413, one that is not ``application/json`` a 415 (powertools would parse form and multipart bodies, and fail
+    with a 500 on a multipart type without a boundary) and one of bytes that are not UTF-8 a 400 (a 500 in
+    powertools' decoding). All come after authentication, so that a caller without a valid token still learns
+    nothing but 401. Other methods read no body."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         proxy_event = APIGatewayProxyEventV2(dict(event))
+        if proxy_event.request_context.http.method != "POST":  # only POST reads a body
+            return super().resolve(event, context)
         if request_bytes(event) > MAX_REQUEST_BYTES:
             refusal = problem(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
