@@ -33,7 +33,7 @@ _TABLE_PROPERTIES = {
     "Tags",
 }
 #: ``AWS::Serverless::HttpApi`` properties the local gateway emulates, or that change nothing it does.
-_HTTP_API_PROPERTIES = {"Description", "CorsConfiguration"}
+_HTTP_API_PROPERTIES = {"Description", "CorsConfiguration", "DefaultRouteSettings"}
 _QUEUE_ATTRIBUTES = {
     "VisibilityTimeout",
     "MessageRetentionPeriod",

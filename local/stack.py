@@ -37,7 +37,7 @@ from typing import Any
 
 import boto3
 
-from local.gateway import CorsPolicy, Gateway, Route
+from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.poller import SqsPoller
 from local.resources import LocalStack, http_api_routes, sqs_event_sources
 from local.runtime import FunctionPool
@@ -180,7 +180,8 @@ class Stack:
             raise SystemExit(f"the local gateway serves one HttpApi; the template has {sorted(apis)}")
         settings = next(iter(apis.values()), {})
         cors = CorsPolicy.from_configuration(settings["CorsConfiguration"]) if "CorsConfiguration" in settings else None
-        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors)
+        throttle = ThrottlePolicy.from_route_settings(settings.get("DefaultRouteSettings", {}))
+        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors, throttle=throttle)
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
 
