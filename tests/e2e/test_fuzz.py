@@ -40,9 +40,10 @@ CASES: dict[str, int] = {}
 def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[StackProcess]:
     with running_stack(tmp_path_factory.mktemp("fuzz"), secret=SECRET) as stack:
         yield stack
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nschemathesis: {sum(CASES.values())} cases, by operation {CASES}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            print(f"\nschemathesis: {sum(CASES.values())} cases, by operation {CASES}")
 
 
 #: The document the stack serves; test_the_fuzzed_document_is_the_committed_one checks they are the same text.
