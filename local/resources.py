@@ -33,7 +33,8 @@ _TABLE_PROPERTIES = {
     "Tags",
 }
 #: ``AWS::Serverless::HttpApi`` properties the local gateway emulates, or that change nothing it does.
-_HTTP_API_PROPERTIES = {"Description", "CorsConfiguration"}
+#: (AccessLogSettings: the local gateway writes its own access line per request to stdout.)
+_HTTP_API_PROPERTIES = {"Description", "CorsConfiguration", "DefaultRouteSettings", "AccessLogSettings"}
 _QUEUE_ATTRIBUTES = {
     "VisibilityTimeout",
     "MessageRetentionPeriod",

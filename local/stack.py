@@ -25,7 +25,9 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
+
+# subprocess starts moto's server from a fixed argument list (local only).
+import subprocess  # nosec B404
 import sys
 import tempfile
 import threading
@@ -37,7 +39,7 @@ from typing import Any
 
 import boto3
 
-from local.gateway import CorsPolicy, Gateway, Route
+from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.poller import SqsPoller
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
@@ -46,8 +48,10 @@ from local.template import REGION
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
-DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+# The documented local default, never deployed.
+DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"  # nosec B105
+#: moto's server accepts any credentials; these reach no AWS account.
+LOCAL_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "testing")
 
 
 def jwt_secret(environ: Mapping[str, str] = os.environ) -> str:
@@ -141,7 +145,9 @@ class Stack:
     def client(self, service: str) -> Any:
         """A boto3 client for moto's server."""
         return boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
         ).client(service, endpoint_url=self.endpoint)
 
     def start(self) -> None:
@@ -210,13 +216,15 @@ class Stack:
             raise SystemExit(f"the local gateway serves one HttpApi; the template has {sorted(apis)}")
         settings = next(iter(apis.values()), {})
         cors = CorsPolicy.from_configuration(settings["CorsConfiguration"]) if "CorsConfiguration" in settings else None
-        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors)
+        throttle = ThrottlePolicy.from_route_settings(settings.get("DefaultRouteSettings", {}))
+        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors, throttle=throttle)
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
 
     def _start_moto(self) -> None:
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
-        self._moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        # A fixed argument list: this interpreter, moto.server, loopback and a port number.
+        self._moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 # nosec B603
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._moto.poll() is not None:

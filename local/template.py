@@ -51,7 +51,8 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 def load_template(path: Path) -> dict[str, Any]:
     """The template at ``path`` as plain data, short-form tags turned into long-form intrinsics."""
     with path.open(encoding="utf-8") as stream:
-        data = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        # _CfnLoader is a SafeLoader subclass.
+        data = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 # nosec B506
     if not isinstance(data, dict) or "Resources" not in data:
         raise UnsupportedTemplate(f"{path} is not a CloudFormation template")
     return data

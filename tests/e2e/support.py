@@ -57,12 +57,15 @@ def running_stack(
     template: Path | None = None,
     function_environment: Mapping[str, Mapping[str, str]] | None = None,
     concurrency: int = 2,
+    parameter_overrides: str = "",
 ) -> Iterator[StackProcess]:
     """Start the local stack on free ports, wait for its banner, and stop it on exit."""
     port = free_port()
     log = directory / "stdout.jsonl"
     command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"]
     command += ["--concurrency", str(concurrency)]
+    if parameter_overrides:
+        command += ["--parameter-overrides", parameter_overrides]
     if template is not None:
         command += ["--template", str(template)]
     if function_environment:

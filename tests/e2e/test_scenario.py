@@ -206,3 +206,10 @@ def test_non_canonical_job_paths_are_one_404_for_get_and_delete(stack: RunningSt
     assert got[0] == deleted[0] == 404
     assert got[2] == deleted[2]
     assert stack.request("GET", f"/api/v1/jobs/{job_id}", token=token("paths")).status == 200
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "PUT"])
+def test_an_undeclared_method_is_api_gateways_404(stack: RunningStack, method: str) -> None:
+    status, _, body = raw(stack, method, "/api/v1/jobs", {"Authorization": f"Bearer {token('alice')}"})
+
+    assert (status, json.loads(body)) == (404, {"message": "Not Found"})

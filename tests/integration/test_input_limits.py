@@ -117,3 +117,43 @@ def test_valid_unicode_round_trips_exactly(api: ModuleType) -> None:
     assert body["title"] == UNICODE
     assert body["payload"] == payload
     assert json.dumps(body["payload"], ensure_ascii=False) == json.dumps(payload, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/jsonx",
+        "application/xml",
+    ],
+)
+def test_a_body_that_is_not_json_is_a_415_before_it_is_parsed(api: ModuleType, aws: Aws, content_type: str) -> None:
+    event = api_event("create_job", token=sign("alice"), raw_body='{"title": "t"}')
+    event["headers"]["content-type"] = content_type
+
+    response = api.lambda_handler(event, FakeLambdaContext())
+
+    assert response["statusCode"] == 415
+    assert aws.item_count() == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"])
+def test_json_with_or_without_parameters_is_accepted(api: ModuleType, content_type: str) -> None:
+    event = api_event("create_job", token=sign("alice"), raw_body='{"title": "t", "type": "noop"}')
+    event["headers"]["content-type"] = content_type
+
+    assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] == 201
+
+
+def test_a_body_of_bytes_that_are_not_utf8_is_a_400_not_a_500(api: ModuleType, aws: Aws) -> None:
+    event = api_event("create_job", token=sign("alice"))
+    event["body"] = base64.b64encode(b'{"title": "\xff\xfe"}').decode()
+    event["isBase64Encoded"] = True
+
+    response = api.lambda_handler(event, FakeLambdaContext())
+
+    assert response["statusCode"] == 400
+    assert aws.item_count() == 0

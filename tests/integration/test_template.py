@@ -286,3 +286,16 @@ def test_an_http_api_property_the_local_gateway_does_not_emulate_fails_loudly(mo
 
     with pytest.raises(UnsupportedTemplate, match="DisableExecuteApiEndpoint"):
         LocalStack(changed, moto).http_apis()
+
+
+def test_route_throttling_is_set_on_the_stage_from_parameters(moto: Any) -> None:
+    settings = properties("JobsHttpApi")["DefaultRouteSettings"]
+    stack = LocalStack(ROOT / "template.yaml", moto, parameter_overrides={"ThrottleRateLimit": "5"})
+
+    resolved = stack.http_apis()["JobsHttpApi"]["DefaultRouteSettings"]
+
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": "ThrottleRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ThrottleBurstLimit"},
+    }
+    assert resolved == {"ThrottlingRateLimit": "5", "ThrottlingBurstLimit": "100"}

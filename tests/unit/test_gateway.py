@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from local.gateway import CorsPolicy, HttpResponse, Route, build_event, find_route, to_http_response
+from local.gateway import (
+    CorsPolicy,
+    HttpResponse,
+    Route,
+    ThrottlePolicy,
+    TokenBucket,
+    build_event,
+    find_route,
+    to_http_response,
+)
 from local.runtime import Invocation
 from tests.helpers import load_event
 
@@ -205,3 +214,37 @@ def test_responses_get_the_configured_headers_and_lose_the_integrations_own() ->
         "access-control-expose-headers": "location,retry-after,www-authenticate",
     }
     assert dict(no_origin.headers) == {"WWW-Authenticate": "Bearer"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_bucket_allows_the_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+
+    burst = [bucket.take() for _ in range(4)]
+    clock.now += 0.5  # one token at 2 per second
+    after_half_a_second = [bucket.take(), bucket.take()]
+    clock.now += 60  # refills to the burst, never beyond
+    after_a_minute = [bucket.take() for _ in range(4)]
+
+    assert burst == [True, True, True, False]
+    assert after_half_a_second == [True, False]
+    assert after_a_minute == [True, True, True, False]
+
+
+def test_throttling_comes_from_the_route_settings_one_bucket_per_route() -> None:
+    policy = ThrottlePolicy.from_route_settings({"ThrottlingRateLimit": "1", "ThrottlingBurstLimit": "1"})
+    routes = [Route("GET", "/api/v1/jobs", None), Route("POST", "/api/v1/jobs", None)]  # type: ignore[arg-type]
+
+    assert policy == ThrottlePolicy(rate=1.0, burst=1)
+    assert ThrottlePolicy.from_route_settings({}) is None
+    buckets = policy.buckets(routes, FakeClock())
+    assert [buckets["GET /api/v1/jobs"].take(), buckets["GET /api/v1/jobs"].take()] == [True, False]
+    assert buckets["POST /api/v1/jobs"].take() is True

@@ -8,6 +8,8 @@ valid token learns nothing about the body rules.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -319,25 +321,61 @@ def request_bytes(event: Mapping[str, Any]) -> int:
     return len(body.encode("utf-8", "surrogatepass"))
 
 
+def _utf8_body(event: Mapping[str, Any]) -> bool:
+    """False for a base64 body (API Gateway's form for bytes that are not text) that is not UTF-8."""
+    if not (event.get("isBase64Encoded") and event.get("body")):
+        return True
+    try:
+        base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a ``Content-Type`` value, lowercased, without parameters (``application/json``)."""
+    return (content_type or "").split(";", 1)[0].strip(" \t").lower()
+
+
+def _canonical_content_type(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event with a JSON ``Content-Type`` spelled ``application/json``: media types are case-insensitive
+    (RFC 9110 section 8.3.1), and powertools compares them case-sensitively."""
+    headers = event.get("headers") or {}
+    found = [name for name in headers if name.lower() == "content-type"]
+    if not found or media_type(headers[found[0]]) != "application/json" or headers[found[0]] == "application/json":
+        return event
+    kept = {name: value for name, value in headers.items() if name.lower() != "content-type"}
+    return {**event, "headers": {**kept, "content-type": "application/json"}}
+
+
 class JobsResolver(APIGatewayHttpResolver):
-    """The API's resolver: a body larger than ``MAX_REQUEST_BYTES`` is a 413 before anything parses it (after
-    authentication, so that a caller without a valid token still learns nothing but 401)."""
+    """The API's resolver. Before powertools parses a POST's body, a body larger than ``MAX_REQUEST_BYTES`` is a
+    413, one that is not ``application/json`` a 415 (powertools would parse form and multipart bodies, and fail
+    with a 500 on a multipart type without a boundary) and one of bytes that are not UTF-8 a 400 (a 500 in
+    powertools' decoding). All come after authentication, so that a caller without a valid token still learns
+    nothing but 401. Other methods read no body."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if request_bytes(event) <= MAX_REQUEST_BYTES:
-            return super().resolve(event, context)
         proxy_event = APIGatewayProxyEventV2(dict(event))
+        if proxy_event.request_context.http.method != "POST":  # only POST reads a body
+            return super().resolve(event, context)
+        if request_bytes(event) > MAX_REQUEST_BYTES:
+            refusal = problem(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
+            )
+        elif event.get("body") and media_type(proxy_event.headers.get("content-type")) not in ("", "application/json"):
+            refusal = problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
+        elif not _utf8_body(event):
+            refusal = problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON (JSON is UTF-8).")
+        else:
+            return super().resolve(_canonical_content_type(event), context)
         try:
             bootstrap.authenticator().authenticate(proxy_event.headers.get("authorization"))
         except Unauthenticated as failure:
-            response = _unauthenticated(failure)
+            refusal = _unauthenticated(failure)
         except AuthUnavailable as failure:
-            response = _auth_unavailable(failure)
-        else:
-            response = problem(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
-            )
-        return ResponseBuilder[APIGatewayProxyEventV2](response).build(proxy_event)
+            refusal = _auth_unavailable(failure)
+        return ResponseBuilder[APIGatewayProxyEventV2](refusal).build(proxy_event)
 
 
 def build_resolver() -> APIGatewayHttpResolver:

@@ -1,0 +1,210 @@
+"""Least privilege, measured: botocore event hooks record every AWS call each function's code makes while it
+runs its paths (create, idempotent replay and failure, get, list, filtered list, delete, token secret; run,
+retry, report, dead letter), and the test checks that the function's role in template.yaml grants exactly
+those actions on exactly those resources, plus the few the Lambda platform uses on the function's behalf."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import botocore.session
+import pytest
+
+from jobs import bootstrap
+from jobs.models import JobCreate, JobMessage, ServiceUnavailable, format_timestamp, utc_now
+from jobs.queue import SqsJobQueue
+from jobs.service import JobService
+from jobs.store import DynamoJobStore
+from local.poller import to_record
+from local.template import load_template
+from tests.conftest import Aws
+from tests.helpers import ROOT, FakeLambdaContext, api_event, load_event, load_function, sign
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+
+#: What the Lambda platform does with a function's role, not its code; granted, never seen by the hooks.
+PLATFORM = {
+    # Lambda writes the function's logs to its log group.
+    "logs": {("logs:CreateLogStream", "{function}LogGroup"), ("logs:PutLogEvents", "{function}LogGroup")},
+    # The SQS event source mapping polls and deletes with the consumer's role.
+    "sqs": {("sqs:ReceiveMessage", "{queue}"), ("sqs:DeleteMessage", "{queue}"), ("sqs:GetQueueAttributes", "{queue}")},
+    # SSM decrypts a SecureString with the caller's permission on a customer managed key (when one is named).
+    "kms": {("kms:Decrypt", "JwtSecretKmsKeyArn")},
+    # The DynamoDB stream event source mapping reads the table's stream with the outbox relay's role.
+    "stream": {
+        (f"dynamodb:{action}", "JobsTable/stream/*")
+        for action in ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
+    },
+}
+
+
+class Recorder:
+    """Records ``(iam action, template resource)`` for each call made while ``active``."""
+
+    def __init__(self, physical: dict[str, dict[str, str]]) -> None:
+        self.calls: set[tuple[str, str]] = set()
+        self.active = False
+        self._names = {value["Ref"]: logical for logical, value in physical.items() if "Ref" in value}
+
+    def __call__(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if not self.active:
+            return
+        service = model.service_model.signing_name
+        self.calls.add((f"{service}:{model.name}", self._resource(service, params)))
+
+    def _resource(self, service: str, params: dict[str, Any]) -> str:
+        if service == "dynamodb":
+            table = self._names.get(params["TableName"], params["TableName"])
+            return f"{table}/index/{params['IndexName']}" if "IndexName" in params else table
+        if service == "sqs":
+            return str(self._names.get(params["QueueUrl"], params["QueueUrl"]))
+        if service == "ssm":
+            return "parameter:JwtSecretParameterName"
+        return "?"
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+
+@pytest.fixture
+def recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    found = Recorder(aws.physical)
+    create_client = botocore.session.Session.create_client
+
+    def hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = create_client(self, *args, **kwargs)
+        client.meta.events.register("provide-client-params", found)
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", hooked)
+    return found
+
+
+def granted(role: str) -> set[tuple[str, str]]:
+    """``(action, resource)`` pairs of a role, resources named as the recorder names them."""
+    pairs: set[tuple[str, str]] = set()
+    for policy in RESOURCES[role]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                statement = statement["Fn::If"][1]
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            pairs.update((action, _resource_name(statement["Resource"])) for action in actions)
+    return pairs
+
+
+def _resource_name(resource: Any) -> str:
+    if "Fn::GetAtt" in resource:
+        return str(resource["Fn::GetAtt"][0])
+    if "Ref" in resource:
+        return str(resource["Ref"])
+    text = str(resource["Fn::Sub"])
+    if ":parameter${" in text:
+        return "parameter:" + text.split("${")[-1].rstrip("}")
+    logical, _, rest = text.removeprefix("${").partition(".Arn}")
+    return logical + rest
+
+
+def platform(
+    function: str, *, queue: str | None = None, secret: bool = False, stream: bool = False
+) -> set[tuple[str, str]]:
+    pairs = {(a, r.format(function=function)) for a, r in PLATFORM["logs"]}
+    if stream:
+        pairs |= PLATFORM["stream"]
+    if queue:
+        pairs |= {(a, r.format(queue=queue)) for a, r in PLATFORM["sqs"]}
+    if secret:
+        pairs |= PLATFORM["kms"]
+    return pairs
+
+
+def test_the_api_function_is_granted_exactly_what_its_code_calls(
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = load_function("api")
+
+    def call(name: str, **kwargs: Any) -> dict[str, Any]:
+        with recorder.recording():
+            return api.lambda_handler(api_event(name, token=sign("alice"), **kwargs), FakeLambdaContext())  # type: ignore[no-any-return]
+
+    created = json.loads(call("create_job", body={"title": "t", "type": "noop"})["body"])
+    event = api_event("create_job", token=sign("alice"), body={"title": "t", "type": "noop"})
+    event["headers"]["idempotency-key"] = "k1"
+    with recorder.recording():
+        api.lambda_handler(event, FakeLambdaContext())
+        api.lambda_handler(event, FakeLambdaContext())  # the replay
+    with monkeypatch.context() as patch:  # a failed attempt releases its key
+        patch.setattr(
+            bootstrap.api_service().store, "put_new", lambda job: (_ for _ in ()).throw(ServiceUnavailable("x"))
+        )
+        event["headers"]["idempotency-key"] = "k2"
+        with recorder.recording():
+            api.lambda_handler(event, FakeLambdaContext())
+    call("get_job", job_id=created["job_id"])
+    call("list_jobs")
+    call("list_jobs", query={"status": "QUEUED"})
+    call("delete_job", job_id=created["job_id"])
+
+    assert recorder.calls | platform("ApiFunction", secret=True) == granted("ApiFunctionRole")
+
+
+def test_the_consumers_are_granted_exactly_what_their_code_calls(
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_FAULT_INJECTION", "1")
+    service = JobService(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
+    for request in (
+        JobCreate(title="audit", payload={"report_type": "quarterly_audit"}),
+        JobCreate(title="flaky", type="flaky", payload={"attempts": 1}),
+    ):
+        job = service.create_job("alice", request)
+        service.enqueue(JobMessage(owner_id="alice", job_id=job.job_id))  # what the outbox relay does
+    consumer = load_function("process_jobs")
+    queue_arn = aws.physical["JobsQueue"]["Arn"]
+    messages = aws.sqs.receive_message(
+        QueueUrl=aws.queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )
+    with recorder.recording():
+        consumer.lambda_handler(
+            {"Records": [to_record(m, queue_arn) for m in messages["Messages"]]}, FakeLambdaContext()
+        )
+    consumer_calls = set(recorder.calls)
+
+    recorder.calls.clear()
+    dead = service.create_job("alice", JobCreate(title="dead", type="noop"))
+    live = service.create_job("alice", JobCreate(title="running under a live lease", type="noop"))
+    now = format_timestamp(utc_now())
+    service.store.start("alice", live.job_id, now_text=now, stale_before_text=now)  # comes back later
+    for job in (dead, live):
+        aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+    monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", aws.dlq_url)
+    bootstrap.reset()
+    dead_letters = load_function("dead_letters")
+    dlq_arn = aws.physical["JobsDeadLetterQueue"]["Arn"]
+    received = aws.sqs.receive_message(
+        QueueUrl=aws.dlq_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    with recorder.recording():
+        dead_letters.lambda_handler({"Records": [to_record(m, dlq_arn) for m in received]}, FakeLambdaContext())
+
+    assert consumer_calls | platform("ProcessJobsFunction", queue="JobsQueue") == granted("ProcessJobsFunctionRole")
+    assert recorder.calls | platform("DeadLettersFunction", queue="JobsDeadLetterQueue") == granted(
+        "DeadLettersFunctionRole"
+    )
+
+
+def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(aws: Aws, recorder: Recorder) -> None:
+    outbox = load_function("enqueue_jobs")
+
+    with recorder.recording():
+        outbox.lambda_handler(load_event("dynamodb/job_inserted.json"), FakeLambdaContext())
+
+    assert recorder.calls | platform("EnqueueJobsFunction", stream=True) == granted("EnqueueJobsFunctionRole")
