@@ -8,6 +8,7 @@ configurable leeway absorbs clock skew. No token, claim set or secret is ever lo
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -68,6 +69,11 @@ class Principal:
     claims: Mapping[str, Any]
 
 
+#: Whitespace (as ``str.isspace``) or a comma: never inside one token. A regex, not a loop over characters: this
+#: runs on every request.
+_SPACE_OR_COMMA = re.compile(r"[\s,]")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header value.
 
@@ -81,7 +87,7 @@ def bearer_token(authorization: str | None) -> str:
         raise Unauthenticated("no bearer token", missing=True)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(ch.isspace() or ch == "," for ch in token):
+    if scheme.lower() != "bearer" or not token or _SPACE_OR_COMMA.search(token):
         raise Unauthenticated("malformed Authorization header")
     return token
 
