@@ -36,7 +36,7 @@ from jobs.models import (
     format_timestamp,
     utc_now,
 )
-from jobs.observability import MetricUnit, logger, metrics
+from jobs.observability import MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
 from jobs.queue import JobQueue
 from jobs.store import JobStore
@@ -240,6 +240,8 @@ class JobService:
         except TransitionRejected as rejected:
             return self._not_started(job_id, rejected.current, now)
         logger.info("Job %s started, attempt %d", job_id, job.attempts, extra={"receive_count": delivery.receive_count})
+        if job.attempts == 1:
+            record_queue_wait(job)
         try:
             result = self.registry[job.type].run(job, self.store)
         except (RetryableProcessorError, ServiceUnavailable) as error:
