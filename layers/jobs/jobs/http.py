@@ -24,7 +24,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.types import (
     OpenAPIResponse,
     OpenAPIResponseContentModel,
@@ -391,14 +390,6 @@ def build_resolver() -> APIGatewayHttpResolver:
         app.exception_handler(error_type)(respond)
     app.exception_handler(RequestValidationError)(partial(_invalid_request, app))
     app.not_found(lambda error: problem(HTTPStatus.NOT_FOUND, "No such resource."))
-    app.configure_openapi(
-        title=API_TITLE,
-        version=API_VERSION,
-        description="Submit jobs, follow them, list and delete your own. Every operation needs a Bearer JWT; "
-        "errors are application/problem+json (RFC 9457).",
-        security_schemes={BEARER_SCHEME: HTTPBearer(bearerFormat="JWT")},
-        security=[{BEARER_SCHEME: []}],
-    )
 
     @app.get(OPENAPI_PATH, include_in_schema=False)
     def serve_openapi() -> Response[str]:
@@ -418,6 +409,18 @@ def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
     500; this API answers both as problem+json, so those entries are replaced by the ones ``responses``
     declares, and a 204 has no content.
     """
+    # powertools' OpenAPI models take ~200 ms to import: configured here, on the first request for the document,
+    # not at cold start (measured in bench/RESULTS.md).
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    app.configure_openapi(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Submit jobs, follow them, list and delete your own. Every operation needs a Bearer JWT; "
+        "errors are application/problem+json (RFC 9457).",
+        security_schemes={BEARER_SCHEME: HTTPBearer(bearerFormat="JWT")},
+        security=[{BEARER_SCHEME: []}],
+    )
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
     for operations in document["paths"].values():
         for operation in operations.values():
