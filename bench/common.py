@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import Any
 import boto3
 
 from local.resources import FunctionSpec, LocalStack
-from local.stack import DEVELOPMENT_SECRET, LOCAL_CREDENTIALS, free_port
+from local.stack import DEVELOPMENT_SECRET, LOCAL_CREDENTIALS, free_port, wait_for_port
 from local.template import REGION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,15 +142,8 @@ def moto_server() -> Iterator[Aws]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto's server did not start") from None
-                time.sleep(0.1)
+        if not wait_for_port(port, process, 30):
+            raise RuntimeError("moto's server did not start")
         stack = LocalStack(ROOT / "template.yaml", lambda service: client(service, endpoint))
         physical = stack.create_all()
         functions = {spec.logical_id: spec for spec in stack.functions()}
@@ -222,17 +213,7 @@ def dynamodb_local() -> Iterator[str | None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    yield None
-                    return
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}" if wait_for_port(port, process, 60) else None
     finally:
         process.terminate()
         try:

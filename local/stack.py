@@ -77,6 +77,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until ``process`` accepts connections on 127.0.0.1:``port``; False if it exits or ``timeout``
+    (seconds) passes first."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+    return False
+
+
 def cli_usage(port: int) -> list[str]:
     """The banner's lines on using the command line (``jobsctl``, from ``pip install -e .``) against this stack."""
     url = "" if port == 3000 else f" JOBS_API_URL=http://127.0.0.1:{port}"
@@ -225,16 +240,10 @@ class Stack:
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
         # A fixed argument list: this interpreter, moto.server, loopback and a port number.
         self._moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 # nosec B603
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        if not wait_for_port(self.aws_port, self._moto, 30):
             if self._moto.poll() is not None:
                 raise SystemExit(f"moto's server exited at start (is port {self.aws_port} free? JOBS_LOCAL_AWS_PORT)")
-            try:
-                with socket.create_connection(("127.0.0.1", self.aws_port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("moto's server did not start within 30 s")
+            raise SystemExit("moto's server did not start within 30 s")
 
     def stop(self) -> None:
         """Stop everything this stack started."""

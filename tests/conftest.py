@@ -10,9 +10,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "JobSystemTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "jobs-tests")
 
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from moto import mock_aws
 
 from jobs import bootstrap
 from local.resources import LocalStack
-from local.stack import free_port
+from local.stack import free_port, wait_for_port
 from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET
 
 
@@ -150,15 +148,8 @@ def dynamodb_local_endpoint() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("DynamoDB Local did not start")
-                time.sleep(0.2)
+        if not wait_for_port(port, process, 30):
+            pytest.fail("DynamoDB Local did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
