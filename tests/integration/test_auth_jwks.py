@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jobs.auth import Authenticator
 from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.settings import AuthSettings
-from local.stack import free_port
+from local.ports import free_port
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, api_event, load_function
 
