@@ -93,8 +93,8 @@ scan: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## cf
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 	$(VENV)/bin/bandit --configfile pyproject.toml --recursive --quiet layers/jobs/jobs functions local
 
-build: $(SAM_VENV)/.installed ## sam build for arm64 (python3.13), into .aws-sam/
-	$(SAM) build
+build: $(SAM_VENV)/.installed ## sam build for arm64 (python3.13, the layer with bytecode), into .aws-sam/
+	PYTHON313=$(PYTHON313) $(SAM) build
 
 deploy: build ## sam deploy --guided (first time) using samconfig.toml
 	$(SAM) deploy --guided

@@ -13,6 +13,11 @@ Each total (process spawn to first response) is split into:
 Imports are attributed by ``-X importtime`` (a module's own time goes to its package, or, for the standard
 library, to the package that imported it first); client creation and AWS calls are timed by wrapping botocore.
 
+The cold starts above import from compiled bytecode, as site-packages does. Lambda's ``/opt`` is read-only, so
+a layer without bytecode is compiled again at every cold start: ``bytecode()`` measures the API function's first
+request with the layer as sam's python builder ships it (sources only) and as ``layers/jobs/Makefile`` builds it
+(unchecked-hash bytecode), both installed for this machine from ``layers/jobs/requirements.txt``.
+
     .venv/bin/python -m bench.coldstart --runs 15
 """
 
@@ -22,11 +27,15 @@ import argparse
 import compileall
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from py_compile import PycInvalidationMode
 from typing import Any
 
 from bench.common import (
@@ -179,9 +188,18 @@ class Target:
         return sorted(costs.items(), key=lambda item: -item[1])[:top]
 
 
-def probe(aws: Aws, handler_name: str, event: str, environment_extra: dict[str, str] | None = None) -> Run:
-    """One fresh process: import ``handler_name`` and serve ``event``."""
+def probe(
+    aws: Aws,
+    handler_name: str,
+    event: str,
+    environment_extra: dict[str, str] | None = None,
+    layer_dirs: tuple[Path, ...] | None = None,
+) -> Run:
+    """One fresh process: import ``handler_name`` and serve ``event`` (with ``layer_dirs`` instead of the
+    template's layer, when given)."""
     handler = aws.handler(handler_name)
+    if layer_dirs is not None:
+        handler = replace(handler, layer_dirs=layer_dirs)
     spec = {
         "path": str(handler.path),
         "module": handler.module,
@@ -382,11 +400,74 @@ def report(results: dict[str, Any]) -> str:
     )
 
 
+#: The two layer builds ``bytecode()`` compares, and what each stands for.
+LAYER_BUILDS = {
+    "sources only (sam's python builder)": "src",
+    "unchecked-hash bytecode (layers/jobs/Makefile)": "pyc",
+}
+
+
+def install_layers(directory: Path) -> dict[str, Path]:
+    """The layer twice under ``directory``, for this machine: ``src`` with no bytecode and ``pyc`` compiled as
+    ``layers/jobs/Makefile`` compiles it. Installs ``layers/jobs/requirements.txt`` with pip (from its cache
+    or the package index)."""
+    source = directory / "src"
+    requirements = ROOT / "layers" / "jobs" / "requirements.txt"
+    pip = [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    subprocess.run(  # noqa: S603 - our own interpreter's pip, fixed arguments
+        [*pip, "--target", str(source), "-r", str(requirements)],
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shutil.copytree(ROOT / "layers" / "jobs" / "jobs", source / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
+    compiled = directory / "pyc"
+    shutil.copytree(source, compiled)
+    compileall.compile_dir(str(compiled), quiet=1, workers=0, invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
+    return {"src": source, "pyc": compiled}
+
+
+def bytecode(runs: int, *, seed: int = 7) -> dict[str, Any]:
+    """``runs`` cold starts of the API function's create with each layer build, interleaved."""
+    shuffle = random.Random(seed)
+    results: dict[str, list[Run]] = {name: [] for name in LAYER_BUILDS}
+    with tempfile.TemporaryDirectory(prefix="jobs-bench-layer-") as directory, moto_server() as aws:
+        layers = install_layers(Path(directory))
+        for _ in range(runs):
+            order = list(LAYER_BUILDS.items())
+            shuffle.shuffle(order)
+            for name, build in order:
+                run = probe(aws, "api", API_EVENTS["create"], layer_dirs=(layers[build],))
+                results[name].append(run)
+    return {"runs": runs, "results": results}
+
+
+def bytecode_report(results: dict[str, Any]) -> str:
+    """The Markdown table of ``bytecode()``."""
+    rows = []
+    baseline = median([run.total_ms for run in next(iter(results["results"].values()))])
+    for name, runs in results["results"].items():
+        total = median([run.total_ms for run in runs])
+        imports = median([run.import_ms for run in runs])
+        first = median([run.first_event_ms for run in runs])
+        rows.append([name, f"{total:.0f}", ratio(total, baseline), f"{imports:.0f}", f"{first:.0f}"])
+    return "\n\n".join(
+        [
+            f"The API function's first request (create), median of {results['runs']} fresh processes, ms, with the "
+            "layer built two ways (installed for this machine from layers/jobs/requirements.txt). In Lambda /opt is "
+            "read-only: a layer without bytecode is compiled at every cold start.",
+            table(["layer", "total", "vs sources only", "import handler", "first event"], rows),
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args(argv)
     print(report(measure(args.runs)))
+    print(bytecode_report(bytecode(args.runs)))
     return 0
 
 

@@ -35,7 +35,8 @@ def _run(*, quick: bool, output: Path | None) -> str:
     sections: list[tuple[str, str]] = []
 
     cold = coldstart.measure(1, verbs=("get",)) if quick else coldstart.measure(15)
-    sections.append(("1. Cold start", coldstart.report(cold)))
+    compiled = coldstart.bytecode(1 if quick else 15)
+    sections.append(("1. Cold start", coldstart.report(cold) + "\n\n" + coldstart.bytecode_report(compiled)))
     hot = warm.measure(20 if quick else 1000, 1 if quick else 3)
     sections.append(("2. Warm per-request overhead", warm.report(hot)))
     counted = calls.measure()

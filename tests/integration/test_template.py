@@ -46,7 +46,19 @@ def test_the_runtime_is_python313_on_arm64() -> None:
 
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
-    assert RESOURCES["JobsLayer"]["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert RESOURCES["JobsLayer"]["Metadata"]["BuildArchitecture"] == "arm64"
+
+
+def test_the_layer_is_built_for_the_runtime_with_bytecode() -> None:
+    """sam's python builder ships no bytecode and Lambda's /opt is read-only: the layer's own Makefile compiles it
+    (unchecked-hash, PEP 552) for CPython 3.13 from arm64 wheels; .ci/check_layer.py checks the built layer."""
+    assert RESOURCES["JobsLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (ROOT / "layers" / "jobs" / "Makefile").read_text()
+    assert "build-JobsLayer:" in makefile
+    assert "--python-version 3.13" in makefile
+    assert "--only-binary=:all:" in makefile
+    assert "aarch64" in makefile
+    assert "--invalidation-mode unchecked-hash" in makefile
 
 
 def test_the_api_function_serves_the_four_routes_and_its_description() -> None:

@@ -1,0 +1,44 @@
+"""CI: the built layer (.aws-sam/build/JobsLayer, from `make build`) is what the python3.13 arm64 runtime loads.
+
+- every compiled extension module (.so) is ELF for AArch64 (e_machine 183);
+- every module has bytecode for CPython 3.13 that is unchecked-hash (PEP 552: flags word 0b01), so Lambda,
+  whose /opt is read-only, never compiles the layer at a cold start (layers/jobs/Makefile says why).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import struct
+import sys
+
+LAYER = pathlib.Path(".aws-sam/build/JobsLayer/python")
+#: CPython 3.13's bytecode magic number (importlib.util.MAGIC_NUMBER on 3.13; stable across 3.13 releases).
+MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH = 0b01
+
+
+def main() -> int:
+    if sys.version_info[:2] == (3, 13):
+        assert importlib.util.MAGIC_NUMBER == MAGIC_313
+    extensions = list(LAYER.rglob("*.so"))
+    not_arm64 = [f for f in extensions if struct.unpack_from("<H", f.read_bytes()[:20], 18)[0] != 183]
+    sources = list(LAYER.rglob("*.py"))
+    missing, wrong = [], []
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not compiled.exists():
+            missing.append(source)
+            continue
+        header = compiled.read_bytes()[:8]
+        if header[:4] != MAGIC_313 or struct.unpack_from("<I", header, 4)[0] != UNCHECKED_HASH:
+            wrong.append(compiled)
+    print(f"layer: {len(extensions)} compiled modules, {len(not_arm64)} not arm64")
+    print(f"layer: {len(sources)} modules, {len(missing)} without bytecode, {len(wrong)} not unchecked-hash 3.13")
+    for path in [*not_arm64, *missing[:10], *wrong[:10]]:
+        print(f"  {path}")
+    return 1 if not_arm64 or missing or wrong or not extensions or not sources else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
