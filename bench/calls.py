@@ -171,9 +171,15 @@ def measure_here() -> dict[str, Any]:
             stack.physical("JobsTable")
         environment = aws.environment("ApiFunction")
         consumer_environment = aws.environment("ProcessJobsFunction")
+        relay_environment = aws.environment("EnqueueJobsFunction")
         saved = dict(os.environ)
         os.environ.update(
-            {**consumer_environment, **environment, "JOBS_SOURCE_QUEUE_URL": aws.physical["JobsQueue"]["Ref"]}
+            {
+                **relay_environment,
+                **consumer_environment,
+                **environment,
+                "JOBS_SOURCE_QUEUE_URL": aws.physical["JobsQueue"]["Ref"],
+            }
         )
         if dynamodb_endpoint is not None:
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
@@ -188,6 +194,8 @@ def measure_here() -> dict[str, Any]:
                 results: dict[str, Any] = {"engine": "DynamoDB Local" if dynamodb_endpoint else "moto", "sides": {}}
                 for side, handler in handlers.items():
                     results["sides"][side] = run_operations(aws, hooks, handler, consumer)
+                relay = load("bench_calls_relay", "functions/enqueue_jobs/app.py", layer).lambda_handler
+                results["relay"] = run_relay(hooks, relay)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -228,6 +236,29 @@ def run_operations(aws: Aws, hooks: Hooks, handler: Any, consumer: Any) -> dict[
     }
 
 
+#: Stream batches the outbox relay is measured with (INSERT records; the mapping's BatchSize is 100).
+RELAY_BATCHES = (1, 10, 25, 100)
+
+
+def run_relay(hooks: Hooks, relay: Any) -> dict[str, list[str]]:
+    """The relay's AWS calls for stream batches of ``RELAY_BATCHES`` inserted jobs."""
+    template = load_event("dynamodb/job_inserted.json")["Records"][0]
+    seen: dict[str, list[str]] = {}
+    for size in RELAY_BATCHES:
+        records = []
+        for n in range(size):
+            record = json.loads(json.dumps(template))
+            record["dynamodb"]["SequenceNumber"] = str(10**27 + n)
+            record["dynamodb"]["Keys"]["job_id"]["S"] = f"01a226ee-fede-7c74-8f78-1301{n:08x}"
+            records.append(record)
+        with hooks.counting() as tally:
+            response = relay({"Records": records}, _Context())
+        if response != {"batchItemFailures": []}:
+            raise RuntimeError(f"the relay failed records: {response}")
+        seen[str(size)] = tally.calls
+    return seen
+
+
 def report(results: dict[str, Any]) -> str:
     rows = []
     for operation, (target, why) in TARGETS.items():
@@ -264,6 +295,15 @@ def report(results: dict[str, Any]) -> str:
             f"DynamoDB on {results['engine']}. Capacity: consumed read/write units as DynamoDB reports them with "
             "ReturnConsumedCapacity=TOTAL (strongly consistent reads; items of a few hundred bytes).",
             table(header, rows),
+            "The outbox relay (EnqueueJobsFunction) sends the messages of a stream batch ten per SendMessageBatch "
+            "call, the most SQS takes; it reads nothing from DynamoDB (the stream's keys are the message):",
+            table(
+                ["inserted jobs in the stream batch", "calls", "which", "SQS requests per job"],
+                [
+                    [size, len(calls), ", ".join(sorted(set(calls))), f"{len(calls) / int(size):.2f}"]
+                    for size, calls in results.get("relay", {}).items()
+                ],
+            ),
         ]
     )
 

@@ -42,6 +42,15 @@ PLATFORM = {
 }
 
 
+#: SQS's batch operations are authorised by the single-message action (Amazon SQS API permissions reference:
+#: "SendMessageBatch ... sqs:SendMessage"); no IAM action is named after them.
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 class Recorder:
     """Records ``(iam action, template resource)`` for each call made while ``active``."""
 
@@ -54,7 +63,8 @@ class Recorder:
         if not self.active:
             return
         service = model.service_model.signing_name
-        self.calls.add((f"{service}:{model.name}", self._resource(service, params)))
+        action = BATCH_ACTIONS.get(f"{service}:{model.name}", f"{service}:{model.name}")
+        self.calls.add((action, self._resource(service, params)))
 
     def _resource(self, service: str, params: dict[str, Any]) -> str:
         if service == "dynamodb":
@@ -166,7 +176,7 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
         JobCreate(title="flaky", type="flaky", payload={"attempts": 1}),
     ):
         job = service.create_job("alice", request)
-        service.enqueue(JobMessage(owner_id="alice", job_id=job.job_id))  # what the outbox relay does
+        service.enqueue_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the outbox relay does
     consumer = load_function("process_jobs")
     queue_arn = aws.physical["JobsQueue"]["Arn"]
     messages = aws.sqs.receive_message(

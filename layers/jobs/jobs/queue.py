@@ -6,20 +6,27 @@ source of truth, and SQS's 256 KiB message limit never constrains a payload.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from jobs import aws
 from jobs.models import JobMessage
 
+#: The most entries one SendMessageBatch call takes (SQS quotas, "Messages per batch": 10).
+MAX_BATCH = 10
+
 
 class JobQueue(Protocol):
     """Where work goes."""
 
-    def send(self, message: JobMessage) -> str:
-        """Enqueue one job reference; returns the SQS message id.
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
+        """Enqueue up to ``MAX_BATCH`` job references in one call; returns, in order, each one's SQS message id,
+        or None for an entry SQS refused (the caller sends it again).
 
         Raises:
-            jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
+            ValueError: more than ``MAX_BATCH`` messages.
+            jobs.models.ServiceUnavailable: the call as a whole was throttled, failed or could not reach SQS:
+                none of the messages can be taken as sent.
         """
         ...
 
@@ -33,20 +40,29 @@ class SqsJobQueue:
 
     Args:
         queue_url: the queue's URL.
-        client: a boto3 SQS client; the process's cached one when omitted (created on first send, so a
-            request that never enqueues never pays for it).
+        client: a boto3 SQS client; the process's cached one when omitted (created on first use, so a
+            function that never sends never pays for it).
     """
 
     def __init__(self, queue_url: str, client: Any | None = None) -> None:
         self._queue_url = queue_url
         self._client = client
 
-    def send(self, message: JobMessage) -> str:
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
+        """One SendMessageBatch call (entry ids are the messages' positions); see ``JobQueue.send_batch``."""
+        if len(messages) > MAX_BATCH:
+            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
+        if not messages:
+            return []
         if self._client is None:
             self._client = aws.client("sqs")
-        with aws.transient_errors_as_unavailable("SendMessage"):
-            response = self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
-        return str(response["MessageId"])
+        entries = [{"Id": str(index), "MessageBody": m.model_dump_json()} for index, m in enumerate(messages)]
+        with aws.transient_errors_as_unavailable("SendMessageBatch"):
+            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        ids: list[str | None] = [None] * len(messages)
+        for entry in response.get("Successful", []):
+            ids[int(entry["Id"])] = str(entry["MessageId"])
+        return ids
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again after ``seconds`` (0 to 43200; ChangeMessageVisibility).
@@ -72,6 +88,8 @@ class InMemoryJobQueue:
     def delay(self, receipt_handle: str, seconds: int) -> None:
         self.delays.append((receipt_handle, seconds))
 
-    def send(self, message: JobMessage) -> str:
-        self.messages.append(message)
-        return f"in-memory-{len(self.messages)}"
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
+        if len(messages) > MAX_BATCH:
+            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
+        self.messages.extend(messages)
+        return [f"in-memory-{len(self.messages) - len(messages) + n + 1}" for n in range(len(messages))]

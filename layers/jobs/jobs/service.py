@@ -13,7 +13,7 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,7 +38,7 @@ from jobs.models import (
 )
 from jobs.observability import MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
-from jobs.queue import JobQueue
+from jobs.queue import MAX_BATCH, JobQueue
 from jobs.store import JobStore
 
 #: A job id is a lowercase canonical UUID (RFC 9562 section 4); any other spelling names no job.
@@ -171,16 +171,29 @@ class JobService:
         logger.info("Job %s created", job.job_id, extra={"job_id": job.job_id, "job_type": job.type})
         return job
 
-    def enqueue(self, message: JobMessage) -> None:
-        """Send the message of a job the table's stream reports as created (the outbox's relay).
-
-        Raises:
-            ServiceUnavailable: SQS failed; the stream record is retried, so the job still gets its message.
+    def enqueue_all(self, messages: Sequence[JobMessage]) -> list[bool]:
+        """Send the messages of jobs the table's stream reports as created (the outbox's relay), ``MAX_BATCH``
+        per SendMessageBatch call; returns, in order, whether each was sent. A message that was not (SQS
+        refused its entry, or the whole call failed) is for the caller to retry: its stream record is reported
+        as a batch item failure, so the job still gets its message.
         """
         if self.queue is None:
-            raise RuntimeError("JobService.enqueue needs a queue")
-        self.queue.send(message)
-        logger.info("Job %s enqueued", message.job_id, extra={"job_id": message.job_id})
+            raise RuntimeError("JobService.enqueue_all needs a queue")
+        sent: list[bool] = []
+        for start in range(0, len(messages), MAX_BATCH):
+            chunk = messages[start : start + MAX_BATCH]
+            try:
+                ids = self.queue.send_batch(chunk)
+            except ServiceUnavailable as error:
+                logger.warning("%d messages not sent: %s", len(chunk), error)
+                ids = [None] * len(chunk)
+            for message, message_id in zip(chunk, ids, strict=True):
+                if message_id is None:
+                    logger.warning("Job %s not enqueued; retried", message.job_id, extra={"job_id": message.job_id})
+                else:
+                    logger.info("Job %s enqueued", message.job_id, extra={"job_id": message.job_id})
+                sent.append(message_id is not None)
+        return sent
 
     def get_job(self, owner_id: str, job_id: str) -> Job:
         """The owner's job. Raises ``JobNotFound`` when absent, malformed, or someone else's."""
