@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import tempfile
 import threading
 import time
@@ -44,7 +46,56 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     phases_ms: dict[str, list[float]] = field(default_factory=dict)
     unfinished: int = 0
+    finished_span_s: float = 0.0  # first 201 to last SUCCEEDED
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process kind, over the whole level
+    wall_s: float = 0.0  # the level's wall time: submitting and draining
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: Pause between the benchmark's reads of the table while the level drains, seconds: the finish times come from
+#: the items themselves, so reading less often changes no figure but leaves the stack's CPU to the stack.
+DRAIN_POLL_SECONDS = 2.0
+#: What each process of the stack is, by its command line (``/proc/<pid>/cmdline``).
+PROCESS_KINDS = (
+    ("DynamoDBLocal.jar", "DynamoDB Local (JVM)"),
+    ("moto.server", "moto's server"),
+    ("multiprocessing", "function workers"),
+    ("local.stack", "stack: gateway, pollers"),
+)
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root`` and every process under it, by kind (Linux /proc),
+    and by this process's load clients."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    totals: dict[str, float] = {}
+    for pid in tree:
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        kind = next((name for marker, name in PROCESS_KINDS if marker in command), "other")
+        totals[kind] = totals.get(kind, 0.0) + used.get(pid, 0.0)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    totals["load clients (the benchmark)"] = own.ru_utime + own.ru_stime
+    return totals
 
 
 def submit(stack: StackProcess, level: Level, owner: str, deadline: float) -> None:
@@ -73,6 +124,8 @@ def timestamps(dynamodb: Any, table_name: str, owners: list[str]) -> dict[str, d
             "KeyConditionExpression": "owner_id = :o",
             "ExpressionAttributeValues": {":o": {"S": owner}},
             "ConsistentRead": True,
+            "ProjectionExpression": "job_id, #s, created_at, started_at, finished_at",
+            "ExpressionAttributeNames": {"#s": "status"},
         }
         while True:
             page = dynamodb.query(**request)
@@ -93,6 +146,7 @@ def timestamps(dynamodb: Any, table_name: str, owners: list[str]) -> dict[str, d
 
 def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, drain_seconds: float = 120) -> Level:
     level = Level(clients, seconds)
+    cpu_before, began = cpu_seconds(stack.pid), time.monotonic()
     owners = [f"load-{clients}-{n}-{time.time_ns()}" for n in range(clients)]
     deadline = time.monotonic() + seconds
     threads = [threading.Thread(target=submit, args=(stack, level, owner, deadline)) for owner in owners]
@@ -106,10 +160,15 @@ def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, 
         pending = [job for job in level.accepted if "finished" not in stamps.get(job, {})]
         if not pending or time.monotonic() > give_up:
             break
-        time.sleep(0.5)
+        time.sleep(DRAIN_POLL_SECONDS)
     level.unfinished = len(pending)
+    level.wall_s = time.monotonic() - began
+    cpu_after = cpu_seconds(stack.pid)
+    level.cpu_s = {kind: cpu_after[kind] - cpu_before.get(kind, 0.0) for kind in cpu_after}
     done = {job: times for job, times in stamps.items() if "finished" in times and job in level.accepted}
     level.latencies_ms = [(times["finished"] - level.accepted[job]) * 1000 for job, times in done.items()]
+    if done:
+        level.finished_span_s = max(times["finished"] for times in done.values()) - min(level.accepted.values())
     level.phases_ms = {
         "api": [(level.accepted[job] - times["created"]) * 1000 for job, times in done.items()],
         "queue": [(times["started"] - times["created"]) * 1000 for job, times in done.items()],
@@ -168,6 +227,7 @@ def report(results: dict[str, Any]) -> str:
                 level.clients,
                 len(level.accepted),
                 f"{len(level.accepted) / level.seconds:.1f}",
+                f"{len(level.latencies_ms) / level.finished_span_s:.1f}" if level.finished_span_s else "n/a",
                 f"{median(latencies):.0f}",
                 f"{percentile(latencies, 0.99):.0f}",
                 f"{median(level.phases_ms['api']):.0f}",
@@ -177,8 +237,20 @@ def report(results: dict[str, Any]) -> str:
                 ", ".join(f"{code}: {count}" for code, count in sorted(level.failures.items())) or "none",
             ]
         )
-    header = ["DynamoDB on", "clients", "jobs", "submit jobs/s", "201→SUCCEEDED p50 ms", "p99 ms"]
+    header = ["DynamoDB on", "clients", "jobs", "submit jobs/s", "done jobs/s", "201→SUCCEEDED p50 ms", "p99 ms"]
     header += ["create→201 p50", "queue wait p50", "processing p50", "unfinished", "non-201"]
+    kinds = [name for _, name in PROCESS_KINDS] + ["load clients (the benchmark)"]
+    cpu_rows = [
+        [
+            level.engine,
+            level.clients,
+            f"{level.wall_s:.0f}",
+            *(f"{level.cpu_s.get(kind, 0.0) / level.wall_s:.2f}" for kind in kinds),
+            f"{sum(level.cpu_s.values()) / level.wall_s:.2f} of {os.cpu_count()}",
+        ]
+        for level in results["levels"]
+        if level.wall_s
+    ]
     return "\n\n".join(
         [
             f"Each level submits for {results['seconds']:g} s; the local stack runs {results['concurrency']} "
@@ -186,6 +258,10 @@ def report(results: dict[str, Any]) -> str:
             f"route throttling raised out of the way ({UNTHROTTLED}). "
             "Phases are medians from the jobs' own timestamps (ms).",
             table(header, rows),
+            "Done jobs/s: jobs finished over the time from the first 201 to the last SUCCEEDED. Where the CPU went "
+            "during each level (submitting and draining), in cores: CPU seconds (/proc) over wall seconds, by "
+            "process; the function workers are the four functions' processes together.",
+            table(["DynamoDB on", "clients", "wall s", *kinds, "all"], cpu_rows),
         ]
     )
 

@@ -41,7 +41,7 @@ def short_template(directory: Path, *, consumer_timeout: int = 3, lease: int = 4
 @dataclass(frozen=True)
 class StackProcess:
     """A running ``python -m local.stack``: its API base URL, AWS endpoint (moto's server), DynamoDB endpoint
-    (moto's or DynamoDB Local's) and stdout log file."""
+    (moto's or DynamoDB Local's), stdout log file and process id."""
 
     base_url: str
     aws_endpoint: str
@@ -49,6 +49,7 @@ class StackProcess:
     log: Path
     physical: dict[str, str]
     banner: str
+    pid: int
 
 
 @contextmanager
@@ -97,7 +98,13 @@ def running_stack(
             assert resources is not None
             physical: dict[str, Any] = json.loads(resources.group(1))
             yield StackProcess(
-                f"http://127.0.0.1:{port}", endpoint.group(1), dynamodb_endpoint.group(1), log, physical, text
+                f"http://127.0.0.1:{port}",
+                endpoint.group(1),
+                dynamodb_endpoint.group(1),
+                log,
+                physical,
+                text,
+                process.pid,
             )
         finally:
             process.terminate()
