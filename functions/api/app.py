@@ -76,9 +76,15 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only the jobs in this status.")] = None,
-) -> JobPage:
-    """The caller's jobs, newest first, one page at a time."""
-    return bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token, status=status)
+) -> Response[str]:
+    """The caller's jobs, newest first, one page at a time (a ``JobPage``, as the responses above document).
+
+    The page goes out as pydantic-core writes it, straight to JSON text (``model_dump_json``), as FastAPI does for
+    its response models: built by our own service, it needs no validation on the way out, and dumping 20 jobs to
+    Python objects and then to JSON cost more than the rest of the route's framework work (bench/RESULTS.md).
+    """
+    page = bootstrap.api_service().list_jobs(owner_id(app), limit=limit, next_token=next_token, status=status)
+    return Response(status_code=200, content_type="application/json", body=page.model_dump_json())
 
 
 @app.get(
