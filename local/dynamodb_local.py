@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.ports import free_port, wait_for_port
+from local.ports import die_with_parent, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where ``make dynamodb-local`` installs the npm package's jar (one folder per DynamoDB Local version).
@@ -80,7 +80,9 @@ class DynamoDBLocal:
             str(self.port),
         ]
         # A fixed argument list: java, the installed jar, in memory, a port number.
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 # nosec B603
+        self._process = subprocess.Popen(  # noqa: S603 # nosec B603
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         if not wait_for_port(self.port, self._process, START_TIMEOUT):
             self.stop()
             raise RuntimeError(f"DynamoDB Local did not start on port {self.port} within {START_TIMEOUT:g} s")

@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import EndpointConnectionError
 
 from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.poller import SqsPoller
-from local.ports import free_port, wait_for_port
+from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.streams import StreamPoller
@@ -181,7 +182,18 @@ class Stack:
 
     def start(self) -> None:
         """Start moto (and DynamoDB Local), create the resources, start the functions, the pollers and the
-        gateway."""
+        gateway.
+
+        Raises:
+            SystemExit: a port is taken (another stack, say: the stack never shares another's moto, whose queues
+                it would drain), or moto or DynamoDB Local did not start.
+        """
+        for port, variable in ((self.port, "JOBS_LOCAL_PORT"), (self.aws_port, "JOBS_LOCAL_AWS_PORT")):
+            if not port_is_free(port):
+                raise SystemExit(
+                    f"port {port} is in use (another make run?): stop it, or set {variable} to another port "
+                    "(0 picks a free one)"
+                )
         self._start_moto()
         if self.dynamodb == "local":
             installation = dynamodb_local.find()
@@ -193,7 +205,10 @@ class Stack:
             except RuntimeError as error:
                 raise SystemExit(str(error)) from error
         stack = LocalStack(self.template_path, self.client, parameter_overrides=self.parameter_overrides)
-        self.physical = stack.create_all()
+        try:
+            self.physical = stack.create_all()
+        except EndpointConnectionError as error:
+            raise SystemExit(f"DynamoDB cannot be reached at {self.dynamodb_endpoint} ({error})") from error
         specs = stack.functions()
         for event in stack.unemulated_events():
             _say(f"WARNING: the local stack does not play the event {event}")
@@ -258,14 +273,19 @@ class Stack:
         settings = next(iter(apis.values()), {})
         cors = CorsPolicy.from_configuration(settings["CorsConfiguration"]) if "CorsConfiguration" in settings else None
         throttle = ThrottlePolicy.from_route_settings(settings.get("DefaultRouteSettings", {}))
-        self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors, throttle=throttle)
+        try:
+            self._gateway = Gateway(routes, "127.0.0.1", self.port, _emit, cors=cors, throttle=throttle)
+        except OSError as error:
+            raise SystemExit(f"the gateway cannot listen on port {self.port} ({error}); set JOBS_LOCAL_PORT") from error
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
 
     def _start_moto(self) -> None:
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
         # A fixed argument list: this interpreter, moto.server, loopback and a port number.
-        self._moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 # nosec B603
+        self._moto = subprocess.Popen(  # noqa: S603 # nosec B603
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         if not wait_for_port(self.aws_port, self._moto, 30):
             if self._moto.poll() is not None:
                 raise SystemExit(f"moto's server exited at start (is port {self.aws_port} free? JOBS_LOCAL_AWS_PORT)")
@@ -322,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGHUP, lambda *_: stopping.set())  # the terminal closed
     try:
         stack.start()
         _say(
