@@ -66,7 +66,7 @@ test: $(VENV)/.installed dynamodb-local ## Install what the tests need and run t
 test-unit: $(VENV)/.installed ## Run the unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-soak: $(VENV)/.installed ## Soak the local stack with faults: make soak CLIENTS=16 JOBS=2000 (prints counts)
+soak: $(VENV)/.installed dynamodb-local ## Soak the local stack with faults: make soak CLIENTS=16 JOBS=2000 (prints counts)
 	$(PY) -m bench.soak --clients $(or $(CLIENTS),16) --jobs $(or $(JOBS),2000)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy

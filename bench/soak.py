@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             template=short_template(directory, consumer_timeout=8, lease=10, visibility=24),
             function_environment=environment,
         ) as stack:
+            engine = re.search(r"DynamoDB\s+\S+\s+\((.*)\)", stack.banner)
+            print(f"DynamoDB on {engine.group(1) if engine else 'unknown'}")
             ledger = Ledger()
             per_client = [args.jobs // args.clients + (i < args.jobs % args.clients) for i in range(args.clients)]
             started = time.monotonic()
