@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import client, median, percentile, table
+from bench.common import UNTHROTTLED, client, median, percentile, table
 from jobs.auth import issue_token
 from local import dynamodb_local
 from tests.e2e.support import StackProcess, running_stack
@@ -177,9 +177,6 @@ def run_level(stack: StackProcess, dynamodb: Any, clients: int, seconds: float, 
     return level
 
 
-#: The template's route throttling (its ThrottleRateLimit/ThrottleBurstLimit defaults, 429s beyond them) is a
-#: per-account guard for AWS; the load levels measure the stack, so they raise it far above what they send.
-UNTHROTTLED = "ThrottleRateLimit=100000 ThrottleBurstLimit=100000"
 #: The stack's ``--dynamodb`` for each engine the table reports.
 ENGINES = {"moto": "moto", "DynamoDB Local": "local"}
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import boto3
 
+from bench.common import UNTHROTTLED
 from tests.e2e.support import running_stack, short_template
 from tests.helpers import sign
 
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             secret=SECRET,
             template=short_template(directory, consumer_timeout=8, lease=10, visibility=24),
             function_environment=environment,
+            parameter_overrides=UNTHROTTLED,
         ) as stack:
             engine = re.search(r"DynamoDB\s+\S+\s+\((.*)\)", stack.banner)
             print(f"DynamoDB on {engine.group(1) if engine else 'unknown'}")
