@@ -141,9 +141,10 @@ def moto_server() -> Iterator[Aws]:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [PYTHON, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     try:
         if not wait_for_port(port, process, 30):

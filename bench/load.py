@@ -58,7 +58,7 @@ DRAIN_POLL_SECONDS = 2.0
 #: What each process of the stack is, by its command line (``/proc/<pid>/cmdline``).
 PROCESS_KINDS = (
     ("DynamoDBLocal.jar", "DynamoDB Local (JVM)"),
-    ("moto.server", "moto's server"),
+    ("moto_server", "moto's server"),
     ("multiprocessing", "function workers"),
     ("local.stack", "stack: gateway, pollers"),
 )

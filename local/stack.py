@@ -281,10 +281,16 @@ class Stack:
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
 
     def _start_moto(self) -> None:
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
-        # A fixed argument list: this interpreter, moto.server, loopback and a port number.
+        # local.moto_server: moto.server with its SQS deletes made thread-safe (see that module).
+        command = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        # A fixed argument list: this interpreter, local.moto_server, loopback and a port number.
         self._moto = subprocess.Popen(  # noqa: S603 # nosec B603
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            env={**os.environ, "PYTHONPATH": python_path},
         )
         if not wait_for_port(self.aws_port, self._moto, 30):
             if self._moto.poll() is not None:
