@@ -20,10 +20,16 @@ from local.ports import free_port
 from tests.helpers import ROOT, sign
 
 
-def short_template(directory: Path, *, consumer_timeout: int = 3, lease: int = 4, visibility: int = 6) -> Path:
+def short_template(
+    directory: Path, *, consumer_timeout: int = 3, lease: int = 4, visibility: int = 6, consumer_batch: int = 10
+) -> Path:
     """A copy of template.yaml in ``directory`` with a short consumer Timeout, lease and visibility timeout
-    (seconds), so that faults play out within a test; every other value is the template's own."""
+    (seconds), and the consumer's SQS ``BatchSize``, so that faults play out within a test; every other value
+    is the template's own."""
     text = (ROOT / "template.yaml").read_text()
+    consumer_events = re.compile(r"(ProcessJobsFunction:\n(?:    .*\n|\n)*?            BatchSize: )10")
+    text, found = consumer_events.subn(rf"\g<1>{consumer_batch}", text)
+    assert found == 1, "the consumer's BatchSize was not found in template.yaml"
     text = text.replace("VisibilityTimeout: 180", f"VisibilityTimeout: {visibility}")
     text = text.replace('JOBS_LEASE_SECONDS: "35"', f'JOBS_LEASE_SECONDS: "{lease}"')
     text = re.sub(

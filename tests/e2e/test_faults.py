@@ -64,7 +64,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     with running_stack(
         directory,
         secret=SECRET,
-        template=short_template(directory),
+        # One message per batch: a worker that dies fails its whole batch, and every message in it loses a
+        # delivery from its retry budget (as in Lambda); the fault jobs below are sent together, so a batch of
+        # several would make each test's outcome depend on which messages shared a batch with a crash.
+        template=short_template(directory, consumer_batch=1),
         function_environment={"Parameters": {"JOBS_FAULT_INJECTION": "1", "JOBS_RETRY_BASE_SECONDS": "1"}},
     ) as process:
         yield Client(process.base_url, process.log)
