@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import EndpointConnectionError
@@ -87,8 +88,16 @@ def choose_dynamodb(choice: str, installation: dynamodb_local.Installation | Non
             return "local"
         _say(f"DynamoDB Local: {found.reason}; the tables live in moto's server.")
         return "moto"
-    if choice in ("local", "moto") or choice.startswith(("http://", "https://")):
+    if choice in ("local", "moto"):
         return choice
+    if choice.startswith(("http://", "https://")):
+        try:
+            port = urlsplit(choice).port  # ValueError for a port that is not a number
+        except ValueError:
+            port = -1
+        if urlsplit(choice).hostname and port != -1:
+            return choice
+        raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not a valid http(s) URL")
     raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not auto, local, moto or an http(s) URL")
 
 

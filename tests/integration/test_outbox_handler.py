@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from jobs import bootstrap
 from tests.conftest import Aws
@@ -123,6 +124,32 @@ def test_a_failed_call_reports_each_of_its_records_and_no_other(
     response = outbox.lambda_handler(event, FakeLambdaContext())
 
     failed = [r["dynamodb"]["SequenceNumber"] for r in event["Records"][10:]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": number} for number in failed]}
+
+
+def test_after_a_failed_call_the_rest_of_the_batch_is_not_sent_but_reported(
+    outbox: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = inserted(25)
+    sqs = RecordingSqs(down=True)
+    monkeypatch.setattr(bootstrap.outbox_service().queue, "_client", sqs)
+
+    with pytest.raises(BatchProcessingError):  # every record failed: a function error, the whole batch retried
+        outbox.lambda_handler(event, FakeLambdaContext())
+
+    assert len(sqs.calls) == 1  # Lambda retries from the first record: the later ones would be sent twice
+
+
+def test_after_a_refused_entry_the_next_calls_are_not_made(outbox: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = inserted(25)
+    refused = event["Records"][3]["dynamodb"]
+    sqs = RecordingSqs(refuse=(refused["Keys"]["job_id"]["S"],))
+    monkeypatch.setattr(bootstrap.outbox_service().queue, "_client", sqs)
+
+    response = outbox.lambda_handler(event, FakeLambdaContext())
+
+    assert len(sqs.calls) == 1
+    failed = [r["dynamodb"]["SequenceNumber"] for r in event["Records"][3:4] + event["Records"][10:]]
     assert response == {"batchItemFailures": [{"itemIdentifier": number} for number in failed]}
 
 

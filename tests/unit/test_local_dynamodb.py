@@ -33,6 +33,12 @@ def test_anything_else_is_a_usage_error(choice: str) -> None:
         choose_dynamodb(choice)
 
 
+@pytest.mark.parametrize("choice", ["http://:x", "http://", "http://127.0.0.1:port"])
+def test_a_broken_url_is_a_usage_error(choice: str) -> None:
+    with pytest.raises(SystemExit, match="not a valid http"):
+        choose_dynamodb(choice)
+
+
 def test_the_version_is_the_jar_folders_date() -> None:
     assert INSTALLED.version == "2026-05-28"
     assert MISSING.version == ""

@@ -175,13 +175,19 @@ class JobService:
         """Send the messages of jobs the table's stream reports as created (the outbox's relay), ``MAX_BATCH``
         per SendMessageBatch call; returns, in order, whether each was sent. A message that was not (SQS
         refused its entry, or the whole call failed) is for the caller to retry: its stream record is reported
-        as a batch item failure, so the job still gets its message.
+        as a batch item failure, so the job still gets its message. Once a message is not sent, the later ones
+        are not tried (reported not sent): the stream is retried from the first failure on, in order.
         """
         if self.queue is None:
             raise RuntimeError("JobService.enqueue_all needs a queue")
         sent: list[bool] = []
         for start in range(0, len(messages), MAX_BATCH):
             chunk = messages[start : start + MAX_BATCH]
+            if len(sent) > sum(sent):
+                # A message before these was not sent: Lambda retries the stream from its record on, so these
+                # would be sent again anyway. Stop here, rather than send them twice or wait on a failing SQS.
+                sent.extend([False] * len(chunk))
+                continue
             try:
                 ids = self.queue.send_batch(chunk)
             except ServiceUnavailable as error:
