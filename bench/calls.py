@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import PYTHON, ROOT, Aws, client, load_event, moto_server, table
+from bench.common import PYTHON, ROOT, Aws, LambdaContext, client, load_event, moto_server, table
 from local.dynamodb_local import running as dynamodb_local
 from local.resources import LocalStack
 
@@ -116,17 +116,6 @@ def load(name: str, path: str, layer: str) -> ModuleType:
     return module
 
 
-class _Context:
-    function_name = "bench-calls"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-calls"
-    aws_request_id = "00000000-0000-4000-8000-000000000003"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
 def api_event(name: str, job_id: str | None = None) -> dict[str, Any]:
     event = load_event(f"api/{name}.json")
     if job_id is not None:
@@ -203,7 +192,7 @@ def measure_here() -> dict[str, Any]:
 
 
 def run_operations(aws: Aws, hooks: Hooks, handler: Any, consumer: Any) -> dict[str, Any]:
-    context = _Context()
+    context = LambdaContext("bench-calls", "00000000-0000-4000-8000-000000000003")
     handler(api_event("list_jobs"), context)  # the sandbox's first request fetches the token secret
     seen: dict[str, tuple[Tally, Any]] = {}
     with hooks.counting() as tally:
@@ -252,7 +241,7 @@ def run_relay(hooks: Hooks, relay: Any) -> dict[str, list[str]]:
             record["dynamodb"]["Keys"]["job_id"]["S"] = f"01a226ee-fede-7c74-8f78-1301{n:08x}"
             records.append(record)
         with hooks.counting() as tally:
-            response = relay({"Records": records}, _Context())
+            response = relay({"Records": records}, LambdaContext("bench-calls", "00000000-0000-4000-8000-000000000003"))
         if response != {"batchItemFailures": []}:
             raise RuntimeError(f"the relay failed records: {response}")
         seen[str(size)] = tally.calls

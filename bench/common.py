@@ -26,6 +26,25 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 PEER = ROOT / "bench" / "peer"
 PYTHON = sys.executable
+
+
+class LambdaContext:
+    """The Lambda context a benchmark passes to a handler it calls in process: a function's name, its ARN and
+    one request id, with 10 s left."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+
+    def __init__(self, function_name: str, aws_request_id: str = "00000000-0000-4000-8000-000000000001") -> None:
+        self.function_name = function_name
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
+        self.aws_request_id = aws_request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left: always 10 s."""
+        return 10_000
+
+
 #: The template's route throttling (its ThrottleRateLimit/ThrottleBurstLimit defaults, 429s beyond them) is a
 #: per-account guard for AWS; the load benchmark and the soak measure the stack, so they raise it far above
 #: what they send (parameter overrides, as ``sam deploy --parameter-overrides`` takes them).

@@ -26,7 +26,8 @@ from collections import defaultdict
 from io import BytesIO
 from typing import IO, Any
 
-from bench.common import EVENT_JOB_ID, PYTHON, ROOT, Aws, load_event, median, moto_server, ratio, table
+from bench.common import EVENT_JOB_ID, PYTHON, ROOT, Aws, LambdaContext, load_event, median, moto_server, ratio, table
+from bench.probe import peak_rss_kb
 from local.stack import DEVELOPMENT_SECRET
 
 ROUTES = {"create": "api/create_job.json", "list": "api/list_jobs.json", "get": "api/get_job.json"}
@@ -149,17 +150,6 @@ def load_handler(side: str) -> Any:
     return getattr(module, "lambda_handler" if side == "ours" else "handler")
 
 
-class _Context:
-    function_name = "bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "00000000-0000-4000-8000-000000000002"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
 def child(side: str) -> int:
     """Serve ``<route> <n>`` commands from stdin; answer each with one JSON line on the original stdout."""
     warnings.filterwarnings("ignore", "No application metrics to publish")  # a GET publishes none
@@ -172,7 +162,7 @@ def child(side: str) -> int:
     spans = {"shared": 0.0}
     time_service(spans)
     events = {route: load_event(path) for route, path in ROUTES.items()}
-    context = _Context()
+    context = LambdaContext("bench", "00000000-0000-4000-8000-000000000002")
     expected = {"create": 201, "list": 200, "get": 200, "delete": 204}
     for route, event in events.items():  # the first request of each route is a cold one: not measured
         status = handler(json.loads(json.dumps(event)), context)["statusCode"]
@@ -189,19 +179,11 @@ def child(side: str) -> int:
         total = time.perf_counter() - began
         results.write(
             json.dumps(
-                {"total": total, "shared": spans["shared"], "n": int(count), "statuses": statuses, "rss": _rss()}
+                {"total": total, "shared": spans["shared"], "n": int(count), "statuses": statuses, "rss": peak_rss_kb()}
             )
             + "\n"
         )
         results.flush()
-    return 0
-
-
-def _rss() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
     return 0
 
 

@@ -66,6 +66,11 @@ class DynamoDBLocal:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def version(self) -> str:
+        """The server's DynamoDB Local version (its jar's folder, as ``Installation.version``)."""
+        return Installation(self.jar).version
+
     def start(self) -> str:
         """Start the server and wait until it listens; returns its endpoint (``http://127.0.0.1:<port>``)."""
         native = self.jar.parent / "DynamoDBLocal_lib"

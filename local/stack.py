@@ -91,11 +91,12 @@ def choose_dynamodb(choice: str, installation: dynamodb_local.Installation | Non
     if choice in ("local", "moto"):
         return choice
     if choice.startswith(("http://", "https://")):
+        url = urlsplit(choice)
         try:
-            port = urlsplit(choice).port  # ValueError for a port that is not a number
+            valid = bool(url.hostname) and (url.port or 0) >= 0  # .port raises ValueError when not a number
         except ValueError:
-            port = -1
-        if urlsplit(choice).hostname and port != -1:
+            valid = False
+        if valid:
             return choice
         raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not a valid http(s) URL")
     raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not auto, local, moto or an http(s) URL")
@@ -186,7 +187,7 @@ class Stack:
     def dynamodb_engine(self) -> str:
         """What serves DynamoDB, for the banner: ``moto``, ``DynamoDB Local <version>`` or the given URL's."""
         if self._dynamodb_local is not None:
-            return f"DynamoDB Local {dynamodb_local.Installation(self._dynamodb_local.jar).version}"
+            return f"DynamoDB Local {self._dynamodb_local.version}"
         return "moto" if self.dynamodb_endpoint == self.endpoint else "the given endpoint"
 
     def start(self) -> None:

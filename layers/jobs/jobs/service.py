@@ -183,7 +183,7 @@ class JobService:
         sent: list[bool] = []
         for start in range(0, len(messages), MAX_BATCH):
             chunk = messages[start : start + MAX_BATCH]
-            if len(sent) > sum(sent):
+            if not all(sent):
                 # A message before these was not sent: Lambda retries the stream from its record on, so these
                 # would be sent again anyway. Stop here, rather than send them twice or wait on a failing SQS.
                 sent.extend([False] * len(chunk))
