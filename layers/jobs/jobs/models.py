@@ -45,6 +45,20 @@ DYNAMODB_NUMBER_MAX = 1e126
 DYNAMODB_NUMBER_MIN = 1e-130
 
 
+#: The identity rule: an owner id (a token's ``sub``) is 1 to 255 printable ASCII characters without space
+#: (0x21 to 0x7E). OpenID Connect Core 1.0 section 2 allows at most 255 ASCII characters for ``sub``; space and
+#: controls are refused too, because the owner id is a DynamoDB partition key, travels in every queue message and
+#: names log lines. Everything AWS limits further (a ``MessageGroupId``, a metric dimension) is derived from it so
+#: that every valid owner id fits. Owner ids are compared exactly (no case folding, no normalisation).
+OWNER_ID_PATTERN = re.compile(r"[!-~]{1,255}")
+MAX_OWNER_ID_LENGTH = 255
+
+
+def is_owner_id(value: object) -> bool:
+    """True when ``value`` is a string that follows the identity rule (``OWNER_ID_PATTERN``)."""
+    return isinstance(value, str) and OWNER_ID_PATTERN.fullmatch(value) is not None
+
+
 def utc_now() -> datetime:
     """The current time, UTC, truncated to milliseconds (the precision the table stores)."""
     now = datetime.now(UTC)
