@@ -87,6 +87,45 @@ class ScriptedApi:
 
 
 @dataclass
+class RememberingApi:
+    """``POST /api/v1/jobs`` as the API answers it with an ``Idempotency-Key``: the first request with a key writes
+    a job; a repeat with the same key and body gets that job again (201), with another body a 422. A request
+    without a key writes a job every time.
+
+    ``faults`` spoil the answers in order, one per request, after the request was handled (the job written, as when
+    a timeout strikes after the write landed): a status code is answered instead (``Retry-After: 1``), an
+    exception is raised as the transport's (the answer was lost), None lets the true answer through.
+    """
+
+    faults: list[int | Exception | None] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    #: The ``Idempotency-Key`` of each request, None when it had none.
+    keys: list[str | None] = field(default_factory=list)
+    first: dict[str, tuple[bytes, dict[str, Any]]] = field(default_factory=dict)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers.get("idempotency-key")
+        self.keys.append(key)
+        remembered = self.first.get(key) if key is not None else None
+        if remembered is None:
+            job = job_body(job_id=f"01a226ee-fede-7c74-8f78-{len(self.jobs):012d}", **json.loads(request.content))
+            self.jobs.append(job)
+            if key is not None:
+                self.first[key] = (request.content, job)
+            answer = ok(job, status=201)
+        elif remembered[0] != request.content:
+            answer = problem(422, "This Idempotency-Key was used with another request body.")
+        else:
+            answer = ok(remembered[1], status=201)
+        fault = self.faults.pop(0) if self.faults else None
+        if isinstance(fault, Exception):
+            raise fault
+        if isinstance(fault, int):
+            return problem(fault, "Busy.", retry_after="1")
+        return answer
+
+
+@dataclass
 class FakeClock:
     """Monotonic seconds that only ``sleep`` moves; every sleep is recorded."""
 
@@ -106,6 +145,14 @@ def scripted_client(
 ) -> tuple[JobsClient, ScriptedApi, FakeClock]:
     """A client for user ``alice`` whose transport answers from ``answers``, and whose sleeps take no time."""
     api = ScriptedApi(list(answers))
+    client, clock = fake_client(api, token=token, retry=retry)
+    return client, api, clock
+
+
+def fake_client(
+    handler: Callable[[httpx.Request], httpx.Response], *, token: str | None = None, retry: RetryPolicy | None = None
+) -> tuple[JobsClient, FakeClock]:
+    """A client for user ``alice`` whose transport is ``handler``, and whose sleeps take no time."""
     clock = FakeClock()
     client = JobsClient(
         API,
@@ -114,6 +161,6 @@ def scripted_client(
         poll=PollPolicy(initial_interval=0.2, multiplier=1.5, max_interval=2.0),
         sleep=clock.sleep,
         clock=clock,
-        transport=httpx.MockTransport(api),
+        transport=httpx.MockTransport(handler),
     )
-    return client, api, clock
+    return client, clock

@@ -15,6 +15,7 @@ from jobs_client._version import __version__
 from jobs_client.client import DEFAULT_API_URL, JobsClient, PollPolicy, RetryPolicy
 from jobs_client.errors import (
     BadRequest,
+    Conflict,
     ConnectionFailed,
     JobsApiError,
     JobsClientError,
@@ -31,6 +32,7 @@ from jobs_client.errors import (
 __all__ = [
     "DEFAULT_API_URL",
     "BadRequest",
+    "Conflict",
     "ConnectionFailed",
     "Job",
     "JobCreate",

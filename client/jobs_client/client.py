@@ -2,13 +2,17 @@
 
 Transient failures are retried: 503 and 429 answers, and connection errors, with capped exponential backoff that
 waits at least as long as the answer's ``Retry-After``. A request that may have reached the API is retried only
-when repeating it is harmless (GET); POST and DELETE are retried after a connection error only when nothing was
-sent. ``sleep`` and ``clock`` are injectable, so tests never wait.
+when repeating it is harmless: a GET, or a submit, which always carries an ``Idempotency-Key`` so that the API
+answers a repeat with the job the first try created (and a 409 while that try is still in progress, retried too).
+DELETE is retried after a connection error only when nothing was sent. ``sleep`` and ``clock`` are injectable, so
+tests never wait.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +40,13 @@ DEFAULT_API_URL = "http://127.0.0.1:3000"
 JOBS_PATH = "/api/v1/jobs"
 #: Answers worth another try: API Gateway's throttling (429) and the API's "busy, retry later" (503).
 RETRYABLE_STATUSES = frozenset({429, 503})
+#: Also worth another try for a request with an ``Idempotency-Key``: the first request with that key is in progress.
+KEY_IN_PROGRESS = 409
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+#: The API's rule for the key (``jobs.http.IDEMPOTENCY_KEY_PATTERN``, which the client distribution does not ship):
+#: 1 to 255 visible ASCII characters. The API also strips blanks around it; the client refuses them instead, so the
+#: key it sends is the key the API remembers.
+_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 #: Errors raised before any byte of the request left: safe to retry for every method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Errors after the request may have arrived: retried only for methods that are safe to repeat.
@@ -110,6 +121,34 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key``: a random UUID (version 4) in its canonical text."""
+    return str(uuid.uuid4())
+
+
+def check_idempotency_key(key: str) -> str:
+    """``key`` when it is a valid ``Idempotency-Key`` by the API's rule: 1 to 255 visible ASCII characters.
+
+    Raises:
+        ValidationFailed: empty, longer than 255, or holding anything else (blanks, control or non-ASCII
+            characters); ``errors`` names ``["header", "idempotency-key"]`` as the API's own 422 would.
+    """
+    if _IDEMPOTENCY_KEY.fullmatch(key):
+        return key
+    raise ValidationFailed(
+        422,
+        "Unprocessable Content",
+        "The request is not valid (checked before sending).",
+        [
+            {
+                "loc": ["header", "idempotency-key"],
+                "msg": "must be 1 to 255 visible ASCII characters",
+                "type": "string_pattern_mismatch",
+            }
+        ],
+    )
+
+
 def token_subject(token: str | None) -> str:
     """The ``sub`` claim of a JWT, read without verifying it; "" when there is none.
 
@@ -133,7 +172,7 @@ class JobsClient:
         base_url: the API's base URL (``DEFAULT_API_URL``, a stack's ``ApiUrl``); ``/api/v1/jobs`` may be included.
         token: the bearer token (a JWT whose ``sub`` owns the jobs), or None to send none.
         timeout: seconds for each HTTP request (connect, read, write).
-        retry: how 503/429 answers and connection errors are retried.
+        retry: how 503/429 answers, connection errors and (for a submit) 409 answers are retried.
         poll: how ``wait`` paces its polls.
         sleep: waits the given seconds (``time.sleep``; tests pass a recorder).
         clock: monotonic seconds (``time.monotonic``; tests pass one that ``sleep`` advances).
@@ -179,20 +218,38 @@ class JobsClient:
 
     # --- the API's four routes ---------------------------------------------------------------------------------
 
-    def submit(self, title: str, payload: Mapping[str, Any] | None = None, *, job_type: str | None = None) -> Job:
+    def submit(
+        self,
+        title: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        job_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
         """Submit a job (``POST /api/v1/jobs``) and return it as created: QUEUED.
+
+        Every submit sends an ``Idempotency-Key``, the same on each of its retries, so a retry after an answer that
+        was lost (read timeout, dropped connection) or that came back 503 although the job was written returns
+        the job the first try created, never a second one. It is therefore retried like a GET: on 503, 429 and
+        connection errors, and also on 409 (the first try is still in progress), waiting at least ``Retry-After``.
 
         Args:
             title: 1 to 200 characters (surrounding whitespace is stripped).
             payload: the job's input, a JSON object (default ``{}``).
             job_type: ``report`` (the API's default when None), ``noop``, or another registered type.
+            idempotency_key: 1 to 255 visible ASCII characters, unique per job you mean to create; a new UUID when
+                None. Pass your own to make your own retries safe too: the API answers the same key and body
+                with the first job for a day (the same key with another body is a 422).
 
         Raises:
-            ValidationFailed: the request breaks ``JobCreate`` (checked here first, with the API's own model, and
-                nothing is sent), or the API refuses it (unknown type, payload that does not fit the type).
-            JobsApiError: any other error answer (``Unauthorized``, ``ServiceUnavailable`` after retries, ...).
+            ValidationFailed: the request breaks ``JobCreate`` or ``idempotency_key`` breaks the API's rule
+                (checked here first and nothing is sent), or the API refuses it (unknown type, payload that does
+                not fit the type, a key already used with another body).
+            JobsApiError: any other error answer (``Unauthorized``, ``ServiceUnavailable`` after retries,
+                ``Conflict`` when the first try with this key is still in progress after retries, ...).
             ConnectionFailed: the API could not be reached.
         """
+        key = new_idempotency_key() if idempotency_key is None else check_idempotency_key(idempotency_key)
         fields: dict[str, Any] = {"title": title}
         if payload is not None:
             fields["payload"] = dict(payload)
@@ -208,7 +265,12 @@ class JobsClient:
             raise ValidationFailed(
                 422, "Unprocessable Content", "The request is not valid (checked before sending).", errors
             ) from None
-        response = self._request("POST", JOBS_PATH, json=request.model_dump(mode="json", exclude_unset=True))
+        response = self._request(
+            "POST",
+            JOBS_PATH,
+            json=request.model_dump(mode="json", exclude_unset=True),
+            headers={IDEMPOTENCY_KEY_HEADER: key},
+        )
         return self._job(_json(response))
 
     def get(self, job_id: str) -> Job:
@@ -333,21 +395,32 @@ class JobsClient:
             raise UnexpectedResponse(f"the answer does not fit Job: {error}") from None
 
     def _request(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        # With an Idempotency-Key the API answers a repeat with the first response, so the request is as safe to
+        # repeat as a GET; the same headers, key included, go with every try.
+        keyed = headers is not None and IDEMPOTENCY_KEY_HEADER in headers
+        repeatable = method == "GET" or keyed
+        statuses = RETRYABLE_STATUSES | {KEY_IN_PROGRESS} if keyed else RETRYABLE_STATUSES
         attempts = max(1, self.retry.attempts)
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             try:
-                response = self._http.request(method, path, params=params, json=json)
+                response = self._http.request(method, path, params=params, json=json, headers=headers)
             except httpx.TransportError as error:
-                retryable = isinstance(error, _NOT_SENT) or (method == "GET" and isinstance(error, _MAYBE_SENT))
+                retryable = isinstance(error, _NOT_SENT) or (repeatable and isinstance(error, _MAYBE_SENT))
                 if last or not retryable:
                     raise ConnectionFailed(f"cannot reach the jobs API at {self.base_url}: {error!r}") from error
                 self._sleep(self.retry.delay(attempt))
                 continue
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if response.status_code in RETRYABLE_STATUSES and not last:
+            if response.status_code in statuses and not last:
                 self._sleep(self.retry.delay(attempt, retry_after))
                 continue
             if response.is_error:

@@ -57,8 +57,14 @@ class NotFound(JobsApiError):
     """404: no such job for this caller (absent, deleted, someone else's), or no such route."""
 
 
+class Conflict(JobsApiError):
+    """409: a request with the same ``Idempotency-Key`` is still in progress (retried by the client before it is
+    raised)."""
+
+
 class ValidationFailed(JobsApiError):
-    """422: the request breaks the model (``errors`` says where), or names an unknown job type."""
+    """422: the request breaks the model (``errors`` says where), names an unknown job type, or reuses an
+    ``Idempotency-Key`` with another body."""
 
 
 class TooManyRequests(JobsApiError):
@@ -94,6 +100,7 @@ _BY_STATUS: dict[int, type[JobsApiError]] = {
     400: BadRequest,
     401: Unauthorized,
     404: NotFound,
+    409: Conflict,
     422: ValidationFailed,
     429: TooManyRequests,
     503: ServiceUnavailable,

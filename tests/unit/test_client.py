@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from jobs.http import IDEMPOTENCY_KEY_PATTERN
 from jobs.models import Job, JobStatus
 from jobs_client import (
     BadRequest,
+    Conflict,
     ConnectionFailed,
     JobsApiError,
     JobsClient,
@@ -23,8 +27,8 @@ from jobs_client import (
     ValidationFailed,
     WaitTimedOut,
 )
-from jobs_client.client import normalise_base_url, parse_retry_after
-from tests.client_fakes import JOB_ID, job_body, ok, problem, scripted_client
+from jobs_client.client import check_idempotency_key, normalise_base_url, parse_retry_after
+from tests.client_fakes import JOB_ID, RememberingApi, fake_client, job_body, ok, problem, scripted_client
 from tests.helpers import sign
 
 # --- the four routes ---------------------------------------------------------------------------------------------
@@ -248,13 +252,13 @@ def test_a_refused_connection_is_retried_whatever_the_method(method: str) -> Non
     assert clock.sleeps == [0.5]
 
 
-def test_a_lost_answer_to_a_submit_is_not_retried() -> None:
-    # Given a POST that may have created the job before the answer was lost
-    client, api, _ = scripted_client(httpx.ReadTimeout("slow"), ok(job_body(), status=201))
+def test_a_lost_answer_to_a_delete_is_not_retried() -> None:
+    # Given a DELETE that may have removed the job before the answer was lost
+    client, api, _ = scripted_client(httpx.ReadTimeout("slow"), httpx.Response(204))
 
-    # Then it is not sent again: a retry could create a second job
+    # Then it is not sent again: the repeat would answer 404 for a delete that worked
     with pytest.raises(ConnectionFailed):
-        client.submit("Audit")
+        client.delete(JOB_ID)
     assert len(api.requests) == 1
 
 
@@ -271,6 +275,158 @@ def test_an_api_that_stays_unreachable_is_a_connection_failure() -> None:
     with pytest.raises(ConnectionFailed):
         client.get(JOB_ID)
     assert len(api.requests) == 5
+
+
+# --- submitting once: the Idempotency-Key ----------------------------------------------------------------------
+
+
+def test_a_submit_answered_503_after_its_write_gets_the_first_job_on_retry() -> None:
+    # Given an API that writes the job, then answers 503 (a timeout after the write landed)
+    api = RememberingApi(faults=[503])
+    client, clock = fake_client(api)
+
+    # When the client submits
+    job = client.submit("Audit", {"report_type": "quarterly_audit"})
+
+    # Then its retry carried the same key and got the first job: one job exists
+    assert len(api.jobs) == 1
+    assert job.job_id == api.jobs[0]["job_id"]
+    assert len(api.keys) == 2
+    assert api.keys[0] is not None
+    assert api.keys[1] == api.keys[0]
+    assert clock.sleeps == [1.0]
+
+
+def test_a_submit_whose_answer_was_lost_is_retried_with_the_same_key() -> None:
+    # Given an API that writes the job, then the answer never arrives
+    api = RememberingApi(faults=[httpx.ReadTimeout("slow")])
+    client, _ = fake_client(api)
+
+    # When the client submits
+    job = client.submit("Audit")
+
+    # Then it asked again with the same key and got the job the first try wrote
+    assert len(api.jobs) == 1
+    assert job.job_id == api.jobs[0]["job_id"]
+    assert len(api.keys) == 2
+    assert api.keys[0] is not None
+    assert api.keys[1] == api.keys[0]
+
+
+@pytest.mark.parametrize("lost", [httpx.ReadError("reset"), httpx.RemoteProtocolError("closed without an answer")])
+def test_a_connection_dropped_after_sending_a_submit_is_retried(lost: Exception) -> None:
+    api = RememberingApi(faults=[lost])
+    client, _ = fake_client(api)
+
+    client.submit("Audit")
+
+    assert len(api.jobs) == 1
+    assert len(set(api.keys)) == 1
+    assert len(api.keys) == 2
+
+
+def test_two_submits_send_two_different_generated_keys() -> None:
+    api = RememberingApi()
+    client, _ = fake_client(api)
+
+    first = client.submit("Audit")
+    second = client.submit("Audit")
+
+    assert first.job_id != second.job_id
+    assert len(api.jobs) == 2
+    for key in api.keys:
+        assert key is not None
+        assert str(uuid.UUID(key)) == key  # a UUID in its canonical text
+        assert uuid.UUID(key).version == 4
+    assert api.keys[0] != api.keys[1]
+
+
+def test_a_key_given_by_the_caller_is_sent_as_given() -> None:
+    client, api, _ = scripted_client(ok(job_body(), status=201))
+
+    client.submit("Audit", idempotency_key="order-42:2026-11-29")
+
+    assert api.requests[0].headers["idempotency-key"] == "order-42:2026-11-29"
+
+
+def test_a_callers_key_makes_its_own_repeat_return_the_first_job() -> None:
+    api = RememberingApi()
+    client, _ = fake_client(api)
+
+    first = client.submit("Audit", idempotency_key="order-42")
+    again = client.submit("Audit", idempotency_key="order-42")
+
+    assert again.job_id == first.job_id
+    assert len(api.jobs) == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "two words", " padded", "tab\t", "new\nline", "caf\u00e9"])
+def test_a_key_that_breaks_the_apis_rule_is_refused_before_sending(key: str) -> None:
+    client, api, _ = scripted_client()
+
+    with pytest.raises(ValidationFailed) as raised:
+        client.submit("Audit", idempotency_key=key)
+
+    assert api.requests == []
+    assert [e["loc"] for e in raised.value.errors] == [["header", "idempotency-key"]]
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 255, "~!{}", "x" * 256, "", "a b", "\u00e9", "\x7f"])
+def test_the_clients_key_rule_is_the_apis(key: str) -> None:
+    api_accepts = re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is not None
+
+    try:
+        check_idempotency_key(key)
+    except ValidationFailed:
+        client_accepts = False
+    else:
+        client_accepts = True
+
+    assert client_accepts == api_accepts
+
+
+def test_a_submit_whose_key_is_in_progress_is_retried_after_retry_after() -> None:
+    # Given an API still working on the first request with this key
+    client, api, clock = scripted_client(problem(409, "In progress.", retry_after="2"), ok(job_body(), status=201))
+
+    # When the client submits
+    job = client.submit("Audit")
+
+    # Then it waited the Retry-After and asked again with the same key
+    assert job.job_id == JOB_ID
+    assert clock.sleeps == [2.0]
+    assert len(api.requests) == 2
+    assert api.requests[0].headers["idempotency-key"] == api.requests[1].headers["idempotency-key"]
+
+
+def test_a_key_still_in_progress_after_the_last_attempt_raises_conflict() -> None:
+    client, api, _ = scripted_client(*[problem(409, "In progress.", retry_after="1")] * 2, retry=RetryPolicy(2))
+
+    with pytest.raises(Conflict) as raised:
+        client.submit("Audit")
+
+    assert raised.value.retry_after == 1.0
+    assert len(api.requests) == 2
+
+
+def test_a_409_to_a_request_without_a_key_is_not_retried() -> None:
+    client, api, _ = scripted_client(problem(409, "Conflict."), httpx.Response(204))
+
+    with pytest.raises(Conflict):
+        client.delete(JOB_ID)
+    assert len(api.requests) == 1
+
+
+def test_the_same_key_with_another_body_is_refused_and_not_retried() -> None:
+    api = RememberingApi()
+    client, _ = fake_client(api)
+    client.submit("Audit", idempotency_key="order-42")
+
+    with pytest.raises(ValidationFailed):
+        client.submit("Another audit", idempotency_key="order-42")
+
+    assert len(api.keys) == 2
+    assert len(api.jobs) == 1
 
 
 # --- waiting -----------------------------------------------------------------------------------------------------
