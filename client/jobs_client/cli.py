@@ -6,6 +6,10 @@ builtin rather than a command of that name found on ``PATH``; ``jobsctl`` is the
 Configuration: ``JOBS_API_URL`` (default the local stack, ``http://127.0.0.1:3000``) and ``JOBS_TOKEN``, or the
 ``--api-url`` and ``--token`` flags. Tables for people by default; ``--json`` prints the API's JSON for scripts.
 
+``submit`` sends an ``Idempotency-Key`` (``--idempotency-key``, or a new UUID), so the client's own retries never
+create a second job; when the outcome is unknown (no answer, a 5xx or 409 after the retries) the key is printed on
+stderr, for a retry that returns the job if the first try created it.
+
 Exit status: 0 done; 1 a waited job FAILED (its error is shown); 2 a usage error; 3 the API refused the request
 or could not be reached; 4 ``--wait`` timed out with the job still QUEUED or RUNNING.
 """
@@ -28,9 +32,18 @@ from rich.markup import escape
 
 from jobs.models import Job, JobStatus
 from jobs_client import render
-from jobs_client.client import DEFAULT_API_URL, JobsClient
+from jobs_client.client import DEFAULT_API_URL, JobsClient, check_idempotency_key, new_idempotency_key
 from jobs_client.dev_token import LocalStackUnavailable, issue_local_token
-from jobs_client.errors import JobsApiError, JobsClientError, Unauthorized, WaitTimedOut
+from jobs_client.errors import (
+    Conflict,
+    ConnectionFailed,
+    JobsApiError,
+    JobsClientError,
+    ServerError,
+    Unauthorized,
+    ValidationFailed,
+    WaitTimedOut,
+)
 
 
 class ExitCode(IntEnum):
@@ -89,6 +102,20 @@ def parse_payload(text: str) -> dict[str, Any]:
     return value
 
 
+def check_key_option(key: str | None) -> str | None:
+    """A ``--idempotency-key`` value, refused as a usage error when it breaks the API's rule."""
+    if key is None:
+        return None
+    try:
+        return check_idempotency_key(key)
+    except ValidationFailed:
+        raise typer.BadParameter("must be 1 to 255 visible ASCII characters (no spaces)") from None
+
+
+#: Errors after which a submit may or may not have created its job (the answer never came, or came 5xx or 409).
+_OUTCOME_UNKNOWN = (ConnectionFailed, ServerError, Conflict)
+
+
 def _prog() -> str:
     """The name this command was run as (``jobsctl``, ``jobs``, ``python -m jobs_client``), for hints."""
     context = click.get_current_context(silent=True)
@@ -118,8 +145,9 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
 
     @contextmanager
     def session(api_url: str, token: str | None) -> Iterator[JobsClient]:
-        """A client for one command. API and connection errors become a message on stderr and exit 3; a job id
-        or URL the client refuses, exit 2; Ctrl-C, exit 130 (not click's 1, which means a FAILED job here)."""
+        """A client for one command. API and connection errors become a message on stderr, followed by the
+        error's notes, and exit 3; a job id or URL the client refuses, exit 2; Ctrl-C, exit 130 (not click's 1,
+        which means a FAILED job here)."""
         err = _stderr()
         if not token:
             err.print(f"[red]No token.[/] Set JOBS_TOKEN or pass --token (locally: {_prog()} token --sub alice).")
@@ -129,9 +157,11 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
                 yield client
         except JobsApiError as error:
             _show_api_error(err, error)
+            _show_notes(err, error)
             raise typer.Exit(ExitCode.API_ERROR) from None
         except JobsClientError as error:
             err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+            _show_notes(err, error)
             raise typer.Exit(ExitCode.API_ERROR) from None
         except ValueError as error:
             err.print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
@@ -148,6 +178,16 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         job_type: Annotated[
             str | None, typer.Option("--type", help="report (the API's default), noop, ...", show_default=False)
         ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            typer.Option(
+                "--idempotency-key",
+                callback=check_key_option,
+                show_default=False,
+                help="Makes a repeat of this submit (same key and request, within a day) return the first job, not "
+                "a second: 1 to 255 visible ASCII characters. A new UUID when omitted.",
+            ),
+        ] = None,
         wait: Wait = False,
         timeout: Timeout = 120.0,
         api_url: ApiUrl = DEFAULT_API_URL,
@@ -156,8 +196,17 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
     ) -> None:
         """Submit a job; with --wait, follow it to SUCCEEDED or FAILED and print its result."""
         body = parse_payload(payload)
+        # Chosen here, not in the client, so that it can be shown when the submit's outcome is unknown.
+        key = new_idempotency_key() if idempotency_key is None else idempotency_key
         with session(api_url, token) as client:
-            job = client.submit(title, body, job_type=job_type)
+            try:
+                job = client.submit(title, body, job_type=job_type, idempotency_key=key)
+            except _OUTCOME_UNKNOWN as error:
+                error.add_note(
+                    f"The job may have been created. Repeat this command with --idempotency-key {key} "
+                    "(within a day) to get it rather than a second one."
+                )
+                raise
             if not wait:
                 _show(job, as_json, note=f"Submitted. Follow it with: {_prog()} get {job.job_id} --wait")
                 return
@@ -288,6 +337,11 @@ def _show(job: Job, as_json: bool, note: str | None = None) -> None:
     console.print(render.job_detail(job))
     if note:
         console.print(note, style="dim", markup=False, highlight=False)
+
+
+def _show_notes(err: Console, error: Exception) -> None:
+    for note in getattr(error, "__notes__", ()):
+        err.print(note, markup=False, highlight=False)
 
 
 def _show_api_error(err: Console, error: JobsApiError) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,53 @@ def test_submit_reads_the_payload_from_a_file_and_shows_the_queued_job() -> None
     assert api.bodies() == [{"title": "Audit", "payload": load_event("seed-payload.json")["payload"]}]
     assert JOB_ID in result.stdout
     assert "QUEUED" in result.stdout
+
+
+def test_submit_sends_the_idempotency_key_it_was_given() -> None:
+    result, api = run("submit", "--title", "Audit", "--idempotency-key", "order-42", answers=[ok(job_body(), 201)])
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert api.requests[0].headers["idempotency-key"] == "order-42"
+
+
+def test_submit_without_a_key_sends_a_new_uuid_and_prints_only_the_job() -> None:
+    result, api = run("submit", "--title", "Audit", "--json", answers=[ok(job_body(), 201)])
+
+    key = api.requests[0].headers["idempotency-key"]
+    assert str(uuid.UUID(key)) == key
+    assert json.loads(result.stdout) == job_body()
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("key", ["", "two words", "x" * 256])
+def test_an_idempotency_key_that_breaks_the_apis_rule_is_a_usage_error(key: str) -> None:
+    result, api = run("submit", "--title", "Audit", "--idempotency-key", key)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "visible ASCII" in result.stderr
+    assert api.requests == []
+
+
+def test_a_submit_left_without_an_answer_names_the_key_to_repeat_it_with() -> None:
+    # Given an API whose answers are lost on every try (the job may exist)
+    result, api = run("submit", "--title", "Audit", answers=[httpx.ReadTimeout("slow")] * 5)
+
+    # Then every try carried the same key, and the message says how to repeat the submit safely
+    keys = {request.headers["idempotency-key"] for request in api.requests}
+    assert len(api.requests) == 5
+    assert len(keys) == 1
+    assert result.exit_code == ExitCode.API_ERROR
+    assert f"--idempotency-key {keys.pop()}" in result.stderr
+
+
+def test_a_wait_that_loses_the_api_after_the_submit_gives_no_key_hint() -> None:
+    result, _ = run(
+        "submit", "--title", "Audit", "--wait", answers=[ok(job_body(), 201), *[httpx.ConnectError("refused")] * 5]
+    )
+
+    assert result.exit_code == ExitCode.API_ERROR
+    assert "cannot reach the jobs API" in result.stderr
+    assert "--idempotency-key" not in result.stderr
 
 
 def test_the_seed_report_payload_is_the_curl_walkthroughs_payload() -> None:
@@ -165,6 +213,7 @@ def test_an_api_error_is_shown_on_stderr_and_exits_3() -> None:
     assert result.exit_code == ExitCode.API_ERROR
     assert "422" in result.stderr
     assert "body.type: unknown job type 'x'" in result.stderr
+    assert "--idempotency-key" not in result.stderr  # refused: no job was created, so no repeat to make safe
     assert result.stdout == ""
 
 
