@@ -18,7 +18,7 @@ REGION ?= us-east-1
 SUB ?= alice
 PYTEST_ARGS ?=
 
-.PHONY: help run token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi
+.PHONY: help run replay-stream reconcile token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,12 @@ dynamodb-local: .tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION)
 run: $(VENV)/.installed dynamodb-local ## Start the whole system locally (gateway on :3000, functions, moto, DynamoDB Local)
 	PYTHONPATH=. $(PY) -m local.stack
 
+replay-stream: $(VENV)/.installed ## On the running make run stack: replay the stream batches the outbox relay gave up on
+	@PYTHONPATH=. $(PY) -m local.invoke ReconcileJobsFunction --payload '{"reconcile": false}'
+
+reconcile: $(VENV)/.installed ## On the running make run stack: re-send the messages of jobs QUEUED longer than AFTER seconds (3600)
+	@PYTHONPATH=. $(PY) -m local.invoke ReconcileJobsFunction --payload '{"replay": false, "reconcile_after_seconds": $(or $(AFTER),3600)}'
+
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice
 	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)"
 
@@ -77,6 +83,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/process_jobs/app.py
 	$(VENV)/bin/mypy functions/dead_letters/app.py
 	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
+	$(VENV)/bin/mypy functions/reconcile_jobs/app.py
 
 openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
 	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi

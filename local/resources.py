@@ -223,7 +223,7 @@ class LocalStack:
     def unemulated_events(self) -> list[str]:
         """Function events of types the local stack does not play (it says so at start rather than drop them
         silently)."""
-        emulated = {"HttpApi", "SQS", "DynamoDB"}
+        emulated = {"HttpApi", "SQS", "DynamoDB", "Schedule"}
         return [
             f"{spec.logical_id}.{name} ({event.get('Type')})"
             for spec in self.functions()
@@ -280,12 +280,42 @@ def http_api_routes(spec: FunctionSpec, resolver: Resolver) -> list[tuple[str, s
     return routes
 
 
+#: The properties of each event type that the local stack plays, or that change nothing it does; any other is
+#: an ``UnsupportedTemplate`` error rather than a setting silently ignored.
+EVENT_PROPERTIES = {
+    "SQS": {"Queue", "BatchSize", "FunctionResponseTypes", "MaximumBatchingWindowInSeconds"},
+    "DynamoDB": {
+        "Stream",
+        "StartingPosition",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "BisectBatchOnFunctionError",
+        "DestinationConfig",
+        "FunctionResponseTypes",
+        "FilterCriteria",
+    },
+    "Schedule": {"Schedule", "Description", "Input", "Name"},
+}
+
+
 def event_sources(spec: FunctionSpec, resolver: Resolver, kind: str) -> list[dict[str, Any]]:
     """The resolved properties of a function's events of type ``kind`` (``SQS``: Queue, BatchSize, ...;
-    ``DynamoDB``: Stream, StartingPosition, FilterCriteria, ...)."""
+    ``DynamoDB``: Stream, StartingPosition, FilterCriteria, MaximumRetryAttempts, DestinationConfig, ...;
+    ``Schedule``: Schedule, Input, ...).
+
+    Raises:
+        UnsupportedTemplate: a property of the event that the local stack does not play.
+    """
     sources = []
     for name, event in spec.events.items():
         if event.get("Type") != kind:
             continue
-        sources.append(resolver.resolve(event.get("Properties", {}), f"{spec.logical_id}.Events.{name}"))
+        where = f"{spec.logical_id}.Events.{name}"
+        properties = resolver.resolve(event.get("Properties", {}), where)
+        unknown = set(properties) - EVENT_PROPERTIES.get(kind, set(properties))
+        if unknown:
+            raise UnsupportedTemplate(f"{where}: {kind} event properties {sorted(unknown)} are not emulated")
+        sources.append(properties)
     return sources

@@ -9,6 +9,7 @@ JSON lines on stdout, as CloudWatch shows them; the stack's own messages go to s
 Environment (all optional):
     JOBS_LOCAL_PORT           gateway port (3000, sam local's)
     JOBS_LOCAL_AWS_PORT       moto server port (5000; 0 picks a free one)
+    JOBS_LOCAL_LAMBDA_PORT    the functions' Lambda Invoke API port (3001, sam local start-lambda's; 0: free)
     JOBS_LOCAL_DYNAMODB       where the tables live: "auto" (DynamoDB Local when `make dynamodb-local` has
                               installed it and java runs, else moto), "local", "moto", or the URL of a running
                               DynamoDB-compatible endpoint
@@ -33,7 +34,7 @@ import subprocess  # nosec B404
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,14 @@ from botocore.exceptions import EndpointConnectionError
 
 from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
+from local.lambda_api import LambdaApi
 from local.poller import SqsPoller
 from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
+from local.schedule import Schedule
 from local.streams import StreamPoller
-from local.template import REGION
+from local.template import REGION, UnsupportedTemplate
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
@@ -134,6 +137,7 @@ class Stack:
         template_path: the SAM template.
         port: the gateway port (0 for a free one).
         aws_port: moto's port (0 for a free one).
+        lambda_port: the Lambda Invoke API's port (0 for a free one).
         concurrency: worker processes per function.
         parameter_overrides: template parameter values.
         secret: the HS256 secret to store in SSM.
@@ -150,6 +154,7 @@ class Stack:
         *,
         port: int = 3000,
         aws_port: int = 5000,
+        lambda_port: int = 0,
         concurrency: int = 2,
         parameter_overrides: Mapping[str, str] | None = None,
         secret: str = DEVELOPMENT_SECRET,
@@ -159,6 +164,8 @@ class Stack:
         self.template_path = template_path
         self.port = port
         self.aws_port = aws_port or free_port()
+        self.lambda_port = lambda_port
+        self._lambda_api: LambdaApi | None = None
         self.concurrency = concurrency
         self.parameter_overrides = dict(parameter_overrides or {})
         self.secret = secret
@@ -170,7 +177,7 @@ class Stack:
         self._dynamodb_local: dynamodb_local.DynamoDBLocal | None = None
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
-        self._pollers: list[SqsPoller | StreamPoller] = []
+        self._pollers: list[SqsPoller | StreamPoller | Schedule] = []
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
@@ -198,7 +205,9 @@ class Stack:
             SystemExit: a port is taken (another stack, say: the stack never shares another's moto, whose queues
                 it would drain), or moto or DynamoDB Local did not start.
         """
-        for port, variable in ((self.port, "JOBS_LOCAL_PORT"), (self.aws_port, "JOBS_LOCAL_AWS_PORT")):
+        ports = [(self.port, "JOBS_LOCAL_PORT"), (self.aws_port, "JOBS_LOCAL_AWS_PORT")]
+        ports.append((self.lambda_port, "JOBS_LOCAL_LAMBDA_PORT"))
+        for port, variable in ports:
             if not port_is_free(port):
                 raise SystemExit(
                     f"port {port} is in use (another make run?): stop it, or set {variable} to another port "
@@ -260,9 +269,17 @@ class Stack:
                     starting_position=str(source.get("StartingPosition", "LATEST")),
                     filters=[f["Pattern"] for f in source.get("FilterCriteria", {}).get("Filters", [])],
                     log=_emit,
+                    maximum_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
+                    maximum_record_age_seconds=int(source.get("MaximumRecordAgeInSeconds", -1)),
+                    bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
+                    on_failure=self._on_failure_destination(source),
                 )
                 stream.start()
                 self._pollers.append(stream)
+            for source in event_sources(spec, stack.resolver, "Schedule"):
+                schedule = Schedule(pool, source, log=_emit)
+                schedule.start()
+                self._pollers.append(schedule)
             for source in event_sources(spec, stack.resolver, "SQS"):
                 queue_arn = source["Queue"]
                 queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == queue_arn)
@@ -289,6 +306,27 @@ class Stack:
             raise SystemExit(f"the gateway cannot listen on port {self.port} ({error}); set JOBS_LOCAL_PORT") from error
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
+        try:
+            self._lambda_api = LambdaApi(
+                {pool.spec.logical_id: pool for pool in self._pools}, "127.0.0.1", self.lambda_port
+            )
+        except OSError as error:
+            raise SystemExit(f"the Lambda API cannot listen on port {self.lambda_port} ({error})") from error
+        self.lambda_port = self._lambda_api.port
+        self._lambda_api.start()
+
+    def _on_failure_destination(self, source: Mapping[str, Any]) -> Callable[[str], None] | None:
+        """What sends a discarded batch's record to a stream mapping's ``DestinationConfig.OnFailure`` (an SQS
+        queue of the template; another kind raises ``UnsupportedTemplate``), or None without one."""
+        destination = source.get("DestinationConfig", {}).get("OnFailure")
+        if not destination:
+            return None
+        if destination.get("Type", "SQS") != "SQS":
+            raise UnsupportedTemplate(f"on-failure destinations of type {destination.get('Type')} are not emulated")
+        arn = destination["Destination"]
+        queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == arn)
+        sqs = self.client("sqs")
+        return lambda body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 
     def _start_moto(self) -> None:
         # local.moto_server: moto.server with its SQS deletes made thread-safe (see that module).
@@ -313,6 +351,8 @@ class Stack:
             poller.stop()
         if self._gateway is not None:
             self._gateway.shutdown()
+        if self._lambda_api is not None:
+            self._lambda_api.shutdown()
         for pool in self._pools:
             pool.close()
         if self._dynamodb_local is not None:
@@ -332,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     parser.add_argument("--port", type=int, default=int(os.environ.get("JOBS_LOCAL_PORT", "3000")))
     parser.add_argument("--aws-port", type=int, default=int(os.environ.get("JOBS_LOCAL_AWS_PORT", "5000")))
+    parser.add_argument("--lambda-port", type=int, default=int(os.environ.get("JOBS_LOCAL_LAMBDA_PORT", "3001")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("JOBS_LOCAL_CONCURRENCY", "2")))
     parser.add_argument("--parameter-overrides", default=os.environ.get("JOBS_PARAMETER_OVERRIDES", ""))
     parser.add_argument("--env-vars", type=Path, default=os.environ.get("JOBS_LOCAL_ENV_VARS") or None)
@@ -349,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         args.template,
         port=args.port,
         aws_port=args.aws_port,
+        lambda_port=args.lambda_port,
         concurrency=max(1, args.concurrency),
         parameter_overrides=parse_overrides(args.parameter_overrides),
         secret=jwt_secret(),
@@ -366,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     f"Jobs API      http://127.0.0.1:{stack.port}/api/v1/jobs",
                     f"AWS endpoint  {stack.endpoint}  (moto: SQS, SSM; region {REGION}, any credentials)",
+                    f"Lambda API    http://127.0.0.1:{stack.lambda_port}  (Invoke by logical id; make replay-stream)",
                     f"DynamoDB      {stack.dynamodb_endpoint}  ({stack.dynamodb_engine()})",
                     "Resources     "
                     + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),

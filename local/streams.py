@@ -1,9 +1,16 @@
 """A DynamoDB Streams event source mapping: reads a table's stream shard by shard, in order, filters records
 with the mapping's ``FilterCriteria``, invokes the function with batches in the Lambda DynamoDB event format,
-and retries as Lambda does ("Using AWS Lambda with Amazon DynamoDB", error handling):
+and retries as Lambda does ("Using AWS Lambda with Amazon DynamoDB", error handling; "Lambda parameters for
+Amazon DynamoDB event source mappings"; "Retaining discarded records for a DynamoDB event source in Lambda"):
 
-- the function errors: the same batch again (the shard waits: records stay in order);
+- the function errors: with ``BisectBatchOnFunctionError`` a batch of more than one record is split in two and
+  each half tried on its own (a split does not count as a retry); otherwise the same batch again, the shard
+  waiting (records stay in order);
 - the function reports ``batchItemFailures`` (sequence numbers): again from the first failed record;
+- each retry counts toward ``MaximumRetryAttempts`` and a batch whose oldest record is older than
+  ``MaximumRecordAgeInSeconds`` is not invoked again (-1, the default of both: no bound); a batch past either
+  bound is discarded, its coordinates sent to ``DestinationConfig.OnFailure`` (an SQS queue) as Lambda sends
+  them (``DDBStreamBatchInfo``; never the records), and the shard moves on;
 - otherwise the shard moves on.
 """
 
@@ -11,12 +18,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from local.runtime import FunctionPool
-from local.template import REGION, UnsupportedTemplate
+from local.runtime import FunctionPool, Invocation
+from local.template import ACCOUNT_ID, REGION, UnsupportedTemplate
 
 #: Pause between empty polls of a shard, seconds (Lambda polls each shard about four times a second).
 POLL_SECONDS = 0.25
@@ -69,6 +78,12 @@ class StreamPoller:
         filters: the mapping's ``FilterCriteria.Filters[*].Pattern`` values (JSON text); a record is delivered
             when it matches any of them, and dropped otherwise, as Lambda drops it.
         log: writes one line to the stack's output.
+        maximum_retry_attempts: retries of a failing batch before it is discarded (-1: until it expires).
+        maximum_record_age_seconds: a batch whose oldest record is older is discarded (-1: no bound).
+        bisect_on_error: split a batch that fails with a function error (``BisectBatchOnFunctionError``).
+        on_failure: sends one discarded batch's invocation record (a JSON text) to the on-failure destination;
+            None drops it, as Lambda does without a destination.
+        retry_pause_seconds: the pause before a retry.
     """
 
     def __init__(
@@ -81,6 +96,11 @@ class StreamPoller:
         starting_position: str,
         filters: list[str],
         log: Callable[[str], None],
+        maximum_retry_attempts: int = -1,
+        maximum_record_age_seconds: int = -1,
+        bisect_on_error: bool = False,
+        on_failure: Callable[[str], None] | None = None,
+        retry_pause_seconds: float = 1.0,
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn
@@ -89,6 +109,13 @@ class StreamPoller:
         self.starting_position = starting_position
         self.patterns = [json.loads(text) for text in filters]
         self.log = log
+        self.maximum_retry_attempts = maximum_retry_attempts
+        self.maximum_record_age_seconds = maximum_record_age_seconds
+        self.bisect_on_error = bisect_on_error
+        self.on_failure = on_failure
+        self.retry_pause_seconds = retry_pause_seconds
+        name = pool.spec.logical_id if hasattr(pool, "spec") else "function"
+        self._function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
         self._stop = threading.Event()
         self._iterators: dict[str, str | None] = {}
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
@@ -133,29 +160,110 @@ class StreamPoller:
                 for record in response.get("Records", [])
                 if not self.patterns or any(matches(pattern, record) for pattern in self.patterns)
             ]
-            while records and not self._stop.is_set():
-                records = self._deliver(records)
-                delivered += 1
+            if records:
+                delivered += self._drain(shard, records)
             self._iterators[shard] = response.get("NextShardIterator")
         return delivered
 
-    def _deliver(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Invoke the function; returns the records still to deliver (empty when the batch succeeded)."""
-        invocation = self.pool.invoke({"Records": records})
+    def _drain(self, shard: str, records: list[dict[str, Any]]) -> int:
+        """Deliver ``records`` (one shard's, in order) until each is done or discarded; returns the invocations."""
+        pending = [records]  # batches still to deliver, in order; a bisected batch becomes its two halves
+        attempts = invocations = 0
+        while pending and not self._stop.is_set():
+            batch = pending[0]
+            if self._too_old(batch):
+                self._discard(shard, batch, "RecordAgeExceeded", attempts)
+                pending.pop(0)
+                attempts = 0
+                continue
+            invocation = self.pool.invoke({"Records": batch})
+            invocations += 1
+            remaining = self._remaining(batch, invocation)
+            if not remaining:
+                pending.pop(0)
+                attempts = 0
+                continue
+            if not invocation.ok and self.bisect_on_error and len(batch) > 1:
+                half = len(batch) // 2
+                pending[0:1] = [batch[:half], batch[half:]]
+                continue
+            attempts += 1
+            if 0 <= self.maximum_retry_attempts < attempts:
+                self._discard(shard, remaining, "RetryAttemptsExhausted", attempts)
+                pending.pop(0)
+                attempts = 0
+                continue
+            self.log(
+                json.dumps(
+                    {
+                        "poller": self.stream_arn,
+                        "level": "WARNING",
+                        "retrying_from": remaining[0]["dynamodb"]["SequenceNumber"],
+                        "attempt": attempts,
+                    }
+                )
+            )
+            pending[0] = remaining
+            self._stop.wait(self.retry_pause_seconds)
+        return invocations
+
+    @staticmethod
+    def _remaining(records: list[dict[str, Any]], invocation: Invocation) -> list[dict[str, Any]]:
+        """The records still to deliver after ``invocation``: none when the batch succeeded, all after a function
+        error or a response naming an unknown identifier, else from the first failed record on."""
         if not invocation.ok:
-            self._stop.wait(1)
             return records
-        failures = (
-            (invocation.payload or {}).get("batchItemFailures") or [] if isinstance(invocation.payload, dict) else []
-        )
+        payload = invocation.payload
+        failures = (payload or {}).get("batchItemFailures") or [] if isinstance(payload, dict) else []
         sequence_numbers = [record["dynamodb"]["SequenceNumber"] for record in records]
         failed = [f.get("itemIdentifier") for f in failures if isinstance(f, dict)]
         if not failed:
             return []
         if any(identifier not in sequence_numbers for identifier in failed):
-            self._stop.wait(1)
             return records  # an unknown identifier fails the whole batch
-        first = min(sequence_numbers.index(identifier) for identifier in failed)
-        self.log(json.dumps({"poller": self.stream_arn, "level": "WARNING", "retrying_from": failed[0]}))
-        self._stop.wait(1)
-        return records[first:]
+        return records[min(sequence_numbers.index(identifier) for identifier in failed) :]
+
+    def _too_old(self, records: list[dict[str, Any]]) -> bool:
+        if self.maximum_record_age_seconds < 0:
+            return False
+        oldest = records[0]["dynamodb"].get("ApproximateCreationDateTime")
+        return isinstance(oldest, int | float) and time.time() - oldest > self.maximum_record_age_seconds
+
+    def _discard(self, shard: str, records: list[dict[str, Any]], condition: str, attempts: int) -> None:
+        """Skip ``records`` for good, sending their coordinates to the on-failure destination when there is one.
+
+        The record's shape is the one AWS documents for a DynamoDB stream's on-failure destination
+        (``requestContext``, ``responseContext``, ``version``, ``timestamp``, ``DDBStreamBatchInfo``); the
+        ``condition`` names (``RetryAttemptsExhausted``, ``RecordAgeExceeded``) are as we read that page.
+        """
+        first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
+
+        def arrival(change: Mapping[str, Any]) -> str:
+            created = change.get("ApproximateCreationDateTime", time.time())
+            return datetime.fromtimestamp(float(created), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        document = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self._function_arn,
+                "condition": condition,
+                "approximateInvokeCount": attempts + 1,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "DDBStreamBatchInfo": {
+                "shardId": shard,
+                "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": arrival(first),
+                "approximateArrivalOfLastRecord": arrival(last),
+                "batchSize": len(records),
+                "streamArn": self.stream_arn,
+            },
+        }
+        self.log(
+            json.dumps({"poller": self.stream_arn, "level": "ERROR", "discarded": len(records), "condition": condition})
+        )
+        if self.on_failure is not None:
+            self.on_failure(json.dumps(document))

@@ -34,6 +34,10 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_REGION": "us-east-1",
         "POWERTOOLS_METRICS_NAMESPACE": "JobSystemTests",
         "POWERTOOLS_SERVICE_NAME": "jobs-tests",
+        # botocore sends a DynamoDB Streams call that names a stream ARN to the account's own endpoint
+        # ({account}.streams-ddb.{region}.amazonaws.com), which moto 5.2.5's in-process mock does not serve; AWS
+        # serves both, so the tests use the regional one.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     }.items():
         monkeypatch.setenv(name, value)
     for name in (
@@ -67,6 +71,7 @@ class Aws:
         self.table_name = physical["JobsTable"]["Ref"]
         self.queue_url = physical["JobsQueue"]["Ref"]
         self.dlq_url = physical["JobsDeadLetterQueue"]["Ref"]
+        self.discarded_url = physical["OutboxDiscardedBatchesQueue"]["Ref"]
         self.idempotency_table_name = physical["IdempotencyTable"]["Ref"]
         self.dynamodb: Any = boto3.client("dynamodb")
         self.sqs: Any = boto3.client("sqs")
@@ -100,6 +105,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setenv("JOBS_QUEUE_URL", physical["JobsQueue"]["Ref"])
         monkeypatch.setenv("JOBS_IDEMPOTENCY_TABLE_NAME", physical["IdempotencyTable"]["Ref"])
         monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", physical["JobsQueue"]["Ref"])
+        monkeypatch.setenv("JOBS_DISCARDED_BATCHES_QUEUE_URL", physical["OutboxDiscardedBatchesQueue"]["Ref"])
         monkeypatch.setenv("JWT_SECRET_PARAMETER", SECRET_PARAMETER)
         yield Aws(physical)
 

@@ -2,8 +2,11 @@
 mapping filters out the rest), send the job's message to the jobs queue.
 
 The API writes a job with one PutItem and sends nothing. The stream holds every insert for 24 hours and this
-function's event source mapping retries a record until its message is sent, so a job that exists always gets
-its message, and no failure between two calls can leave it QUEUED with none (docs/decisions.md, "No orphans").
+function's event source mapping retries a record whose message was not sent, so a job that exists gets its
+message (docs/decisions.md, "No orphans"). No record stalls the shard: a record whose keys name no job is logged
+and acknowledged; a job whose message can never be sent (an owner id no token can hold, an entry SQS refuses as
+the sender's fault) is marked FAILED and its record acknowledged; and the mapping's retries are bounded, with an
+on-failure destination that the reconciler (functions/reconcile_jobs) replays.
 
 The batch's messages go out ten per SendMessageBatch call (one SQS request per ten jobs, not per job); then
 powertools' batch processor reports each record whose message was not sent by its sequence number (partial
@@ -16,44 +19,43 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from jobs import bootstrap
-from jobs.models import JobMessage, ServiceUnavailable
+from jobs.models import ServiceUnavailable
 from jobs.observability import logger, metrics
+from jobs.streams import job_message_of
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def send_messages(records: list[dict[str, Any]]) -> dict[str, bool]:
-    """Send the messages of the batch's records; returns ``{sequence number: sent}`` for the records whose keys
-    name a job (the others fail in ``record_handler`` with their validation error)."""
-    messages: dict[str, JobMessage] = {}
+    """Send the messages of the batch's records; returns ``{sequence number: settled}`` for the records whose
+    keys name a job. A record whose keys name no job is logged here and settled: retrying it cannot help."""
+    messages = {}
     for raw in records:
         record = DynamoDBRecord(raw)
-        if record.dynamodb is None or record.dynamodb.sequence_number is None:
+        sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
+        message = job_message_of(raw)
+        if sequence_number is None:
             continue
-        try:
-            messages[record.dynamodb.sequence_number] = JobMessage.model_validate(record.dynamodb.keys)
-        except ValidationError:
+        if message is None:
+            logger.error("Stream record names no job; acknowledged", extra={"sequence_number": sequence_number})
             continue
-    sent = bootstrap.outbox_service().enqueue_all(list(messages.values()))
-    return dict(zip(messages, sent, strict=True))
+        messages[sequence_number] = message
+    settled = bootstrap.outbox_service().enqueue_all(list(messages.values()))
+    return dict(zip(messages, settled, strict=True))
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Lambda entry point for the Jobs table stream's event source mapping (INSERT records only)."""
-    sent = send_messages(event.get("Records", []))
+    settled = send_messages(event.get("Records", []))
 
     def record_handler(record: DynamoDBRecord) -> None:
-        """Fail the record whose message was not sent (or whose keys name no job), so it is retried."""
-        assert record.dynamodb is not None
-        sequence_number = record.dynamodb.sequence_number
-        if sequence_number not in sent:
-            JobMessage.model_validate(record.dynamodb.keys)  # raises the reason it named no job
-        if not sent.get(sequence_number or "", False):
+        """Fail the record whose message is not settled, so that it is retried from its sequence number."""
+        sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
+        if not settled.get(sequence_number or "", True):
             raise ServiceUnavailable(f"the message of the record {sequence_number} was not sent")
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

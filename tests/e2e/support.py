@@ -56,6 +56,7 @@ class StackProcess:
     physical: dict[str, str]
     banner: str
     pid: int
+    lambda_url: str = ""
 
 
 @contextmanager
@@ -68,12 +69,14 @@ def running_stack(
     concurrency: int = 2,
     parameter_overrides: str = "",
     dynamodb: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[StackProcess]:
     """Start the local stack on free ports, wait for its banner, and stop it on exit. ``dynamodb`` is its
-    ``--dynamodb`` (None: the stack's default, ``auto``)."""
+    ``--dynamodb`` (None: the stack's default, ``auto``); ``environment`` adds to the stack's own environment
+    (``JOBS_LOCAL_*`` switches)."""
     port = free_port()
     log = directory / "stdout.jsonl"
-    command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0"]
+    command = [sys.executable, "-m", "local.stack", "--port", str(port), "--aws-port", "0", "--lambda-port", "0"]
     command += ["--concurrency", str(concurrency)]
     if parameter_overrides:
         command += ["--parameter-overrides", parameter_overrides]
@@ -85,9 +88,9 @@ def running_stack(
         env_vars = directory / "env.json"
         env_vars.write_text(json.dumps(function_environment))
         command += ["--env-vars", str(env_vars)]
-    environment = {**os.environ, "JOBS_JWT_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    variables = {**os.environ, **(environment or {}), "JOBS_JWT_SECRET": secret, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, cwd=ROOT, env=variables, stdout=out, stderr=subprocess.PIPE)
         try:
             assert process.stderr is not None
             banner: list[str] = []
@@ -99,6 +102,8 @@ def running_stack(
             endpoint = re.search(r"AWS endpoint\s+(\S+)", text)
             dynamodb_endpoint = re.search(r"DynamoDB\s+(http\S+)", text)
             resources = re.search(r"Resources\s+(\{.*\})", text)
+            lambda_api = re.search(r"Lambda API\s+(\S+)", text)
+            assert lambda_api is not None
             assert endpoint is not None
             assert dynamodb_endpoint is not None
             assert resources is not None
@@ -111,6 +116,7 @@ def running_stack(
                 physical,
                 text,
                 process.pid,
+                lambda_api.group(1),
             )
         finally:
             process.terminate()
@@ -134,6 +140,7 @@ class RunningStack:
 
     base: str
     log: Path
+    process: StackProcess | None = None
 
     def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
         headers = {"Content-Type": "application/json"}

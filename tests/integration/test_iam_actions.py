@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from datetime import timedelta
+
+import boto3
 import botocore.session
 import pytest
 
@@ -34,10 +37,14 @@ PLATFORM = {
     "sqs": {("sqs:ReceiveMessage", "{queue}"), ("sqs:DeleteMessage", "{queue}"), ("sqs:GetQueueAttributes", "{queue}")},
     # SSM decrypts a SecureString with the caller's permission on a customer managed key (when one is named).
     "kms": {("kms:Decrypt", "JwtSecretKmsKeyArn")},
-    # The DynamoDB stream event source mapping reads the table's stream with the outbox relay's role.
+    # The DynamoDB stream event source mapping reads the table's stream with the outbox relay's role, and sends
+    # the coordinates of the batches it gives up on to its on-failure destination with that role too.
     "stream": {
-        (f"dynamodb:{action}", "JobsTable/stream/*")
-        for action in ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
+        *(
+            (f"dynamodb:{action}", "JobsTable/stream/*")
+            for action in ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
+        ),
+        ("sqs:SendMessage", "OutboxDiscardedBatchesQueue"),
     },
 }
 
@@ -67,6 +74,8 @@ class Recorder:
         self.calls.add((action, self._resource(service, params)))
 
     def _resource(self, service: str, params: dict[str, Any]) -> str:
+        if service == "dynamodb" and ("StreamArn" in params or "ShardIterator" in params):
+            return "JobsTable/stream/*"
         if service == "dynamodb":
             table = self._names.get(params["TableName"], params["TableName"])
             return f"{table}/index/{params['IndexName']}" if "IndexName" in params else table
@@ -213,8 +222,37 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
 
 def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(aws: Aws, recorder: Recorder) -> None:
     outbox = load_function("enqueue_jobs")
+    unsendable = JobService(DynamoJobStore(aws.table_name)).create_job("no owner", JobCreate(title="t", type="noop"))
+    event = load_event("dynamodb/job_inserted.json")
+    record = json.loads(json.dumps(event["Records"][0]))
+    record["dynamodb"]["Keys"] = {"owner_id": {"S": "no owner"}, "job_id": {"S": unsendable.job_id}}
+    record["dynamodb"]["SequenceNumber"] += "1"
+    event["Records"].append(record)  # a job whose owner no token can hold: marked FAILED (UpdateItem)
 
     with recorder.recording():
-        outbox.lambda_handler(load_event("dynamodb/job_inserted.json"), FakeLambdaContext())
+        outbox.lambda_handler(event, FakeLambdaContext())
 
     assert recorder.calls | platform("EnqueueJobsFunction", stream=True) == granted("EnqueueJobsFunctionRole")
+
+
+def test_the_reconciler_is_granted_exactly_what_its_code_calls(
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_RECONCILE_AFTER_SECONDS", "60")
+    service = JobService(DynamoJobStore(aws.table_name), clock=lambda: utc_now() - timedelta(hours=1))
+    job = service.create_job("alice", JobCreate(title="t", type="noop"))
+    streams = boto3.client("dynamodbstreams")
+    arn = aws.physical["JobsTable"]["StreamArn"]
+    [shard] = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+    [record] = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    number = record["dynamodb"]["SequenceNumber"]
+    batch = {"shardId": shard["ShardId"], "startSequenceNumber": number, "endSequenceNumber": number, "streamArn": arn}
+    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps({"DDBStreamBatchInfo": batch}))
+    assert job.job_id == record["dynamodb"]["Keys"]["job_id"]["S"]
+    service.create_job("no owner", JobCreate(title="t", type="noop"))  # reconciled into FAILED (UpdateItem)
+
+    with recorder.recording():
+        load_function("reconcile_jobs").lambda_handler({}, FakeLambdaContext())
+
+    assert recorder.calls | platform("ReconcileJobsFunction") == granted("ReconcileJobsFunctionRole")

@@ -10,6 +10,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from jobs import bootstrap
+from jobs.models import JobCreate
+from jobs.service import JobService
+from jobs.store import InMemoryJobStore, job_to_item
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_event, load_function
 
@@ -46,10 +49,11 @@ class RecordingSqs:
     """Stands in for the relay's SQS client: records each SendMessageBatch call; entries whose body holds a
     string of ``refuse`` come back in ``Failed``, and a call with ``down`` set raises SQS's 503."""
 
-    def __init__(self, refuse: tuple[str, ...] = (), down: bool = False) -> None:
+    def __init__(self, refuse: tuple[str, ...] = (), down: bool = False, sender_fault: bool = False) -> None:
         self.calls: list[list[dict[str, str]]] = []
         self.refuse = refuse
         self.down = down
+        self.sender_fault = sender_fault
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
         from botocore.exceptions import ClientError
@@ -60,7 +64,14 @@ class RecordingSqs:
         refused = [e for e in Entries if any(text in e["MessageBody"] for text in self.refuse)]
         return {
             "Successful": [{"Id": e["Id"], "MessageId": f"m-{e['Id']}"} for e in Entries if e not in refused],
-            "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in refused],
+            "Failed": [
+                {
+                    "Id": e["Id"],
+                    "SenderFault": self.sender_fault,
+                    "Code": "InvalidMessageContents" if self.sender_fault else "InternalError",
+                }
+                for e in refused
+            ],
         }
 
 
@@ -153,11 +164,85 @@ def test_after_a_refused_entry_the_next_calls_are_not_made(outbox: ModuleType, m
     assert response == {"batchItemFailures": [{"itemIdentifier": number} for number in failed]}
 
 
-def test_a_record_whose_keys_name_no_job_fails_alone(outbox: ModuleType, aws: Aws) -> None:
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"owner_id": {"S": "alice"}},  # no job_id
+        {"job_id": {"S": "01a226ee-fede-7c74-8f78-130f6101394b"}},  # no owner_id
+        {"owner_id": {"S": ""}, "job_id": {"S": "01a226ee-fede-7c74-8f78-130f6101394b"}},
+        {"owner_id": {"N": "1"}, "job_id": {"S": "01a226ee-fede-7c74-8f78-130f6101394b"}},
+        {},
+        None,
+    ],
+)
+def test_a_record_whose_keys_name_no_job_is_acknowledged_and_the_others_sent(
+    outbox: ModuleType, aws: Aws, keys: dict[str, Any] | None
+) -> None:
     event = inserted(3)
-    del event["Records"][1]["dynamodb"]["Keys"]["job_id"]
+    event["Records"][1]["dynamodb"]["Keys"] = keys
 
     response = outbox.lambda_handler(event, FakeLambdaContext())
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["dynamodb"]["SequenceNumber"]}]}
+    assert response == {"batchItemFailures": []}  # retrying it could never help: it would stall the shard
     assert len(aws.messages()) == 2
+
+
+def put_queued(aws: Aws, owner_id: str) -> str:
+    """A QUEUED job of ``owner_id`` written straight into the table (as an older version or a migration could)."""
+    job = JobService(InMemoryJobStore()).create_job(owner_id, JobCreate(title="t", type="noop"))
+    aws.dynamodb.put_item(TableName=aws.table_name, Item=job_to_item(job))
+    return job.job_id
+
+
+def item(aws: Aws, owner_id: str, job_id: str) -> dict[str, Any]:
+    key = {"owner_id": {"S": owner_id}, "job_id": {"S": job_id}}
+    return dict(aws.dynamodb.get_item(TableName=aws.table_name, Key=key, ConsistentRead=True)["Item"])
+
+
+@pytest.mark.parametrize("owner_id", ["\uffff", "a b", "\u00e9", "x" * 256, "\U0001f600", "tab\there"])
+def test_a_job_whose_owner_no_token_can_hold_ends_failed_and_the_shard_moves_on(
+    outbox: ModuleType, aws: Aws, owner_id: str
+) -> None:
+    event = inserted(3)
+    bad = put_queued(aws, owner_id)
+    event["Records"][1]["dynamodb"]["Keys"] = {"owner_id": {"S": owner_id}, "job_id": {"S": bad}}
+
+    response = outbox.lambda_handler(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    failed = item(aws, owner_id, bad)
+    assert failed["status"]["S"] == "FAILED"
+    assert failed["error"]["M"]["type"]["S"] == "InvalidOwner"
+    assert "queued_shard" not in failed  # out of the reconciler's index
+    assert sorted(json.loads(m["Body"])["job_id"] for m in aws.messages()) == sorted(
+        r["dynamodb"]["Keys"]["job_id"]["S"] for r in (event["Records"][0], event["Records"][2])
+    )
+
+
+def test_a_job_whose_owner_dynamodb_cannot_hold_is_acknowledged(outbox: ModuleType, aws: Aws) -> None:
+    event = inserted(2)
+    event["Records"][0]["dynamodb"]["Keys"]["owner_id"]["S"] = "x" * 2049  # past the partition key limit
+
+    response = outbox.lambda_handler(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert len(aws.messages()) == 1
+
+
+def test_an_entry_sqs_refuses_as_the_senders_fault_fails_its_job_once(
+    outbox: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = put_queued(aws, "alice")
+    event = inserted(3)
+    event["Records"][1]["dynamodb"]["Keys"]["job_id"]["S"] = refused
+    sqs = RecordingSqs(refuse=(refused,), sender_fault=True)
+    monkeypatch.setattr(bootstrap.outbox_service().queue, "_client", sqs)
+
+    response = outbox.lambda_handler(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert item(aws, "alice", refused)["error"]["M"] == {
+        "type": {"S": "MessageRefused"},
+        "message": {"S": "SQS refused the job's message (InvalidMessageContents)"},
+    }
+    assert len(sqs.calls) == 1  # the others were sent once, not again and again

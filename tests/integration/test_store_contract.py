@@ -342,3 +342,62 @@ def test_valid_unicode_reads_back_exactly(store: JobStore) -> None:
     store.put_new(job)
 
     assert store.get("alice", job.job_id) == job
+
+
+LATER = "2026-11-29T11:00:00.000Z"
+
+
+def test_the_queued_index_holds_queued_jobs_of_every_owner_and_no_other(store: JobStore) -> None:
+    # Job ids end in 1 and 11 (shard "1") and 2 (shard "2").
+    store.put_new(make_job(1, owner="alice"))
+    store.put_new(make_job(11, owner="bob"))
+    store.put_new(make_job(2, owner="carol"))
+
+    assert list(store.list_queued("1", updated_before_text=LATER)) == [
+        ("alice", make_job(1).job_id),
+        ("bob", make_job(11).job_id),
+    ]
+    assert list(store.list_queued("2", updated_before_text=LATER)) == [("carol", make_job(2).job_id)]
+    assert list(store.list_queued("1", updated_before_text="2026-11-29T09:59:59.999Z")) == []  # updated since
+
+
+def test_a_job_leaves_the_queued_index_when_it_starts_and_returns_when_requeued(store: JobStore) -> None:
+    job = make_job(1)
+    store.put_new(job)
+
+    store.start("alice", job.job_id, now_text="2026-11-29T10:00:01.000Z", stale_before_text="2026-11-29T09:00:00Z")
+    assert list(store.list_queued("1", updated_before_text=LATER)) == []
+    store.requeue(
+        "alice",
+        job.job_id,
+        started_at_text="2026-11-29T10:00:01.000Z",
+        now_text="2026-11-29T10:00:02.000Z",
+        error=JobError(type="T", message="retry"),
+    )
+    assert list(store.list_queued("1", updated_before_text=LATER)) == [("alice", job.job_id)]
+    store.fail_abandoned(
+        "alice",
+        job.job_id,
+        now_text="2026-11-29T10:00:03.000Z",
+        stale_before_text="2026-11-29T09:00:00Z",
+        error=JobError(type="T", message="dead"),
+    )
+    assert list(store.list_queued("1", updated_before_text=LATER)) == []
+
+
+@pytest.mark.parametrize(
+    ("owner_id", "job_id"),
+    [
+        ("x" * 2049, "01a226ee-0000-7000-8000-000000000001"),  # past DynamoDB's partition key limit
+        ("é" * 1025, "01a226ee-0000-7000-8000-000000000001"),  # 2,050 bytes of UTF-8
+        ("alice", "j" * 1025),  # past the sort key limit
+        ("\ud800", "01a226ee-0000-7000-8000-000000000001"),  # not UTF-8 at all
+        ("", "01a226ee-0000-7000-8000-000000000001"),
+    ],
+)
+def test_a_key_dynamodb_cannot_hold_names_no_job(store: JobStore, owner_id: str, job_id: str) -> None:
+    assert store.get(owner_id, job_id) is None
+    assert store.delete(owner_id, job_id) is False
+    with pytest.raises(TransitionRejected) as rejected:
+        store.start(owner_id, job_id, now_text=LATER, stale_before_text=LATER)
+    assert rejected.value.current is None

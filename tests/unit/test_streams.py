@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -33,11 +35,14 @@ class Scripted:
         return self.outcomes.pop(0)
 
 
-def records(*sequence_numbers: str) -> list[dict[str, Any]]:
-    return [{"dynamodb": {"SequenceNumber": n}} for n in sequence_numbers]
+def records(*sequence_numbers: str, created: float | None = None) -> list[dict[str, Any]]:
+    change = {} if created is None else {"ApproximateCreationDateTime": created}
+    return [{"dynamodb": {"SequenceNumber": n, **change}} for n in sequence_numbers]
 
 
-def poller(pool: Scripted) -> StreamPoller:
+def poller(pool: Scripted, **bounds: Any) -> tuple[StreamPoller, list[dict[str, Any]]]:
+    """A mapping on ``pool`` without pauses, and the list its on-failure destination receives."""
+    discarded: list[dict[str, Any]] = []
     mapping = StreamPoller(
         None,
         "arn:stream",
@@ -46,26 +51,92 @@ def poller(pool: Scripted) -> StreamPoller:
         starting_position="TRIM_HORIZON",
         filters=[],
         log=lambda _: None,
+        on_failure=lambda text: discarded.append(json.loads(text)),
+        retry_pause_seconds=0,
+        **bounds,
     )
-    mapping._stop.set()  # no pauses between retries in a test
-    return mapping
+    return mapping, discarded
+
+
+ERROR = Invocation(error={"errorType": "Boom", "errorMessage": "x"})
+OK = Invocation(payload={"batchItemFailures": []})
 
 
 def test_a_partial_failure_retries_from_the_first_failed_record() -> None:
-    pool = Scripted(Invocation(payload={"batchItemFailures": [{"itemIdentifier": "2"}]}))
+    pool = Scripted(Invocation(payload={"batchItemFailures": [{"itemIdentifier": "2"}]}), OK)
 
-    left = poller(pool)._deliver(records("1", "2", "3"))
+    poller(pool)[0]._drain("shard-1", records("1", "2", "3"))
 
-    assert [r["dynamodb"]["SequenceNumber"] for r in left] == ["2", "3"]
+    assert pool.batches == [["1", "2", "3"], ["2", "3"]]
 
 
 def test_a_function_error_or_an_unknown_identifier_retries_the_whole_batch() -> None:
-    for outcome in (
-        Invocation(error={"errorType": "Boom", "errorMessage": "x"}),
-        Invocation(payload={"batchItemFailures": [{"itemIdentifier": "9"}]}),
-    ):
-        assert len(poller(Scripted(outcome))._deliver(records("1", "2"))) == 2
+    for outcome in (ERROR, Invocation(payload={"batchItemFailures": [{"itemIdentifier": "9"}]})):
+        pool = Scripted(outcome, OK)
+        poller(pool)[0]._drain("shard-1", records("1", "2"))
+        assert pool.batches == [["1", "2"], ["1", "2"]]
 
 
 def test_a_batch_without_failures_is_done() -> None:
-    assert poller(Scripted(Invocation(payload={"batchItemFailures": []})))._deliver(records("1")) == []
+    pool = Scripted(OK)
+
+    poller(pool)[0]._drain("shard-1", records("1"))
+
+    assert pool.batches == [["1"]]
+
+
+def test_after_its_retries_a_failing_record_is_discarded_to_the_destination_and_the_shard_moves_on() -> None:
+    failing = Invocation(payload={"batchItemFailures": [{"itemIdentifier": "2"}]})
+    pool = Scripted(failing, failing, failing, OK)
+    mapping, discarded = poller(pool, maximum_retry_attempts=2)
+
+    mapping._drain("shard-1", records("1", "2"))
+
+    assert pool.batches == [["1", "2"], ["2"], ["2"]]
+    [document] = discarded
+    assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert document["DDBStreamBatchInfo"] == {
+        **document["DDBStreamBatchInfo"],
+        "shardId": "shard-1",
+        "startSequenceNumber": "2",
+        "endSequenceNumber": "2",
+        "batchSize": 1,
+        "streamArn": "arn:stream",
+    }
+    assert "Records" not in json.dumps(document)  # coordinates only, never the records
+
+
+def test_a_function_error_bisects_the_batch_without_spending_a_retry() -> None:
+    # The poison record "3" fails every batch it is in; bisecting isolates it, and only it is discarded.
+    class Poisoned(Scripted):
+        def invoke(self, event: dict[str, Any]) -> Invocation:
+            self.batches.append([record["dynamodb"]["SequenceNumber"] for record in event["Records"]])
+            return ERROR if "3" in self.batches[-1] else OK
+
+    pool = Poisoned()
+    mapping, discarded = poller(pool, maximum_retry_attempts=1, bisect_on_error=True)
+
+    mapping._drain("shard-1", records("1", "2", "3", "4"))
+
+    assert pool.batches == [["1", "2", "3", "4"], ["1", "2"], ["3", "4"], ["3"], ["3"], ["4"]]
+    assert [d["DDBStreamBatchInfo"]["startSequenceNumber"] for d in discarded] == ["3"]
+
+
+def test_a_batch_older_than_the_record_age_bound_is_discarded_uninvoked() -> None:
+    pool = Scripted()
+    mapping, discarded = poller(pool, maximum_record_age_seconds=60)
+
+    mapping._drain("shard-1", records("1", created=time.time() - 61))
+
+    assert pool.batches == []
+    assert discarded[0]["requestContext"]["condition"] == "RecordAgeExceeded"
+
+
+def test_without_bounds_a_failing_batch_is_retried_and_never_discarded() -> None:
+    pool = Scripted(*([ERROR] * 20), OK)
+    mapping, discarded = poller(pool)
+
+    mapping._drain("shard-1", records("1"))
+
+    assert len(pool.batches) == 21
+    assert discarded == []

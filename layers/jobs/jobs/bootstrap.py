@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from jobs import aws, settings
 from jobs.auth import Authenticator
 from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, Registry
-from jobs.queue import SqsJobQueue
+from jobs.queue import SqsDiscardedBatchQueue, SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 
@@ -39,12 +39,19 @@ def api_service() -> JobService:
 
 @cache
 def outbox_service() -> JobService:
-    """The outbox function's service: the SQS jobs queue named by its settings."""
+    """The outbox relay's (and the reconciler's) service: the store and the SQS jobs queue named by its
+    settings."""
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
         SqsJobQueue(settings.queue_settings().queue_url),
         registry(),
     )
+
+
+@cache
+def discarded_batches() -> SqsDiscardedBatchQueue:
+    """The relay's on-failure destination, which the reconciler drains."""
+    return SqsDiscardedBatchQueue(settings.reconciler_settings().discarded_batches_queue_url)
 
 
 @cache
@@ -91,6 +98,7 @@ def reset() -> None:
     for cached in (
         api_service,
         outbox_service,
+        discarded_batches,
         job_creator,
         consumer_service,
         consumer_queue,
@@ -99,6 +107,7 @@ def reset() -> None:
         aws.client,
         settings.store_settings,
         settings.queue_settings,
+        settings.reconciler_settings,
         settings.idempotency_settings,
         settings.consumer_settings,
         settings.auth_settings,

@@ -182,6 +182,11 @@ class Job(BaseModel):
     result: dict[str, Any] | None = None
     error: JobError | None = None
 
+    @property
+    def is_queued(self) -> bool:
+        """True while the job waits for a run (QUEUED)."""
+        return self.status == JobStatus.QUEUED
+
 
 class JobPage(BaseModel):
     """Body of ``GET /api/v1/jobs``: jobs newest first, and the opaque token of the next page (or null)."""

@@ -2,11 +2,18 @@
 
 A message carries a ``JobMessage`` (``owner_id`` and ``job_id``), never the payload: the job item is the one
 source of truth, and SQS's 256 KiB message limit never constrains a payload.
+
+Message bodies are ASCII-escaped JSON (``encode_message``). SQS takes only #x9, #xA, #xD, #x20 to #xD7FF, #xE000
+to #xFFFD and #x10000 to #x10FFFF in a body, and has both refused other characters (``InvalidMessageContents``)
+and replaced them with U+FFFD (SendMessage, API reference, ``MessageBody``). Escaped, every string a DynamoDB item
+can hold travels as printable ASCII and comes back exactly, so no owner id is ever refused or mangled in transit.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobs import aws
@@ -16,12 +23,39 @@ from jobs.models import JobMessage
 MAX_BATCH = 10
 
 
+def encode_message(message: JobMessage) -> str:
+    """A message's body: compact JSON with every non-ASCII character escaped (``\\uXXXX``, RFC 8259 section 7),
+    so the body holds only characters SQS accepts (printable ASCII) whatever the ids hold. Any JSON parser
+    (``Json[JobMessage]`` in the consumers) reads it back to the same strings."""
+    return json.dumps(message.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What SQS said about one entry of a SendMessageBatch call.
+
+    ``message_id`` is set when the message was sent. Otherwise ``sender_fault`` tells whether SQS blamed the
+    request (``SenderFault: true``: the entry itself is wrong, and sending it again can never succeed) or itself
+    (throttling, an outage: worth retrying), and ``code`` is SQS's error code (BatchResultErrorEntry, SQS API
+    reference).
+    """
+
+    message_id: str | None = None
+    sender_fault: bool = False
+    code: str = ""
+
+    @property
+    def sent(self) -> bool:
+        """True when SQS took the message."""
+        return self.message_id is not None
+
+
 class JobQueue(Protocol):
     """Where work goes."""
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
-        """Enqueue up to ``MAX_BATCH`` job references in one call; returns, in order, each one's SQS message id,
-        or None for an entry SQS refused (the caller sends it again).
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
+        """Enqueue up to ``MAX_BATCH`` job references in one call; returns, in order, what SQS said of each: its
+        message id, or why it refused the entry.
 
         Raises:
             ValueError: more than ``MAX_BATCH`` messages.
@@ -48,7 +82,7 @@ class SqsJobQueue:
         self._queue_url = queue_url
         self._client = client
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
         """One SendMessageBatch call (entry ids are the messages' positions); see ``JobQueue.send_batch``."""
         if len(messages) > MAX_BATCH:
             raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
@@ -56,13 +90,17 @@ class SqsJobQueue:
             return []
         if self._client is None:
             self._client = aws.client("sqs")
-        entries = [{"Id": str(index), "MessageBody": m.model_dump_json()} for index, m in enumerate(messages)]
+        entries = [{"Id": str(index), "MessageBody": encode_message(m)} for index, m in enumerate(messages)]
         with aws.transient_errors_as_unavailable("SendMessageBatch"):
             response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        ids: list[str | None] = [None] * len(messages)
+        results = [SendResult(code="NotAnswered") for _ in messages]  # an entry SQS did not mention: retried
         for entry in response.get("Successful", []):
-            ids[int(entry["Id"])] = str(entry["MessageId"])
-        return ids
+            results[int(entry["Id"])] = SendResult(message_id=str(entry["MessageId"]))
+        for entry in response.get("Failed", []):
+            results[int(entry["Id"])] = SendResult(
+                sender_fault=bool(entry.get("SenderFault")), code=str(entry.get("Code", ""))
+            )
+        return results
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again after ``seconds`` (0 to 43200; ChangeMessageVisibility).
@@ -78,18 +116,82 @@ class SqsJobQueue:
             )
 
 
+class DiscardedBatchQueue(Protocol):
+    """Where the relay's event source mapping puts the stream batches it gave up on (its on-failure destination)."""
+
+    def receive(self, max_messages: int) -> list[tuple[str, str]]:
+        """Up to ``max_messages`` messages, as ``(receipt handle, body)``; they stay hidden for the queue's
+        visibility timeout unless deleted."""
+        ...
+
+    def delete(self, receipt_handle: str) -> None:
+        """Remove a received message for good."""
+        ...
+
+
+class SqsDiscardedBatchQueue:
+    """``DiscardedBatchQueue`` on an SQS standard queue (the on-failure destination of the relay's mapping).
+
+    Args:
+        queue_url: the queue's URL.
+        client: a boto3 SQS client; the process's cached one when omitted.
+    """
+
+    def __init__(self, queue_url: str, client: Any | None = None) -> None:
+        self._queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client, created on first use."""
+        if self._client is None:
+            self._client = aws.client("sqs")
+        return self._client
+
+    def receive(self, max_messages: int) -> list[tuple[str, str]]:
+        """Up to ``max_messages`` messages, ten per ReceiveMessage call (SQS's most), without waiting for more.
+
+        Raises:
+            jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
+        """
+        received: list[tuple[str, str]] = []
+        while len(received) < max_messages:
+            with aws.transient_errors_as_unavailable("ReceiveMessage"):
+                response = self.client.receive_message(
+                    QueueUrl=self._queue_url, MaxNumberOfMessages=min(MAX_BATCH, max_messages - len(received))
+                )
+            messages = response.get("Messages", [])
+            if not messages:
+                break
+            received.extend((str(m["ReceiptHandle"]), str(m["Body"])) for m in messages)
+        return received
+
+    def delete(self, receipt_handle: str) -> None:
+        """DeleteMessage. Raises ``jobs.models.ServiceUnavailable`` when SQS fails."""
+        with aws.transient_errors_as_unavailable("DeleteMessage"):
+            self.client.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt_handle)
+
+
 class InMemoryJobQueue:
-    """``JobQueue`` in a list, for unit tests: ``messages`` holds what was sent, in order."""
+    """``JobQueue`` in a list, for unit tests: ``messages`` holds what was sent, in order. A message whose
+    ``job_id`` is in ``refuse`` is refused with ``refuse[job_id]`` (a ``SendResult`` without a message id)."""
 
     def __init__(self) -> None:
         self.messages: list[JobMessage] = []
         self.delays: list[tuple[str, int]] = []
+        self.refuse: dict[str, SendResult] = {}
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         self.delays.append((receipt_handle, seconds))
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[str | None]:
+    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
         if len(messages) > MAX_BATCH:
             raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
-        self.messages.extend(messages)
-        return [f"in-memory-{len(self.messages) - len(messages) + n + 1}" for n in range(len(messages))]
+        results = []
+        for message in messages:
+            if message.job_id in self.refuse:
+                results.append(self.refuse[message.job_id])
+                continue
+            self.messages.append(message)
+            results.append(SendResult(message_id=f"in-memory-{len(self.messages)}"))
+        return results

@@ -15,9 +15,10 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import uuid6
+from pydantic import ValidationError
 
 from jobs.models import (
     InvalidPageToken,
@@ -34,12 +35,14 @@ from jobs.models import (
     ServiceUnavailable,
     TransitionRejected,
     format_timestamp,
+    is_owner_id,
     utc_now,
 )
 from jobs.observability import MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
-from jobs.queue import MAX_BATCH, JobQueue
-from jobs.store import JobStore
+from jobs.queue import MAX_BATCH, DiscardedBatchQueue, JobQueue, SendResult
+from jobs.store import QUEUED_SHARDS, JobStore
+from jobs.streams import DiscardedBatch, RecordsExpired, StreamReader, job_message_of
 
 #: A job id is a lowercase canonical UUID (RFC 9562 section 4); any other spelling names no job.
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -107,6 +110,8 @@ def decode_page_token(token: str, owner_id: str, status: str | None = None) -> s
 
 
 _PAGE_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
+#: A lease bound no run's ``started_at`` is earlier than: a transition with it takes no RUNNING job.
+_NEVER_STALE = format_timestamp(datetime(1, 1, 1, tzinfo=UTC))
 
 
 class JobService:
@@ -173,33 +178,157 @@ class JobService:
 
     def enqueue_all(self, messages: Sequence[JobMessage]) -> list[bool]:
         """Send the messages of jobs the table's stream reports as created (the outbox's relay), ``MAX_BATCH``
-        per SendMessageBatch call; returns, in order, whether each was sent. A message that was not (SQS
-        refused its entry, or the whole call failed) is for the caller to retry: its stream record is reported
-        as a batch item failure, so the job still gets its message. Once a message is not sent, the later ones
-        are not tried (reported not sent): the stream is retried from the first failure on, in order.
+        per SendMessageBatch call; returns, in order, whether each message is settled.
+
+        A message is settled when it was sent, or when its job can never get one and is marked FAILED at once:
+        its owner id breaks the identity rule (``jobs.models.is_owner_id``: no valid token can own the job, and
+        only an older version or a migration writes one), or SQS refused its entry as the sender's fault
+        (``SenderFault``: the same entry can never succeed). A job that is no longer QUEUED, or gone, needs no
+        message either. A message that is not settled (throttling, an outage, an entry SQS failed on its side) is
+        for the caller to retry: its stream record is reported as a batch item failure. Once one is not
+        settled, the later ones are not tried (reported not settled): the stream is retried from the first
+        failure on, in order.
         """
         if self.queue is None:
             raise RuntimeError("JobService.enqueue_all needs a queue")
-        sent: list[bool] = []
+        settled: list[bool] = []
         for start in range(0, len(messages), MAX_BATCH):
             chunk = messages[start : start + MAX_BATCH]
-            if not all(sent):
-                # A message before these was not sent: Lambda retries the stream from its record on, so these
+            if not all(settled):
+                # A message before these was not settled: Lambda retries the stream from its record on, so these
                 # would be sent again anyway. Stop here, rather than send them twice or wait on a failing SQS.
-                sent.extend([False] * len(chunk))
+                settled.extend([False] * len(chunk))
                 continue
+            settled.extend(self._enqueue_chunk(chunk))
+        return settled
+
+    def _enqueue_chunk(self, chunk: Sequence[JobMessage]) -> list[bool]:
+        assert self.queue is not None
+        sendable = [message for message in chunk if is_owner_id(message.owner_id)]
+        try:
+            results = self.queue.send_batch(sendable) if sendable else []
+        except ServiceUnavailable as error:
+            logger.warning("%d messages not sent: %s", len(sendable), error)
+            results = [SendResult(code="Unavailable")] * len(sendable)
+        outcome = dict(zip((id(message) for message in sendable), results, strict=True))
+        settled = []
+        for message in chunk:
+            result = outcome.get(id(message))
+            extra = {"job_id": message.job_id}
+            if result is None:
+                failure = JobError(
+                    type="InvalidOwner",
+                    message="the job's owner id is not 1 to 255 printable ASCII characters, so no token can own it "
+                    "and its message is not sent",
+                )
+                settled.append(self._fail_unsendable(message, failure))
+            elif result.sent:
+                logger.info("Job %s enqueued", message.job_id, extra=extra)
+                settled.append(True)
+            elif result.sender_fault:
+                failure = JobError(type="MessageRefused", message=f"SQS refused the job's message ({result.code})")
+                settled.append(self._fail_unsendable(message, failure))
+            else:
+                logger.warning("Job %s not enqueued (%s); retried", message.job_id, result.code, extra=extra)
+                settled.append(False)
+        return settled
+
+    def _fail_unsendable(self, message: JobMessage, failure: JobError) -> bool:
+        """Mark FAILED the QUEUED job of a message that can never be sent; True when that settles the message
+        (the job is FAILED now, or no longer QUEUED, or gone), False when DynamoDB failed (retry)."""
+        now = self.clock()
+        try:
+            self.store.fail_abandoned(
+                message.owner_id,
+                message.job_id,
+                now_text=format_timestamp(now),
+                stale_before_text=_NEVER_STALE,  # no RUNNING job is taken from its run here: only QUEUED ones
+                error=failure,
+                expires_at=self._expiry(now),
+            )
+        except TransitionRejected as rejected:
+            status = rejected.current.status if rejected.current is not None else "gone"
+            logger.info("Job %s needs no message (%s)", message.job_id, status, extra={"job_id": message.job_id})
+            return True
+        except ServiceUnavailable as error:
+            logger.warning("Job %s not failed now: %s", message.job_id, error, extra={"job_id": message.job_id})
+            return False
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="JobsUnsendable", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "Job %s FAILED: its message can never be sent",
+            message.job_id,
+            extra={"job_id": message.job_id, "error": failure.model_dump()},
+        )
+        return True
+
+    def replay_discarded(self, batches: DiscardedBatchQueue, reader: StreamReader, *, max_batches: int = 100) -> int:
+        """Replay the stream batches the relay's event source mapping gave up on (its on-failure destination):
+        read each batch's records back from the stream and send the messages of the jobs they created that are
+        still QUEUED (a job that started, finished or was deleted needs none; a duplicate is harmless, as every
+        transition is conditional). Returns the number of messages sent.
+
+        A batch is removed from ``batches`` once replayed, or once the stream no longer holds its records (24
+        hours; ``reconcile`` covers those jobs); one that fails now (throttling, an outage) stays for the next
+        run. At most ``max_batches`` batches per call.
+        """
+        sent = 0
+        for receipt, body in batches.receive(max_batches):
             try:
-                ids = self.queue.send_batch(chunk)
+                batch = DiscardedBatch.model_validate_json(body).DDBStreamBatchInfo
+            except ValidationError:
+                logger.error("Not a discarded stream batch; removed", extra={"body": body[:1024]})
+                batches.delete(receipt)
+                continue
+            where = {"shard_id": batch.shardId, "first": batch.startSequenceNumber, "last": batch.endSequenceNumber}
+            try:
+                messages = [
+                    message
+                    for record in reader.records(batch)
+                    if record.get("eventName") == "INSERT" and (message := job_message_of(record)) is not None
+                ]
+                queued = [m for m in messages if (job := self.store.get(m.owner_id, m.job_id)) and job.is_queued]
+                settled = self.enqueue_all(queued)
+            except RecordsExpired as expired:
+                logger.warning("Discarded batch no longer in the stream; removed: %s", expired, extra=where)
+                batches.delete(receipt)
+                continue
             except ServiceUnavailable as error:
-                logger.warning("%d messages not sent: %s", len(chunk), error)
-                ids = [None] * len(chunk)
-            for message, message_id in zip(chunk, ids, strict=True):
-                if message_id is None:
-                    logger.warning("Job %s not enqueued; retried", message.job_id, extra={"job_id": message.job_id})
-                else:
-                    logger.info("Job %s enqueued", message.job_id, extra={"job_id": message.job_id})
-                sent.append(message_id is not None)
+                logger.warning("Discarded batch not replayed now: %s", error, extra=where)
+                continue
+            if not all(settled):
+                logger.warning("Discarded batch partly replayed; kept for the next run", extra=where)
+                continue
+            logger.info("Discarded batch replayed: %d of %d jobs still QUEUED", len(queued), len(messages), extra=where)
+            sent += len(queued)
+            batches.delete(receipt)
         return sent
+
+    def reconcile(self, *, queued_for: timedelta, max_jobs: int = 5000) -> int:
+        """Send again the messages of QUEUED jobs not updated for ``queued_for``: jobs the stream could not give a
+        message (past its retention, or written by an older version). Reads the sparse ``Queued`` index shard by
+        shard; at most ``max_jobs`` per call (the next call goes on). A job whose message is still in the queue
+        gets a duplicate, which its conditional transitions make harmless. Returns the number of messages
+        settled (sent, or their jobs failed as unsendable).
+
+        Raises:
+            ServiceUnavailable: DynamoDB failed (SQS failures leave those jobs to the next call).
+        """
+        before = format_timestamp(self.clock() - queued_for)
+        settled = 0
+        pending: list[JobMessage] = []
+        for shard in QUEUED_SHARDS:
+            for owner_id, job_id in self.store.list_queued(shard, updated_before_text=before):
+                pending.append(JobMessage(owner_id=owner_id, job_id=job_id))
+                if len(pending) >= max_jobs:
+                    break
+            if len(pending) >= max_jobs:
+                break
+        for start in range(0, len(pending), MAX_BATCH):
+            settled += sum(self.enqueue_all(pending[start : start + MAX_BATCH]))
+        if pending:
+            logger.warning("Reconciled %d QUEUED job(s) older than %s: %d settled", len(pending), before, settled)
+        return settled
 
     def get_job(self, owner_id: str, job_id: str) -> Job:
         """The owner's job. Raises ``JobNotFound`` when absent, malformed, or someone else's."""

@@ -35,6 +35,18 @@ class QueueSettings(BaseSettings):
     queue_url: str = Field(min_length=1)
 
 
+class ReconcilerSettings(BaseSettings):
+    """What the reconciler needs beyond ``QueueSettings``: ``JOBS_DISCARDED_BATCHES_QUEUE_URL`` (the relay's
+    on-failure destination, whose stream batches it replays) and ``JOBS_RECONCILE_AFTER_SECONDS`` (a QUEUED job
+    not updated for this long gets its message again; an hour by default: longer than a queue backlog should
+    last, shorter than the stream's 24 hours)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    discarded_batches_queue_url: str = Field(min_length=1)
+    reconcile_after_seconds: int = Field(default=3600, ge=1, le=14 * 86400)
+
+
 class IdempotencySettings(BaseSettings):
     """Where ``Idempotency-Key`` records live: ``JOBS_IDEMPOTENCY_TABLE_NAME``, and how long a key is remembered,
     ``JOBS_IDEMPOTENCY_EXPIRY_SECONDS`` (a day by default)."""
@@ -145,6 +157,12 @@ def store_settings() -> StoreSettings:
 def queue_settings() -> QueueSettings:
     """The cached ``QueueSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return QueueSettings()
+
+
+@cache
+def reconciler_settings() -> ReconcilerSettings:
+    """The cached ``ReconcilerSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return ReconcilerSettings()
 
 
 @cache

@@ -77,11 +77,44 @@ def status_key(status: JobStatus | str, job_id: str) -> str:
     return f"{JobStatus(status).value}#{job_id}"
 
 
+#: The ``Queued`` index (partition ``queued_shard``, sort ``job_id``, sparse): every QUEUED job of every owner and
+#: no other, for the reconciler. Only a QUEUED item carries ``queued_shard``, so the index holds nothing else
+#: and a query reads only QUEUED jobs. The shard, the job id's last hex digit, spreads the index's writes over
+#: ``QUEUED_SHARDS`` partition key values (DynamoDB throttles one key value of an index beyond 1,000 writes/s).
+QUEUED_INDEX = "Queued"
+QUEUED_SHARD = "queued_shard"
+QUEUED_SHARDS = tuple("0123456789abcdef")
+
+
+def queued_shard(job_id: str) -> str:
+    """The ``Queued`` index partition of a QUEUED job: the last character of its id, lowercased (a hex digit for
+    every id this API makes; any other id still gets a shard the reconciler may not read, and is logged there)."""
+    return job_id[-1:].lower() or "0"
+
+
+#: DynamoDB's key limits (developer guide, "Quotas": partition key 2,048 bytes, sort key 1,024 bytes, UTF-8).
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+
+
+def holdable_key(owner_id: str, job_id: str) -> bool:
+    """True when DynamoDB can hold an item keyed ``(owner_id, job_id)``: both non-empty valid UTF-8 (no lone
+    surrogate) within DynamoDB's key limits. A key it cannot hold names no job, so every operation on one answers
+    as for a missing job instead of failing with DynamoDB's ValidationException (which no retry could fix)."""
+    try:
+        owner_bytes, job_bytes = len(owner_id.encode("utf-8")), len(job_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return 0 < owner_bytes <= MAX_PARTITION_KEY_BYTES and 0 < job_bytes <= MAX_SORT_KEY_BYTES
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out."""
     data = job.model_dump(mode="json", exclude_none=True)
     data["owner_id"] = job.owner_id
     data[STATUS_KEY] = status_key(job.status, job.job_id)
+    if job.status == JobStatus.QUEUED:
+        data[QUEUED_SHARD] = queued_shard(job.job_id)
     return {name: to_attribute_value(value) for name, value in data.items()}
 
 
@@ -116,6 +149,12 @@ class JobStore(Protocol):
 
     def delete(self, owner_id: str, job_id: str) -> bool:
         """Delete the owner's job whatever its status; False when there was none (or it has expired)."""
+        ...
+
+    def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
+        """``(owner_id, job_id)`` of every QUEUED job of every owner in one ``QUEUED_SHARDS`` shard whose
+        ``updated_at`` is earlier than ``updated_before_text`` (RFC 3339), in job id (creation) order; read from
+        the sparse ``Queued`` index, which holds QUEUED jobs only (eventually consistent)."""
         ...
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
@@ -219,6 +258,8 @@ class DynamoJobStore:
                 raise
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
+        if not holdable_key(owner_id, job_id):
+            return None
         with aws.transient_errors_as_unavailable("GetItem"):
             response = self.client.get_item(TableName=self._table, Key=self._key(owner_id, job_id), ConsistentRead=True)
         item = response.get("Item")
@@ -285,6 +326,8 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def delete(self, owner_id: str, job_id: str) -> bool:
+        if not holdable_key(owner_id, job_id):
+            return False
         with aws.transient_errors_as_unavailable("DeleteItem"):
             try:
                 self.client.delete_item(
@@ -298,6 +341,23 @@ class DynamoJobStore:
                     return False
                 raise
         return True
+
+    def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUED_INDEX,
+            "KeyConditionExpression": f"{QUEUED_SHARD} = :shard",
+            "FilterExpression": "updated_at < :before",
+            "ExpressionAttributeValues": {":shard": {"S": shard}, ":before": {"S": updated_before_text}},
+        }
+        while True:
+            with aws.transient_errors_as_unavailable("Query"):
+                response = self.client.query(**request)
+            for item in response.get("Items", []):
+                yield item["owner_id"]["S"], item["job_id"]["S"]
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
         return self._transition(
@@ -374,9 +434,16 @@ class DynamoJobStore:
     def _transition(
         self, owner_id: str, job_id: str, new_status: JobStatus, *, condition: str, update: str, values: dict[str, Any]
     ) -> Job:
-        # Every status change moves the job in the ByStatus index too.
+        if not holdable_key(owner_id, job_id):
+            raise TransitionRejected(None)
+        # Every status change moves the job in the ByStatus index too, and into or out of the Queued index.
         update = update.replace("SET ", f"SET {STATUS_KEY} = :status_key, ", 1)
         values = {**values, ":status_key": {"S": status_key(new_status, job_id)}}
+        if new_status == JobStatus.QUEUED:
+            update = update.replace("SET ", f"SET {QUEUED_SHARD} = :queued_shard, ", 1)
+            values[":queued_shard"] = {"S": queued_shard(job_id)}
+        else:
+            update += f" REMOVE {QUEUED_SHARD}"
         text = f"{condition} {update}"
         names = {name: name[1:] for name in ("#status", "#result", "#error") if name in text}
         statuses = {f":{s.lower()}": {"S": s.value} for s in JobStatus if f":{s.lower()}" in text}
@@ -446,6 +513,8 @@ class InMemoryJobStore:
             self._save(job)
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
+        if not holdable_key(owner_id, job_id):
+            return None
         return self._load((owner_id, job_id)) if self._live((owner_id, job_id)) else None
 
     def list_page(
@@ -475,7 +544,20 @@ class InMemoryJobStore:
             if job is not None:
                 yield job
 
+    def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
+        found = sorted(
+            (job_id, owner)
+            for (owner, job_id), data in list(self.items.items())
+            if data["status"] == JobStatus.QUEUED
+            and queued_shard(job_id) == shard
+            and data["updated_at"] < updated_before_text
+        )
+        for job_id, owner in found:
+            yield owner, job_id
+
     def delete(self, owner_id: str, job_id: str) -> bool:
+        if not holdable_key(owner_id, job_id):
+            return False
         with self._lock:
             if not self._live((owner_id, job_id)):
                 return False
@@ -555,6 +637,8 @@ class InMemoryJobStore:
         changes: Callable[[Job], dict[str, Any]],
         expires_at: int | None = None,
     ) -> Job:
+        if not holdable_key(owner_id, job_id):
+            raise TransitionRejected(None)
         # Check and write under one lock: a conditional write is atomic in DynamoDB, so it is here too.
         with self._lock:
             job = self._load((owner_id, job_id))
@@ -585,7 +669,9 @@ __all__ = [
     "InMemoryJobStore",
     "JobStore",
     "from_attribute_value",
+    "holdable_key",
     "item_to_job",
     "job_to_item",
+    "queued_shard",
     "to_attribute_value",
 ]

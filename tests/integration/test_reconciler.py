@@ -1,0 +1,125 @@
+"""The reconciler's handler against moto: it replays the stream batches the relay gave up on (their coordinates
+on the on-failure destination, their records read back from the table's stream), and re-sends the messages of
+QUEUED jobs left without one, read from the sparse ``Queued`` index."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from jobs.models import Job, JobCreate, JobStatus, utc_now
+from jobs.service import JobService
+from jobs.store import DynamoJobStore, InMemoryJobStore, job_to_item
+from tests.conftest import Aws
+from tests.helpers import FakeLambdaContext, load_function
+
+
+@pytest.fixture
+def reconciler(aws: Aws) -> ModuleType:
+    return load_function("reconcile_jobs")
+
+
+def put_job(aws: Aws, owner_id: str = "alice", *, age: timedelta = timedelta(0), status: JobStatus = JobStatus.QUEUED) -> Job:
+    """A job written straight into the table (as an older version or a migration could), ``age`` old."""
+    when = utc_now() - age
+    job = JobService(InMemoryJobStore(), clock=lambda: when).create_job(owner_id, JobCreate(title="t", type="noop"))
+    job = job.model_copy(update={"status": status})
+    aws.dynamodb.put_item(TableName=aws.table_name, Item=job_to_item(job))
+    return job
+
+
+def stream_batch(aws: Aws, *jobs: Job) -> dict[str, Any]:
+    """The on-failure record Lambda would send for a discarded batch holding the INSERTs of ``jobs``."""
+    streams = boto3.client("dynamodbstreams")
+    arn = aws.physical["JobsTable"]["StreamArn"]
+    [shard] = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    wanted = {job.job_id for job in jobs}
+    numbers = [r["dynamodb"]["SequenceNumber"] for r in records if r["dynamodb"]["Keys"]["job_id"]["S"] in wanted]
+    return {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "version": "1.0",
+        "DDBStreamBatchInfo": {
+            "shardId": shard["ShardId"],
+            "startSequenceNumber": min(numbers, key=int),
+            "endSequenceNumber": max(numbers, key=int),
+            "batchSize": len(numbers),
+            "streamArn": arn,
+        },
+    }
+
+
+def sent_job_ids(aws: Aws) -> list[str]:
+    return sorted(json.loads(m["Body"])["job_id"] for m in aws.messages())
+
+
+def test_a_discarded_batch_is_replayed_for_its_jobs_still_queued(reconciler: ModuleType, aws: Aws) -> None:
+    queued, started, deleted = put_job(aws), put_job(aws), put_job(aws)
+    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps(stream_batch(aws, queued, started, deleted)))
+    aws.dynamodb.update_item(
+        TableName=aws.table_name,
+        Key={"owner_id": {"S": "alice"}, "job_id": {"S": started.job_id}},
+        UpdateExpression="SET #s = :r",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":r": {"S": "RUNNING"}},
+    )
+    aws.dynamodb.delete_item(TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": deleted.job_id}})
+
+    result = reconciler.lambda_handler({}, FakeLambdaContext())
+
+    assert result["replayed"] == 1
+    assert sent_job_ids(aws) == [queued.job_id]
+    assert aws.messages(aws.discarded_url) == []  # replayed batches are removed
+
+
+def test_a_batch_the_stream_no_longer_holds_is_removed(reconciler: ModuleType, aws: Aws) -> None:
+    batch = stream_batch(aws, put_job(aws))
+    info = batch["DDBStreamBatchInfo"]  # a stream gone since (its table replaced, say): ResourceNotFoundException
+    info["streamArn"] = info["streamArn"].replace(aws.table_name, "jobs-replaced")
+    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps(batch))
+
+    result = reconciler.lambda_handler({}, FakeLambdaContext())
+
+    assert result["replayed"] == 0
+    assert aws.messages(aws.discarded_url) == []
+
+
+def test_a_message_that_is_no_discarded_batch_is_removed(reconciler: ModuleType, aws: Aws) -> None:
+    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody='{"not": "a batch"}')
+
+    reconciler.lambda_handler({}, FakeLambdaContext())
+
+    assert aws.messages(aws.discarded_url) == []
+
+
+def test_a_job_left_queued_past_the_bound_gets_its_message_again(
+    reconciler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_RECONCILE_AFTER_SECONDS", "600")
+    old, recent = put_job(aws, age=timedelta(minutes=11)), put_job(aws, "bob", age=timedelta(minutes=9))
+    put_job(aws, "carol", age=timedelta(hours=2), status=JobStatus.SUCCEEDED)
+
+    result = reconciler.lambda_handler({}, FakeLambdaContext())
+
+    assert result["reconciled"] == 1
+    assert sent_job_ids(aws) == [old.job_id]
+    assert recent.job_id not in sent_job_ids(aws)
+
+
+def test_a_queued_job_whose_owner_no_token_can_hold_ends_failed(reconciler: ModuleType, aws: Aws) -> None:
+    job = put_job(aws, "owner with spaces", age=timedelta(hours=2))
+
+    reconciler.lambda_handler({}, FakeLambdaContext())
+
+    item = aws.dynamodb.get_item(
+        TableName=aws.table_name, Key={"owner_id": {"S": "owner with spaces"}, "job_id": {"S": job.job_id}}
+    )["Item"]
+    assert item["status"]["S"] == "FAILED"
+    assert item["error"]["M"]["type"]["S"] == "InvalidOwner"
+    assert aws.messages() == []
