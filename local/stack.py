@@ -19,6 +19,10 @@ Environment (all optional):
     JOBS_LOCAL_ENV_VARS       a JSON file of extra function environment, in sam local's --env-vars shape:
                               {"Parameters": {...all functions...}, "ApiFunction": {...one function...}}
     JOBS_FAULT_INJECTION      "1" adds the fault-injection job types (flaky, fail, sleep, crash) to every function
+    JOBS_LOCAL_SQS_INVALID_CHARACTERS
+                              what moto's SQS does with a message character AWS does not allow (SendMessage API
+                              reference, MessageBody): "refuse" (InvalidMessageContents, as AWS documents today) or
+                              "replace" (each becomes U+FFFD, as it documented before); see local/moto_server.py
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from botocore.exceptions import EndpointConnectionError
 from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.lambda_api import LambdaApi
+from local.moto_server import INVALID_CHARACTERS_MODES, INVALID_CHARACTERS_VARIABLE
 from local.poller import SqsPoller
 from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
@@ -115,6 +120,35 @@ def cli_usage(port: int) -> list[str]:
     ]
 
 
+def start_moto(port: int, sqs_invalid_characters: str = INVALID_CHARACTERS_MODES[0]) -> subprocess.Popen[bytes]:
+    """Start moto's server on 127.0.0.1:``port`` as ``local.moto_server`` (moto.server with its SQS deletes made
+    thread-safe and AWS's message characters enforced: see that module) and wait until it listens.
+
+    Args:
+        port: the port to listen on.
+        sqs_invalid_characters: ``refuse`` or ``replace``, passed as ``JOBS_LOCAL_SQS_INVALID_CHARACTERS``.
+
+    Raises:
+        SystemExit: the server exited at start or did not listen within 30 s.
+    """
+    command = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    # A fixed argument list: this interpreter, local.moto_server, loopback and a port number.
+    process = subprocess.Popen(  # noqa: S603 # nosec B603
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+        env={**os.environ, "PYTHONPATH": python_path, INVALID_CHARACTERS_VARIABLE: sqs_invalid_characters},
+    )
+    if not wait_for_port(port, process, 30):
+        if process.poll() is not None:
+            raise SystemExit(f"moto's server exited at start (is port {port} free? JOBS_LOCAL_AWS_PORT)")
+        process.kill()
+        raise SystemExit("moto's server did not start within 30 s")
+    return process
+
+
 _OUTPUT_LOCK = threading.Lock()
 
 
@@ -146,6 +180,8 @@ class Stack:
         dynamodb: where the tables live: ``"moto"`` (moto's server), ``"local"`` (a DynamoDB Local server the
             stack starts and stops; ``SystemExit`` when it is not installed) or the URL of a running endpoint.
             The functions reach it through ``AWS_ENDPOINT_URL_DYNAMODB``, as boto3 reads it.
+        sqs_invalid_characters: what moto's SQS does with a message character AWS does not allow: ``refuse`` or
+            ``replace`` (``local.moto_server``); ``SystemExit`` for anything else.
     """
 
     def __init__(
@@ -160,7 +196,14 @@ class Stack:
         secret: str = DEVELOPMENT_SECRET,
         function_environment: Mapping[str, Mapping[str, str]] | None = None,
         dynamodb: str = "moto",
+        sqs_invalid_characters: str = INVALID_CHARACTERS_MODES[0],
     ) -> None:
+        if sqs_invalid_characters not in INVALID_CHARACTERS_MODES:
+            raise SystemExit(
+                f"{INVALID_CHARACTERS_VARIABLE}/--sqs-invalid-characters: {sqs_invalid_characters!r} is not one of "
+                + ", ".join(INVALID_CHARACTERS_MODES)
+            )
+        self.sqs_invalid_characters = sqs_invalid_characters
         self.template_path = template_path
         self.port = port
         self.aws_port = aws_port or free_port()
@@ -329,21 +372,7 @@ class Stack:
         return lambda body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 
     def _start_moto(self) -> None:
-        # local.moto_server: moto.server with its SQS deletes made thread-safe (see that module).
-        command = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(self.aws_port)]
-        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        # A fixed argument list: this interpreter, local.moto_server, loopback and a port number.
-        self._moto = subprocess.Popen(  # noqa: S603 # nosec B603
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-            env={**os.environ, "PYTHONPATH": python_path},
-        )
-        if not wait_for_port(self.aws_port, self._moto, 30):
-            if self._moto.poll() is not None:
-                raise SystemExit(f"moto's server exited at start (is port {self.aws_port} free? JOBS_LOCAL_AWS_PORT)")
-            raise SystemExit("moto's server did not start within 30 s")
+        self._moto = start_moto(self.aws_port, self.sqs_invalid_characters)
 
     def stop(self) -> None:
         """Stop everything this stack started."""
@@ -377,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameter-overrides", default=os.environ.get("JOBS_PARAMETER_OVERRIDES", ""))
     parser.add_argument("--env-vars", type=Path, default=os.environ.get("JOBS_LOCAL_ENV_VARS") or None)
     parser.add_argument("--dynamodb", default=os.environ.get("JOBS_LOCAL_DYNAMODB") or "auto")
+    parser.add_argument(
+        "--sqs-invalid-characters",
+        default=os.environ.get(INVALID_CHARACTERS_VARIABLE) or INVALID_CHARACTERS_MODES[0],
+    )
     args = parser.parse_args(argv)
     function_environment: dict[str, dict[str, str]] = {}
     if args.env_vars:
@@ -396,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         secret=jwt_secret(),
         function_environment=function_environment,
         dynamodb=choose_dynamodb(args.dynamodb),
+        sqs_invalid_characters=args.sqs_invalid_characters,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -1,4 +1,5 @@
-"""The local stack's moto server deletes SQS messages under the queue's lock, so a concurrent send is never lost."""
+"""The local stack's moto server deletes SQS messages under the queue's lock, so a concurrent send is never lost,
+and holds messages to SQS's characters (over the wire: tests/integration/test_sqs_message_characters.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import time
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
-from moto.sqs.models import Queue
+from moto.sqs.models import Queue, SQSBackend
 
-from local.moto_server import lock_deletes
+from local.moto_server import InvalidMessageContents, allowed, enforce_message_characters, lock_deletes
+from local.stack import Stack
 
 
 def _queue_model(url: str) -> Any:
@@ -49,3 +52,28 @@ def test_a_delete_waits_for_the_queue_lock_that_sends_hold() -> None:
             ]
             == "0"
         )
+
+
+def test_the_character_rule_patches_moto_once_and_a_later_call_only_switches_the_mode() -> None:
+    enforce_message_characters("replace")
+    enforce_message_characters("refuse")  # the tests' rule (tests/conftest.py), restored
+    for method in (SQSBackend.send_message, SQSBackend.send_message_batch):
+        wrapped = getattr(method, "__wrapped__", None)
+        assert wrapped is not None
+        assert getattr(wrapped, "__wrapped__", None) is None
+
+
+def test_a_lone_surrogate_that_reaches_moto_is_outside_the_set() -> None:
+    # boto3 cannot encode one as UTF-8, but a decoded request may hold one; U+D7FF and U+E000 border them.
+    with pytest.raises(InvalidMessageContents):
+        allowed("a\ud800b", "message body", "refuse")
+    assert allowed("a\udfffb", "message body", "replace") == "a\ufffdb"
+    assert allowed("\ud7ff\ue000", "message body", "refuse") == "\ud7ff\ue000"
+
+
+@pytest.mark.parametrize("mode", ["", "lenient", "Refuse"])
+def test_an_unknown_mode_is_refused_by_the_patch_and_by_the_stack(mode: str) -> None:
+    with pytest.raises(ValueError, match="JOBS_LOCAL_SQS_INVALID_CHARACTERS"):
+        enforce_message_characters(mode)
+    with pytest.raises(SystemExit, match="JOBS_LOCAL_SQS_INVALID_CHARACTERS"):
+        Stack(sqs_invalid_characters=mode)
