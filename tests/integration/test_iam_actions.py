@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
 from datetime import timedelta
+from typing import Any
 
 import boto3
 import botocore.session

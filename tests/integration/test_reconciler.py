@@ -14,7 +14,7 @@ import pytest
 
 from jobs.models import Job, JobCreate, JobStatus, utc_now
 from jobs.service import JobService
-from jobs.store import DynamoJobStore, InMemoryJobStore, job_to_item
+from jobs.store import InMemoryJobStore, job_to_item
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_function
 
@@ -24,7 +24,9 @@ def reconciler(aws: Aws) -> ModuleType:
     return load_function("reconcile_jobs")
 
 
-def put_job(aws: Aws, owner_id: str = "alice", *, age: timedelta = timedelta(0), status: JobStatus = JobStatus.QUEUED) -> Job:
+def put_job(
+    aws: Aws, owner_id: str = "alice", *, age: timedelta = timedelta(0), status: JobStatus = JobStatus.QUEUED
+) -> Job:
     """A job written straight into the table (as an older version or a migration could), ``age`` old."""
     when = utc_now() - age
     job = JobService(InMemoryJobStore(), clock=lambda: when).create_job(owner_id, JobCreate(title="t", type="noop"))
@@ -61,7 +63,9 @@ def sent_job_ids(aws: Aws) -> list[str]:
 
 def test_a_discarded_batch_is_replayed_for_its_jobs_still_queued(reconciler: ModuleType, aws: Aws) -> None:
     queued, started, deleted = put_job(aws), put_job(aws), put_job(aws)
-    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps(stream_batch(aws, queued, started, deleted)))
+    aws.sqs.send_message(
+        QueueUrl=aws.discarded_url, MessageBody=json.dumps(stream_batch(aws, queued, started, deleted))
+    )
     aws.dynamodb.update_item(
         TableName=aws.table_name,
         Key={"owner_id": {"S": "alice"}, "job_id": {"S": started.job_id}},
@@ -69,7 +73,9 @@ def test_a_discarded_batch_is_replayed_for_its_jobs_still_queued(reconciler: Mod
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":r": {"S": "RUNNING"}},
     )
-    aws.dynamodb.delete_item(TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": deleted.job_id}})
+    aws.dynamodb.delete_item(
+        TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": deleted.job_id}}
+    )
 
     result = reconciler.lambda_handler({}, FakeLambdaContext())
 
