@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import boto3
@@ -75,24 +76,19 @@ def test_a_poison_item_ends_failed_and_other_owners_jobs_succeed_in_the_usual_ti
     ]
     assert [reply.status for reply in created] == [201, 201, 201]
 
+    def succeeded(job_id: str) -> bool:
+        return bool(stack.request("GET", f"/api/v1/jobs/{job_id}", token=bob).body["status"] == "SUCCEEDED")
+
+    def failed(owner: str, job_id: str) -> dict[str, Any] | None:
+        assert stack.process is not None
+        found = status_in_table(stack.process, owner, job_id)
+        return found if found["status"] == "FAILED" else None
+
     for reply in created:
-        job_id = reply.body["job_id"]
-        until(
-            lambda job_id=job_id: (
-                stack.request("GET", f"/api/v1/jobs/{job_id}", token=bob).body["status"] == "SUCCEEDED"
-            ),
-            20,
-            f"bob's job {job_id} SUCCEEDED",
-        )
+        until(partial(succeeded, reply.body["job_id"]), 20, f"bob's job {reply.body['job_id']} SUCCEEDED")
     done_after = time.monotonic() - started
     for owner, job_id in poison.items():
-        found = until(
-            lambda owner=owner, job_id=job_id: (
-                (s := status_in_table(stack.process, owner, job_id))["status"] == "FAILED" and s
-            ),
-            20,
-            f"the poison job of {owner!r} FAILED",
-        )
+        found = until(partial(failed, owner, job_id), 20, f"the poison job of {owner!r} FAILED")
         assert found["error"]["M"]["type"]["S"] == "InvalidOwner"
     assert done_after < 20
 
