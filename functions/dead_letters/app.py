@@ -3,7 +3,10 @@ jobs queue's dead-letter queue, so that no job waits QUEUED or RUNNING forever b
 
 A job that is finished or deleted is left as it is. A job still RUNNING under a live lease (its run may yet
 finish) is retried when the lease ends. Every dead-lettered message is logged with its ids and receive count.
-A body that is not a job reference is logged in full and acknowledged: there is no job to mark.
+A body that is not a job reference is logged in full and acknowledged: there is no job to mark. No record loops
+on this queue, which has no dead-letter queue of its own: one that still fails after
+``JOBS_DEAD_LETTER_MAX_RECEIVES`` receives (20, about an hour at the queue's 180 s visibility timeout) is logged
+as an error, counted (``DeadLettersAbandoned``) and acknowledged; a job it leaves QUEUED is the reconciler's.
 """
 
 from typing import Any
@@ -14,9 +17,10 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from jobs import bootstrap
+from jobs import bootstrap, settings
 from jobs.batch import JobMessageRecord, batch_processor, settle
-from jobs.observability import logger, metrics
+from jobs.models import RetryLater
+from jobs.observability import MetricUnit, logger, metrics
 
 processor = batch_processor()
 
@@ -27,7 +31,20 @@ def record_handler(record: JobMessageRecord) -> None:
         "Dead-lettered message",
         extra={"message_id": record.messageId, "receive_count": record.attributes.ApproximateReceiveCount},
     )
-    settle(record, bootstrap.consumer_service().fail_dead_lettered)
+    try:
+        settle(record, bootstrap.consumer_service().fail_dead_lettered)
+    except RetryLater:
+        raise  # a live lease: bounded by the lease itself
+    except Exception:
+        receives = int(record.attributes.ApproximateReceiveCount)
+        if receives < settings.consumer_settings().dead_letter_max_receives:
+            raise
+        logger.exception(
+            "Dead-lettered message abandoned after %d receives",
+            receives,
+            extra={"message_id": record.messageId, "job_id": record.body.job_id},
+        )
+        metrics.add_metric(name="DeadLettersAbandoned", unit=MetricUnit.Count, value=1)
 
 
 def _acknowledge_poison(event: dict[str, Any]) -> dict[str, Any]:

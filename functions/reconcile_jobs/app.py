@@ -10,7 +10,9 @@ Two passes per run, each bounded:
 A duplicate message is harmless: every transition is conditional. An operator runs it at once with
 ``aws lambda invoke`` (README, "No record stalls its pipeline"); ``make replay-stream`` does that locally. The
 event may choose the passes (``{"replay": false}``, ``{"reconcile": false}``) and the bound
-(``{"reconcile_after_seconds": 600}``); the schedule's event sets none of them, so both passes run.
+(``{"reconcile_after_seconds": 600}``); the schedule's event sets none of them, so both passes run. Once, when
+upgrading a stack whose table predates the ``Queued`` index, ``{"backfill": true}`` first puts its QUEUED items
+into the index (a Scan; README, "Upgrading").
 """
 
 from datetime import timedelta
@@ -31,6 +33,7 @@ class ReconcilerRequest(BaseModel):
 
     replay: bool = True
     reconcile: bool = True
+    backfill: bool = False
     reconcile_after_seconds: int | None = Field(default=None, ge=1, le=14 * 86400)
 
 
@@ -42,6 +45,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     request = ReconcilerRequest.model_validate(event or {})
     service = bootstrap.outbox_service()
     replayed = reconciled = 0
+    if request.backfill:
+        logger.info("Backfill: %d QUEUED job(s) put into the Queued index", service.store.index_queued())
     if request.replay:
         replayed = service.replay_discarded(bootstrap.discarded_batches(), StreamReader())
     if request.reconcile:

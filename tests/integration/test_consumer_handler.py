@@ -319,6 +319,51 @@ def test_a_dead_lettered_poison_message_is_logged_and_acknowledged(
     assert any(getattr(record, "body", None) == "definitely not a job" for record in caplog.records)
 
 
+def _denied(**_: Any) -> Any:
+    from botocore.exceptions import ClientError
+
+    raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateItem")
+
+
+def test_a_dead_letter_that_keeps_failing_comes_back_until_its_receive_bound(
+    dead_letters: ModuleType, service: JobService, aws: Aws, dlq_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    event = dead_letter(aws, json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+    monkeypatch.setattr(bootstrap.consumer_service().store.client, "update_item", _denied)  # type: ignore[attr-defined]
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "19"
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    assert failures(response) == [event["Records"][0]["messageId"]]
+
+
+def test_a_dead_letter_that_fails_on_its_last_allowed_receive_is_abandoned_not_looped(
+    dead_letters: ModuleType, service: JobService, aws: Aws, dlq_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = service.create_job("alice", JobCreate(title="noop", type="noop"))
+    event = dead_letter(aws, json.dumps({"owner_id": "alice", "job_id": job.job_id}))
+    monkeypatch.setattr(bootstrap.consumer_service().store.client, "update_item", _denied)  # type: ignore[attr-defined]
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "20"
+
+    response = dead_letters.lambda_handler(event, FakeLambdaContext())
+
+    assert failures(response) == []  # logged, counted, acknowledged: the reconciler has the QUEUED job
+
+
+@pytest.mark.parametrize("owner_id", ["x" * 2049, "\uffff", "a b"])
+def test_a_message_whose_owner_names_no_job_is_acknowledged_by_both_consumers(
+    consumer: ModuleType, dead_letters: ModuleType, aws: Aws, owner_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = json.dumps({"owner_id": owner_id, "job_id": "01a226ee-fede-7c74-8f78-130f6101394b"})
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
+
+    assert failures(consumer.lambda_handler(receive(aws), FakeLambdaContext())) == []
+    monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", aws.dlq_url)
+    bootstrap.reset()
+    assert failures(dead_letters.lambda_handler(dead_letter(aws, body), FakeLambdaContext())) == []
+
+
 def test_only_the_built_in_types_exist_without_fault_injection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JOBS_FAULT_INJECTION")
 

@@ -252,6 +252,6 @@ def test_the_reconciler_is_granted_exactly_what_its_code_calls(
     service.create_job("no owner", JobCreate(title="t", type="noop"))  # reconciled into FAILED (UpdateItem)
 
     with recorder.recording():
-        load_function("reconcile_jobs").lambda_handler({}, FakeLambdaContext())
+        load_function("reconcile_jobs").lambda_handler({"backfill": True}, FakeLambdaContext())
 
     assert recorder.calls | platform("ReconcileJobsFunction") == granted("ReconcileJobsFunctionRole")

@@ -129,3 +129,28 @@ def test_a_queued_job_whose_owner_no_token_can_hold_ends_failed(reconciler: Modu
     assert item["status"]["S"] == "FAILED"
     assert item["error"]["M"]["type"]["S"] == "InvalidOwner"
     assert aws.messages() == []
+
+
+def test_a_queued_job_written_before_the_index_existed_is_reconciled_after_the_backfill(
+    reconciler: ModuleType, aws: Aws
+) -> None:
+    legacy = put_job(aws, age=timedelta(hours=2))
+    key = {"owner_id": {"S": "alice"}, "job_id": {"S": legacy.job_id}}
+    aws.dynamodb.update_item(TableName=aws.table_name, Key=key, UpdateExpression="REMOVE queued_shard")
+    finished = put_job(aws, "bob", age=timedelta(hours=2), status=JobStatus.SUCCEEDED)
+
+    before = reconciler.lambda_handler({"replay": False, "reconcile_after_seconds": 60}, FakeLambdaContext())
+    after = reconciler.lambda_handler(
+        {"backfill": True, "replay": False, "reconcile_after_seconds": 60}, FakeLambdaContext()
+    )
+
+    assert before["reconciled"] == 0  # not in the index: the reconciler cannot see it
+    assert after["reconciled"] == 1
+    assert sent_job_ids(aws) == [legacy.job_id]
+    bob = {"owner_id": {"S": "bob"}, "job_id": {"S": finished.job_id}}
+    assert "queued_shard" not in aws.dynamodb.get_item(TableName=aws.table_name, Key=bob)["Item"]
+
+
+def test_an_event_that_is_no_request_is_refused(reconciler: ModuleType, aws: Aws) -> None:
+    with pytest.raises(ValueError, match="reconcile_after_seconds"):
+        reconciler.lambda_handler({"reconcile_after_seconds": 0}, FakeLambdaContext())

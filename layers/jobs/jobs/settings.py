@@ -65,7 +65,9 @@ class ConsumerSettings(BaseSettings):
     ``ApproximateReceiveCount`` has reached it is on its last delivery); ``lease_seconds`` how long a RUNNING
     job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
     which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt;
-    ``retention_days`` how long a finished job stays readable before it expires (the TTL attribute).
+    ``retention_days`` how long a finished job stays readable before it expires (the TTL attribute);
+    ``dead_letter_max_receives`` the receives after which the dead-letter handler gives up on a record it cannot
+    settle (its queue has no dead-letter queue of its own, so nothing else bounds it).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
@@ -75,6 +77,7 @@ class ConsumerSettings(BaseSettings):
     lease_seconds: int = Field(default=35, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
     retention_days: int = Field(default=30, ge=1, le=3650)
+    dead_letter_max_receives: int = Field(default=20, ge=1, le=1000)
 
 
 class JobTypeSettings(BaseSettings):

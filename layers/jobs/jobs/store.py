@@ -151,6 +151,11 @@ class JobStore(Protocol):
         """Delete the owner's job whatever its status; False when there was none (or it has expired)."""
         ...
 
+    def index_queued(self, *, limit: int = 10000) -> int:
+        """Put into the ``Queued`` index up to ``limit`` QUEUED jobs written before the index existed; returns how
+        many (an upgrade step)."""
+        ...
+
     def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
         """``(owner_id, job_id)`` of every QUEUED job of every owner in one ``QUEUED_SHARDS`` shard whose
         ``updated_at`` is earlier than ``updated_before_text`` (RFC 3339), in job id (creation) order; read from
@@ -341,6 +346,47 @@ class DynamoJobStore:
                     return False
                 raise
         return True
+
+    def index_queued(self, *, limit: int = 10000) -> int:
+        """Put into the ``Queued`` index the QUEUED items written before it existed (they lack
+        ``queued_shard``), at most ``limit`` per call; returns how many. A Scan of the whole table: an upgrade
+        step, run once (README, "Upgrading"), never on a schedule. Each write is conditional on the item being
+        QUEUED still, so a job that started meanwhile stays out of the index."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": f"#status = :queued AND attribute_not_exists({QUEUED_SHARD})",
+            "ProjectionExpression": "owner_id, job_id",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":queued": {"S": JobStatus.QUEUED.value}},
+        }
+        indexed = 0
+        while indexed < limit:
+            with aws.transient_errors_as_unavailable("Scan"):
+                response = self.client.scan(**request)
+            for item in response.get("Items", []):
+                if indexed >= limit:
+                    break
+                with aws.transient_errors_as_unavailable("UpdateItem"):
+                    try:
+                        self.client.update_item(
+                            TableName=self._table,
+                            Key={"owner_id": item["owner_id"], "job_id": item["job_id"]},
+                            UpdateExpression=f"SET {QUEUED_SHARD} = :shard",
+                            ConditionExpression="#status = :queued",
+                            ExpressionAttributeNames={"#status": "status"},
+                            ExpressionAttributeValues={
+                                ":queued": {"S": JobStatus.QUEUED.value},
+                                ":shard": {"S": queued_shard(item["job_id"]["S"])},
+                            },
+                        )
+                        indexed += 1
+                    except ClientError as error:
+                        if not _is_condition_failure(error):
+                            raise
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return indexed
 
     def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
         request: dict[str, Any] = {
@@ -543,6 +589,9 @@ class InMemoryJobStore:
             job = self._load((owner_id, job_id))
             if job is not None:
                 yield job
+
+    def index_queued(self, *, limit: int = 10000) -> int:  # noqa: ARG002 - the protocol's signature
+        return 0  # every QUEUED job here is in the index: no item predates it
 
     def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
         found = sorted(
