@@ -94,14 +94,21 @@ def test_a_lease_outlasts_the_consumers_run() -> None:
         assert int(variables["JOBS_LEASE_SECONDS"]) > properties("ProcessJobsFunction")["Timeout"]
 
 
-def test_the_outbox_relays_every_insert_from_the_tables_stream_until_it_is_sent() -> None:
+def test_the_outbox_relays_every_insert_with_bounded_retries_and_an_on_failure_destination() -> None:
     [event] = properties("EnqueueJobsFunction")["Events"].values()
 
     assert properties("JobsTable")["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
     assert event["Type"] == "DynamoDB"
     assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
     assert event["Properties"]["StartingPosition"] == "TRIM_HORIZON"
-    assert event["Properties"]["MaximumRetryAttempts"] == -1
+    # No record may stall the shard: retries are bounded (a record past them goes to the destination, which
+    # the reconciler replays within the stream's 24 hours), and a failing batch is split to isolate its record.
+    assert 0 <= event["Properties"]["MaximumRetryAttempts"] <= 100
+    assert 0 < event["Properties"]["MaximumRecordAgeInSeconds"] < 24 * 3600
+    assert event["Properties"]["BisectBatchOnFunctionError"] is True
+    assert event["Properties"]["DestinationConfig"] == {
+        "OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["OutboxDiscardedBatchesQueue", "Arn"]}}
+    }
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert [json.loads(f["Pattern"]) for f in event["Properties"]["FilterCriteria"]["Filters"]] == [
         {"eventName": ["INSERT"]}
@@ -164,11 +171,27 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:GetRecords",
         "dynamodb:GetShardIterator",
         "dynamodb:ListStreams",
+        "dynamodb:UpdateItem",  # a job whose message can never be sent is marked FAILED
         "sqs:SendMessage",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    for role in ("ApiFunctionRole", "ProcessJobsFunctionRole", "DeadLettersFunctionRole", "EnqueueJobsFunctionRole"):
+    assert actions("ReconcileJobsFunctionRole") == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:GetShardIterator",
+        "dynamodb:GetRecords",
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    roles = [name for name, resource in RESOURCES.items() if resource["Type"] == "AWS::IAM::Role"]
+    assert len(roles) == 5
+    for role in roles:
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
 
