@@ -130,6 +130,16 @@ def discarded(process: StackProcess) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
+def drop_discarded(process: StackProcess) -> None:
+    """Delete every discarded batch (as the stream's 24 hours passing would make them useless); PurgeQueue allows
+    one call a minute."""
+    sqs = client("sqs", process.aws_endpoint)
+    url = process.physical["OutboxDiscardedBatchesQueue"]
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
 def run_reconciler(process: StackProcess, payload: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
     """``make replay-stream`` / ``make reconcile``: the reconciler through the stack's Lambda Invoke API."""
     port = process.lambda_url.rsplit(":", 1)[1]
@@ -156,7 +166,7 @@ def test_a_job_left_queued_without_its_batch_is_reconciled(
 ) -> None:
     job_id = submit(broken_relay, "reconciled")
     until(lambda: discarded(broken_relay) >= 1, 60, "the relay gave up on the record")
-    client("sqs", broken_relay.aws_endpoint).purge_queue(QueueUrl=broken_relay.physical["OutboxDiscardedBatchesQueue"])
+    drop_discarded(broken_relay)
 
     result = run_reconciler(broken_relay, {"replay": False, "reconcile_after_seconds": 1}, capsys)
 
@@ -172,3 +182,23 @@ def test_with_the_replacement_switch_on_a_poison_item_still_ends_terminal(broken
         60,
         "the poison job is terminal",
     )
+
+
+def test_upgrade_rehearsal_a_queued_job_from_before_the_index_is_backfilled_and_reconciled(
+    broken_relay: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An item as the previous version wrote it: QUEUED, no queued_shard, and (the relay failing here) no message.
+    job = JobService(InMemoryJobStore()).create_job("alice", JobCreate(title="legacy", type="noop"))
+    item = job_to_item(job)
+    del item["queued_shard"]
+    client("dynamodb", broken_relay.dynamodb_endpoint).put_item(TableName=broken_relay.physical["JobsTable"], Item=item)
+    until(lambda: discarded(broken_relay) >= 1, 60, "the relay gave up on the record")
+    drop_discarded(broken_relay)
+    time.sleep(1.1)
+
+    unseen = run_reconciler(broken_relay, {"replay": False, "reconcile_after_seconds": 1}, capsys)
+    backfilled = run_reconciler(broken_relay, {"backfill": True, "replay": False, "reconcile_after_seconds": 1}, capsys)
+
+    assert unseen["reconciled"] == 0  # the index cannot show it until the backfill
+    assert backfilled["reconciled"] >= 1
+    until(lambda: status_in_table(broken_relay, "alice", job.job_id)["status"] == "SUCCEEDED", 20, "SUCCEEDED")
