@@ -5,6 +5,10 @@ Rules: the ``Authorization`` header must be ``Bearer <token>`` (scheme case-inse
 section 3.1); ``exp`` and ``sub`` are required, ``iss`` and ``aud`` are checked when configured; a small,
 configurable leeway absorbs clock skew. No token, claim set or secret is ever logged.
 
+``sub`` follows the identity rule of ``jobs.models`` (``is_owner_id``: 1 to 255 printable ASCII characters, no
+space), since it becomes a partition key and travels in every queue message. A token refused by a claim rule
+after its signature was verified says which claim in its challenge; nothing else does.
+
 In JWKS mode, a token's ``alg`` and ``kid`` are checked before any key is looked up, so a forged header never
 causes a fetch; an unknown ``kid`` refreshes the key set at most once per cooldown; a fetch is bounded in time
 and size, and a key set that cannot be fetched or used is ``AuthUnavailable`` (503), never access.
@@ -23,7 +27,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from jobs import aws
-from jobs.models import AuthUnavailable, Unauthenticated
+from jobs.models import AuthUnavailable, Unauthenticated, is_owner_id
 from jobs.observability import logger
 from jobs.settings import AuthSettings
 
@@ -146,6 +150,12 @@ def _is_numeric_date(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: What a caller is told (RFC 6750 error_description) when a verified token breaks a claim rule. Never a value.
+NO_SUB = "the token has no sub claim"
+BAD_SUB = "the sub claim is not 1 to 255 printable ASCII characters"
+BAD_ISSUER = "the iss claim is missing or not the issuer this API accepts"
+
+
 class Authenticator:
     """Verifies bearer tokens according to ``AuthSettings``.
 
@@ -207,13 +217,19 @@ class Authenticator:
                 issuer=settings.jwt_issuer,
                 leeway=settings.jwt_leeway_seconds,
                 options={
-                    "require": ["exp", "sub"],
+                    "require": ["exp"],
                     "verify_aud": settings.jwt_audience is not None,
+                    "verify_sub": False,  # checked below by the identity rule; PyJWT's takes any string
                     "verify_iss": settings.jwt_issuer is not None,
                 },
             )
         except jwt.PyJWKClientConnectionError as error:
             raise AuthUnavailable("the JWKS could not be fetched") from error
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("token rejected: InvalidIssuerError", description=BAD_ISSUER) from None
+        except jwt.MissingRequiredClaimError as error:
+            description = BAD_ISSUER if error.claim == "iss" else None
+            raise Unauthenticated("token rejected: MissingRequiredClaimError", description=description) from None
         except jwt.PyJWTError as error:  # every PyJWT error class: they all derive from PyJWTError
             raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
         except (ValueError, TypeError, OverflowError, RecursionError) as error:  # a token PyJWT did not foresee
@@ -224,8 +240,10 @@ class Authenticator:
                 # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT also takes "9999999999" (a string).
                 raise Unauthenticated(f"token {name} is not a number")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.strip():
-            raise Unauthenticated("token has no usable sub")
+        if sub is None:
+            raise Unauthenticated("token has no sub", description=NO_SUB)
+        if not is_owner_id(sub):
+            raise Unauthenticated("token sub breaks the identity rule", description=BAD_SUB)
         logger.info("User %s authenticated successfully", sub)
         return Principal(sub=sub, claims=claims)
 
