@@ -189,3 +189,45 @@ def test_an_error_description_outside_rfc_6750_cannot_be_made() -> None:
     for text in ('say "hi"', "back\\slash", "caf\u00e9", "line\nbreak"):
         with pytest.raises(ValueError, match="RFC 6750"):
             Unauthenticated("x", description=text)
+
+
+# --- HS256 mode: issuer and audience optional, and when set the same audience rule as JWKS mode ---------------
+
+
+def test_without_an_audience_configured_any_aud_or_none_is_accepted() -> None:
+    for token in (sign(), sign(aud="another-api"), sign(aud=["x", "y"])):
+        assert authenticator().authenticate(f"Bearer {token}").sub == "alice"
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"aud": "jobs-api"}, True),
+        ({"aud": "web-client"}, True),
+        ({"aud": ["another-api", "web-client"]}, True),
+        ({"client_id": "web-client"}, True),
+        ({"aud": "another-api", "client_id": "web-client"}, False),
+        ({"aud": [], "client_id": "jobs-api"}, False),
+        ({"client_id": "another-client"}, False),
+        ({}, False),
+    ],
+    ids=[
+        "aud",
+        "second aud",
+        "aud array",
+        "client_id without aud",
+        "wrong aud right client_id",
+        "empty aud",
+        "x",
+        "none",
+    ],
+)
+def test_a_configured_audience_list_follows_the_api_gateway_rule(claims: dict[str, object], accepted: bool) -> None:
+    auth = authenticator(JWT_AUDIENCE="jobs-api,web-client")
+    header = f"Bearer {sign(**claims)}"
+
+    if accepted:
+        assert auth.authenticate(header).sub == "alice"
+    else:
+        with pytest.raises(Unauthenticated, match="audience"):
+            auth.authenticate(header)
