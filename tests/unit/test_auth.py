@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -222,7 +223,7 @@ def test_without_an_audience_configured_any_aud_or_none_is_accepted() -> None:
         "none",
     ],
 )
-def test_a_configured_audience_list_follows_the_api_gateway_rule(claims: dict[str, object], accepted: bool) -> None:
+def test_a_configured_audience_list_follows_the_api_gateway_rule(claims: dict[str, Any], accepted: bool) -> None:
     auth = authenticator(JWT_AUDIENCE="jobs-api,web-client")
     header = f"Bearer {sign(**claims)}"
 

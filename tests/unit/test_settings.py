@@ -96,5 +96,5 @@ def test_an_audience_list_of_nothing_but_commas_is_refused(monkeypatch: pytest.M
     monkeypatch.setenv("JWT_SECRET_PARAMETER", "/jobs/jwt-secret")
     monkeypatch.setenv("JWT_AUDIENCE", ", ,")
 
-    with pytest.raises(ValidationError, match="JWT_AUDIENCE .* names no audience"):
+    with pytest.raises(ValidationError, match=r"JWT_AUDIENCE .* names no audience"):
         AuthSettings()
