@@ -49,7 +49,7 @@ from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.streams import StreamPoller
-from local.template import REGION
+from local.template import REGION, Resolver, UnsupportedTemplate, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
@@ -120,6 +120,10 @@ def _emit(line: str) -> None:
     with _OUTPUT_LOCK:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+def _no_resources(logical_id: str) -> dict[str, str]:
+    raise UnsupportedTemplate(f"a rule cannot refer to the resource {logical_id}")
 
 
 def _say(text: str) -> None:
@@ -195,9 +199,11 @@ class Stack:
         gateway.
 
         Raises:
-            SystemExit: a port is taken (another stack, say: the stack never shares another's moto, whose queues
-                it would drain), or moto or DynamoDB Local did not start.
+            SystemExit: the template's Rules refuse the parameter values (as CloudFormation refuses the deploy),
+                a port is taken (another stack, say: the stack never shares another's moto, whose queues it would
+                drain), or moto or DynamoDB Local did not start.
         """
+        self.check_rules()
         for port, variable in ((self.port, "JOBS_LOCAL_PORT"), (self.aws_port, "JOBS_LOCAL_AWS_PORT")):
             if not port_is_free(port):
                 raise SystemExit(
@@ -289,6 +295,17 @@ class Stack:
             raise SystemExit(f"the gateway cannot listen on port {self.port} ({error}); set JOBS_LOCAL_PORT") from error
         self.port = self._gateway.port
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
+
+    def check_rules(self) -> None:
+        """Refuse to start, before anything is started, when the template's ``Rules`` refuse the parameter values.
+
+        Raises:
+            SystemExit: the ``AssertDescription`` of every failing assertion.
+        """
+        resolver = Resolver(load_template(self.template_path), "jobs-local", _no_resources, self.parameter_overrides)
+        broken = resolver.broken_rules()
+        if broken:
+            raise SystemExit("the template's Rules refuse these parameters: " + " ".join(broken))
 
     def _start_moto(self) -> None:
         # local.moto_server: moto.server with its SQS deletes made thread-safe (see that module).
