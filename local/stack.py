@@ -57,7 +57,7 @@ from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.schedule import Schedule
 from local.streams import StreamPoller
-from local.template import REGION, UnsupportedTemplate
+from local.template import REGION, Resolver, UnsupportedTemplate, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
@@ -159,6 +159,10 @@ def _emit(line: str) -> None:
         sys.stdout.flush()
 
 
+def _no_resources(logical_id: str) -> dict[str, str]:
+    raise UnsupportedTemplate(f"a rule cannot refer to the resource {logical_id}")
+
+
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
@@ -245,9 +249,11 @@ class Stack:
         gateway.
 
         Raises:
-            SystemExit: a port is taken (another stack, say: the stack never shares another's moto, whose queues
-                it would drain), or moto or DynamoDB Local did not start.
+            SystemExit: the template's Rules refuse the parameter values (as CloudFormation refuses the deploy),
+                a port is taken (another stack, say: the stack never shares another's moto, whose queues it would
+                drain), or moto or DynamoDB Local did not start.
         """
+        self.check_rules()
         ports = [(self.port, "JOBS_LOCAL_PORT"), (self.aws_port, "JOBS_LOCAL_AWS_PORT")]
         ports.append((self.lambda_port, "JOBS_LOCAL_LAMBDA_PORT"))
         for port, variable in ports:
@@ -370,6 +376,17 @@ class Stack:
         queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == arn)
         sqs = self.client("sqs")
         return lambda body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    def check_rules(self) -> None:
+        """Refuse to start, before anything is started, when the template's ``Rules`` refuse the parameter values.
+
+        Raises:
+            SystemExit: the ``AssertDescription`` of every failing assertion.
+        """
+        resolver = Resolver(load_template(self.template_path), "jobs-local", _no_resources, self.parameter_overrides)
+        broken = resolver.broken_rules()
+        if broken:
+            raise SystemExit("the template's Rules refuse these parameters: " + " ".join(broken))
 
     def _start_moto(self) -> None:
         self._moto = start_moto(self.aws_port, self.sqs_invalid_characters)

@@ -4,6 +4,11 @@ intrinsic functions the local stack resolves (``Ref``, ``Fn::GetAtt``, ``Fn::Sub
 Anything else met while resolving a value the local stack needs (``Fn::If``, ``Fn::Join``, ``Fn::ImportValue``,
 ...) raises ``UnsupportedTemplate`` naming where it was, rather than guessing. Values the local stack never
 needs (IAM policies, conditions) are never resolved.
+
+The template's ``Rules`` are evaluated against the parameter values, as CloudFormation does before a deploy
+(``Resolver.broken_rules``), so that the local stack refuses the parameters a deploy would refuse. Only the rule
+functions the template uses are emulated (``Ref`` to a parameter, ``Fn::Equals``, ``Fn::Not``); any other is
+``UnsupportedTemplate``.
 """
 
 from __future__ import annotations
@@ -176,3 +181,52 @@ class Resolver:
             if key.startswith("Fn::") or key == "Condition":
                 raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")
         return {key: self.resolve(item, f"{where}.{key}") for key, item in value.items()}
+
+    def broken_rules(self) -> list[str]:
+        """The ``AssertDescription`` of every assertion of the template's ``Rules`` that fails for these parameter
+        values, in template order (empty when the deploy would go ahead). A rule whose ``RuleCondition`` is false
+        does not apply, as in CloudFormation.
+
+        Raises:
+            UnsupportedTemplate: a rule uses a function the local stack does not emulate, or is malformed.
+        """
+        broken = []
+        for name, rule in (self.template.get("Rules") or {}).items():
+            where = f"Rules.{name}"
+            if not isinstance(rule, dict) or not isinstance(rule.get("Assertions"), list):
+                raise UnsupportedTemplate(f"{where} has no list of Assertions")
+            if "RuleCondition" in rule and not self._rule_condition(rule["RuleCondition"], f"{where}.RuleCondition"):
+                continue
+            for index, assertion in enumerate(rule["Assertions"]):
+                if not self._rule_condition(assertion.get("Assert"), f"{where}.Assertions[{index}].Assert"):
+                    broken.append(str(assertion.get("AssertDescription") or f"{where} assertion {index} failed"))
+        return broken
+
+    def _rule_condition(self, value: Any, where: str) -> bool:
+        result = self._rule_value(value, where)
+        if not isinstance(result, bool):
+            raise UnsupportedTemplate(f"{where} is not a condition (true or false)")
+        return result
+
+    def _rule_value(self, value: Any, where: str) -> Any:
+        """A value inside a rule: ``Ref`` to a parameter, ``Fn::Equals``, ``Fn::Not``, or a literal."""
+        if not isinstance(value, dict):
+            if isinstance(value, list):
+                raise UnsupportedTemplate(f"{where}: a list outside a rule function is not emulated")
+            return value if isinstance(value, bool) else str(value)
+        if len(value) != 1:
+            raise UnsupportedTemplate(f"{where}: {sorted(value)} is not one rule function")
+        ((key, argument),) = value.items()
+        if key == "Ref":
+            if argument not in self.template.get("Parameters", {}):
+                raise UnsupportedTemplate(f"{where}: Ref {argument} is not a parameter (rules see parameters only)")
+            return self.ref_value(argument)
+        if key == "Fn::Equals":
+            if not isinstance(argument, list) or len(argument) != 2:
+                raise UnsupportedTemplate(f"{where}: Fn::Equals takes two values")
+            return self._rule_value(argument[0], where) == self._rule_value(argument[1], where)
+        if key == "Fn::Not":
+            if not isinstance(argument, list) or len(argument) != 1:
+                raise UnsupportedTemplate(f"{where}: Fn::Not takes a list of one condition")
+            return not self._rule_condition(argument[0], where)
+        raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")

@@ -77,6 +77,44 @@ def sign(sub: str | None = "alice", *, secret: str = TEST_SECRET, algorithm: str
     return jwt.encode(body, secret, algorithm=algorithm)
 
 
+def sign_sub(sub: object, *, secret: str = TEST_SECRET, **claims: Any) -> str:
+    """An HS256 token whose ``sub`` is exactly ``sub`` (None is a JSON null, not a missing claim)."""
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + 3600, **claims}, secret, algorithm="HS256")
+
+
+#: Subjects that break the identity rule (jobs.models.is_owner_id), by kind: (case, sub). Each is a 401.
+BAD_SUBS: list[tuple[str, object]] = [
+    ("lone surrogate", "al\ud800ice"),
+    ("U+FFFF", "alice\uffff"),
+    ("U+FFFE", "\ufffealice"),
+    ("space inside", "al ice"),
+    ("leading space", " alice"),
+    ("trailing space", "alice "),
+    ("tab", "al\tice"),
+    ("DEL 0x7F", "alice\x7f"),
+    ("NUL", "alice\x00"),
+    ("newline at the end", "alice\n"),
+    ("e acute", "caf\u00e9"),
+    ("emoji", "alice\U0001f600"),
+    ("256 characters", "a" * 256),
+    ("2049 bytes", "a" * 2049),
+    ("empty", ""),
+    ("number", 42),
+    ("list", ["alice"]),
+    ("null", None),
+]
+
+#: Subjects at the edges of the identity rule, each accepted: (case, sub).
+GOOD_SUBS: list[tuple[str, str]] = [
+    ("1 character", "a"),
+    ("255 characters", "a" * 255),
+    ("every printable ASCII character but space", "".join(chr(c) for c in range(0x21, 0x7F))),
+    ("a Cognito sub", "8a5f3c1e-0b7d-4e2a-9c6f-1d2e3f4a5b6c"),
+    ("an Auth0 sub", "auth0|64b1f0c2e4a5b6c7d8e9f0a1"),
+]
+
+
 @dataclass
 class FakeLambdaContext:
     """The attributes of Lambda's context object that powertools reads."""

@@ -25,4 +25,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         if installed.jar is not None:  # the default, auto, keeps the tables in DynamoDB Local when it is installed
             assert f"(DynamoDB Local {installed.version})" in process.banner
             assert process.dynamodb_endpoint != process.aws_endpoint
-        yield RunningStack(process.base_url, process.log, process)
+        yield RunningStack(process.base_url, process.log, process.dynamodb_endpoint, process.physical, process)

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +136,26 @@ class Reply:
 
 @dataclass
 class RunningStack:
-    """The local stack of the test session: its gateway's base URL and the file its stdout goes to."""
+    """The local stack of the test session: its gateway's base URL, the file its stdout goes to, and where its
+    tables live (DynamoDB's endpoint, the resources' physical ids), to look at what a request wrote."""
 
     base: str
     log: Path
+    dynamodb_endpoint: str = ""
+    physical: dict[str, str] = field(default_factory=dict)
     process: StackProcess | None = None
+
+    def items(self, logical_id: str = "JobsTable") -> list[dict[str, Any]]:
+        """Every item of one of the stack's tables, as DynamoDB returns them (attribute-value maps)."""
+        import boto3
+
+        client = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        ).client("dynamodb", endpoint_url=self.dynamodb_endpoint)
+        found: list[dict[str, Any]] = []
+        for page in client.get_paginator("scan").paginate(TableName=self.physical[logical_id]):
+            found.extend(page["Items"])
+        return found
 
     def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
         headers = {"Content-Type": "application/json"}

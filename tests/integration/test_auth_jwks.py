@@ -101,19 +101,36 @@ def idp() -> Iterator[JwksServer]:
     server.server.shutdown()
 
 
+#: The issuer and audience every JWKS-mode test configures (JWKS mode requires both).
+ISSUER = "https://idp.example"
+AUDIENCE = "jobs-api"
+
+
 def authenticator(url: str, **settings: Any) -> Authenticator:
-    config = {"JWKS_URL": url, "JWKS_TIMEOUT_SECONDS": 1, "JWT_ALGORITHMS": "RS256,ES256", **settings}
+    config = {
+        "JWKS_URL": url,
+        "JWKS_TIMEOUT_SECONDS": 1,
+        "JWT_ALGORITHMS": "RS256,ES256",
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        **settings,
+    }
     return Authenticator(AuthSettings.model_validate(config))
 
 
+def _claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """``sub``, ``exp``, ``iss`` and ``aud`` as the identity provider issues them, changed by ``claims``
+    (``...`` removes one)."""
+    body = {"sub": "alice", "exp": int(time.time()) + 600, "iss": ISSUER, "aud": AUDIENCE, **claims}
+    return {key: value for key, value in body.items() if value is not ...}
+
+
 def rs256(private: Any, kid: str, **claims: Any) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": "alice", "exp": now + 600, **claims}, private, algorithm="RS256", headers={"kid": kid})
+    return jwt.encode(_claims(claims), private, algorithm="RS256", headers={"kid": kid})
 
 
 def es256(private: Any, kid: str, **claims: Any) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": "alice", "exp": now + 600, **claims}, private, algorithm="ES256", headers={"kid": kid})
+    return jwt.encode(_claims(claims), private, algorithm="ES256", headers={"kid": kid})
 
 
 def test_a_token_signed_by_a_published_key_is_accepted(idp: JwksServer) -> None:
@@ -329,6 +346,8 @@ def test_after_a_failed_fetch_requests_fail_fast_instead_of_queueing_on_the_iden
 def test_a_down_jwks_through_the_api_handler_is_a_503_not_a_500(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWKS_URL", f"http://127.0.0.1:{free_port()}/jwks.json")
     monkeypatch.setenv("JWKS_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
     api = load_function("api")
     token = rs256(ATTACKER_RSA, "rsa-1")
 
@@ -337,3 +356,109 @@ def test_a_down_jwks_through_the_api_handler_is_a_503_not_a_500(aws: Aws, monkey
     assert response["statusCode"] == 503
     assert response["headers"]["Retry-After"] == "5"
     assert json.loads(response["body"])["status"] == 503
+
+
+# --- Issuer and audience: required in JWKS mode; the audience rule is API Gateway's JWT authorizer's ---------
+
+CLIENT = "4l8k2example-client-id"  # a Cognito app client id: Cognito access tokens carry it as client_id, not aud
+
+
+@pytest.mark.parametrize(
+    ("case", "claims"),
+    [
+        ("aud, the first configured audience", {"aud": "jobs-api"}),
+        ("aud, the second configured audience", {"aud": CLIENT}),
+        ("aud an array holding one configured audience", {"aud": ["another-api", CLIENT]}),
+        ("no aud, client_id a configured audience (a Cognito access token)", {"aud": ..., "client_id": CLIENT}),
+    ],
+)
+def test_a_token_for_one_of_the_configured_audiences_is_accepted(
+    idp: JwksServer, case: str, claims: dict[str, Any]
+) -> None:
+    key = idp.add_key("k1")
+    auth = authenticator(idp.url, JWT_AUDIENCE=f"jobs-api, {CLIENT}")
+
+    assert auth.authenticate(f"Bearer {rs256(key, 'k1', **claims)}").sub == "alice"
+
+
+@pytest.mark.parametrize(
+    ("case", "claims"),
+    [
+        ("wrong aud", {"aud": "another-api"}),
+        (
+            "wrong aud, right client_id (aud wins: client_id is read only without aud)",
+            {"aud": "x", "client_id": CLIENT},
+        ),
+        ("empty aud array, right client_id", {"aud": [], "client_id": CLIENT}),
+        ("aud array without ours", {"aud": ["another-api", "a-third"]}),
+        ("aud null, right client_id", {"aud": None, "client_id": CLIENT}),
+        ("aud a number", {"aud": 1}),
+        ("aud an array of non-strings", {"aud": [["jobs-api"], {"aud": "jobs-api"}]}),
+        ("aud differing in case", {"aud": "JOBS-API"}),
+        ("aud a prefix of ours", {"aud": "jobs"}),
+        ("aud the whole configured list", {"aud": f"jobs-api,{CLIENT}"}),
+        ("no aud, no client_id", {"aud": ...}),
+        ("no aud, wrong client_id", {"aud": ..., "client_id": "another-client"}),
+        ("no aud, client_id an array", {"aud": ..., "client_id": [CLIENT]}),
+    ],
+)
+def test_a_token_for_another_audience_is_refused_naming_the_claim(
+    idp: JwksServer, case: str, claims: dict[str, Any]
+) -> None:
+    key = idp.add_key("k1")
+    auth = authenticator(idp.url, JWT_AUDIENCE=f"jobs-api, {CLIENT}")
+
+    with pytest.raises(Unauthenticated) as raised:
+        auth.authenticate(f"Bearer {rs256(key, 'k1', **claims)}")
+
+    assert raised.value.description == "the aud claim, or client_id when there is no aud, names no audience of this API"
+
+
+@pytest.mark.parametrize(
+    ("case", "claims"),
+    [
+        ("wrong iss", {"iss": "https://evil.example"}),
+        ("no iss", {"iss": ...}),
+        ("iss differing in case", {"iss": "https://IDP.example"}),
+    ],
+)
+def test_a_token_of_another_issuer_is_refused_naming_the_claim(
+    idp: JwksServer, case: str, claims: dict[str, Any]
+) -> None:
+    key = idp.add_key("k1")
+
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator(idp.url).authenticate(f"Bearer {rs256(key, 'k1', **claims)}")
+
+    assert raised.value.description == "the iss claim is missing or not the issuer this API accepts"
+
+
+def test_a_forged_token_is_told_nothing_of_the_claims(idp: JwksServer) -> None:
+    idp.add_key("k1")
+
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator(idp.url).authenticate(f"Bearer {rs256(ATTACKER_RSA, 'k1', aud='another-api', sub=' ')}")
+
+    assert raised.value.description is None
+
+
+def test_a_sub_that_breaks_the_identity_rule_is_refused_in_jwks_mode_too(idp: JwksServer) -> None:
+    key = idp.add_key("k1")
+
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator(idp.url).authenticate(f"Bearer {rs256(key, 'k1', sub='al\ud800ice')}")
+
+    assert raised.value.description == "the sub claim is not 1 to 255 printable ASCII characters"
+
+
+def test_jwks_mode_without_an_audience_fails_the_first_invocation_naming_it(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("JWKS_URL", f"http://127.0.0.1:{free_port()}/jwks.json")
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    api = load_function("api")
+
+    response = api.lambda_handler(api_event("list_jobs", token=rs256(ATTACKER_RSA, "rsa-1")), FakeLambdaContext())
+
+    assert response["statusCode"] == 500  # a misconfigured deployment, never access
+    assert "JWT_AUDIENCE (template parameter JwtAudience) is required with JWKS_URL" in caplog.text

@@ -334,3 +334,17 @@ def test_route_throttling_is_set_on_the_stage_from_parameters(moto: Any) -> None
         "ThrottlingBurstLimit": {"Ref": "ThrottleBurstLimit"},
     }
     assert resolved == {"ThrottlingRateLimit": "5", "ThrottlingBurstLimit": "100"}
+
+
+def test_a_deploy_with_a_jwks_url_but_no_issuer_or_audience_is_refused_by_a_rule() -> None:
+    rule = TEMPLATE["Rules"]["JwksNeedsIssuerAndAudience"]
+    asserted = [assertion["Assert"] for assertion in rule["Assertions"]]
+
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwksUrl"}, ""]}]}
+    assert asserted == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]},
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtAudience"}, ""]}]},
+    ]
+    for assertion, parameter in zip(rule["Assertions"], ("JwtIssuer", "JwtAudience"), strict=True):
+        assert assertion["AssertDescription"].startswith(f"{parameter} is required when JwksUrl is set")
+    assert "Comma-separated audiences" in TEMPLATE["Parameters"]["JwtAudience"]["Description"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
 
-from jobs.auth import Authenticator, bearer_token
+from jobs.auth import Authenticator, bearer_token, issue_token
 from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.settings import AuthSettings
-from tests.helpers import TEST_SECRET, sign
+from tests.helpers import BAD_SUBS, GOOD_SUBS, TEST_SECRET, sign, sign_sub
 
 
 def authenticator(**settings: object) -> Authenticator:
@@ -141,3 +142,93 @@ def test_a_parse_error_pyjwt_did_not_foresee_is_a_401_not_a_500(
 
     with pytest.raises(Unauthenticated):
         authenticator().authenticate(f"Bearer {sign('alice')}")
+
+
+# --- The identity rule: sub is 1 to 255 printable ASCII characters without space (jobs.models.is_owner_id) ---
+
+
+@pytest.mark.parametrize(("case", "sub"), BAD_SUBS, ids=[case for case, _ in BAD_SUBS])
+def test_a_sub_that_breaks_the_identity_rule_is_refused_naming_the_claim(case: str, sub: object) -> None:
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator().authenticate(f"Bearer {sign_sub(sub)}")
+
+    assert raised.value.description is not None
+    assert "sub claim" in raised.value.description
+    assert not raised.value.missing
+
+
+@pytest.mark.parametrize(("case", "sub"), GOOD_SUBS, ids=[case for case, _ in GOOD_SUBS])
+def test_a_sub_at_the_edges_of_the_identity_rule_is_accepted_exactly(case: str, sub: str) -> None:
+    assert authenticator().authenticate(f"Bearer {sign_sub(sub)}").sub == sub
+
+
+def test_a_lone_surrogate_sub_is_minted_as_an_ascii_escape_and_decoded_back_as_itself() -> None:
+    token = issue_token(TEST_SECRET, "al\ud800ice")
+
+    assert jwt.decode(token, TEST_SECRET, algorithms=["HS256"])["sub"] == "al\ud800ice"
+
+
+def test_a_refused_sub_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    sub = "mallory " + "x" * 300
+
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate(f"Bearer {sign_sub(sub)}")
+
+    assert "mallory" not in caplog.text
+
+
+def test_a_refusal_by_a_claim_rule_tells_no_value_and_fits_rfc_6750() -> None:
+    token = sign_sub('a"b\\c d')
+
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator().authenticate(f"Bearer {token}")
+
+    assert raised.value.description == "the sub claim is not 1 to 255 printable ASCII characters"
+
+
+def test_an_error_description_outside_rfc_6750_cannot_be_made() -> None:
+    for text in ('say "hi"', "back\\slash", "caf\u00e9", "line\nbreak"):
+        with pytest.raises(ValueError, match="RFC 6750"):
+            Unauthenticated("x", description=text)
+
+
+# --- HS256 mode: issuer and audience optional, and when set the same audience rule as JWKS mode ---------------
+
+
+def test_without_an_audience_configured_any_aud_or_none_is_accepted() -> None:
+    for token in (sign(), sign(aud="another-api"), sign(aud=["x", "y"])):
+        assert authenticator().authenticate(f"Bearer {token}").sub == "alice"
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"aud": "jobs-api"}, True),
+        ({"aud": "web-client"}, True),
+        ({"aud": ["another-api", "web-client"]}, True),
+        ({"client_id": "web-client"}, True),
+        ({"aud": "another-api", "client_id": "web-client"}, False),
+        ({"aud": [], "client_id": "jobs-api"}, False),
+        ({"client_id": "another-client"}, False),
+        ({}, False),
+    ],
+    ids=[
+        "aud",
+        "second aud",
+        "aud array",
+        "client_id without aud",
+        "wrong aud right client_id",
+        "empty aud",
+        "x",
+        "none",
+    ],
+)
+def test_a_configured_audience_list_follows_the_api_gateway_rule(claims: dict[str, Any], accepted: bool) -> None:
+    auth = authenticator(JWT_AUDIENCE="jobs-api,web-client")
+    header = f"Bearer {sign(**claims)}"
+
+    if accepted:
+        assert auth.authenticate(header).sub == "alice"
+    else:
+        with pytest.raises(Unauthenticated, match="audience"):
+            auth.authenticate(header)

@@ -2,8 +2,14 @@
 
 Rules: the ``Authorization`` header must be ``Bearer <token>`` (scheme case-insensitive, RFC 9110 section
 11.1; RFC 6750 section 2.1); algorithms come from configuration, never from the token's header (RFC 8725
-section 3.1); ``exp`` and ``sub`` are required, ``iss`` and ``aud`` are checked when configured; a small,
-configurable leeway absorbs clock skew. No token, claim set or secret is ever logged.
+section 3.1); ``exp`` and ``sub`` are required, ``iss`` and ``aud`` are checked when configured (always, in JWKS
+mode); a small, configurable leeway absorbs clock skew. No token, claim set or secret is ever logged.
+
+``sub`` follows the identity rule of ``jobs.models`` (``is_owner_id``: 1 to 255 printable ASCII characters, no
+space), since it becomes a partition key and travels in every queue message. The audience rule is API Gateway's
+JWT authorizer's: ``aud`` (a string or an array) names one of the configured audiences; only a token without
+``aud`` may be let in by its ``client_id`` (Cognito's access tokens carry ``client_id``, not ``aud``). A token
+refused by a claim rule after its signature was verified says which claim in its challenge; nothing else does.
 
 In JWKS mode, a token's ``alg`` and ``kid`` are checked before any key is looked up, so a forged header never
 causes a fetch; an unknown ``kid`` refreshes the key set at most once per cooldown; a fetch is bounded in time
@@ -23,7 +29,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from jobs import aws
-from jobs.models import AuthUnavailable, Unauthenticated
+from jobs.models import AuthUnavailable, Unauthenticated, is_owner_id
 from jobs.observability import logger
 from jobs.settings import AuthSettings
 
@@ -146,6 +152,25 @@ def _is_numeric_date(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def audience_matches(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> bool:
+    """API Gateway's JWT authorizer's audience rule: ``aud`` (a string or an array of strings) names one of
+    ``audiences``; only when the token has no ``aud`` claim at all, its ``client_id`` must be one of them.
+    A token with a wrong ``aud`` is refused whatever its ``client_id``. Values are compared exactly."""
+    if "aud" in claims:
+        aud = claims["aud"]
+        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        return any(isinstance(value, str) and value in audiences for value in values)
+    client_id = claims.get("client_id")
+    return isinstance(client_id, str) and client_id in audiences
+
+
+#: What a caller is told (RFC 6750 error_description) when a verified token breaks a claim rule. Never a value.
+NO_SUB = "the token has no sub claim"
+BAD_SUB = "the sub claim is not 1 to 255 printable ASCII characters"
+BAD_AUDIENCE = "the aud claim, or client_id when there is no aud, names no audience of this API"
+BAD_ISSUER = "the iss claim is missing or not the issuer this API accepts"
+
+
 class Authenticator:
     """Verifies bearer tokens according to ``AuthSettings``.
 
@@ -203,17 +228,24 @@ class Authenticator:
                 token,
                 key,
                 algorithms=list(settings.jwt_algorithms),
-                audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=settings.jwt_leeway_seconds,
                 options={
-                    "require": ["exp", "sub"],
-                    "verify_aud": settings.jwt_audience is not None,
+                    "require": ["exp"],
+                    # Checked below, after the signature: PyJWT's aud check knows no client_id, and its sub
+                    # check takes any string.
+                    "verify_aud": False,
+                    "verify_sub": False,
                     "verify_iss": settings.jwt_issuer is not None,
                 },
             )
         except jwt.PyJWKClientConnectionError as error:
             raise AuthUnavailable("the JWKS could not be fetched") from error
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("token rejected: InvalidIssuerError", description=BAD_ISSUER) from None
+        except jwt.MissingRequiredClaimError as error:
+            description = BAD_ISSUER if error.claim == "iss" else None
+            raise Unauthenticated("token rejected: MissingRequiredClaimError", description=description) from None
         except jwt.PyJWTError as error:  # every PyJWT error class: they all derive from PyJWTError
             raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
         except (ValueError, TypeError, OverflowError, RecursionError) as error:  # a token PyJWT did not foresee
@@ -223,9 +255,13 @@ class Authenticator:
             if name in claims and not _is_numeric_date(claims[name]):
                 # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT also takes "9999999999" (a string).
                 raise Unauthenticated(f"token {name} is not a number")
+        if settings.audiences and not audience_matches(claims, settings.audiences):
+            raise Unauthenticated("token is not for this audience", description=BAD_AUDIENCE)
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.strip():
-            raise Unauthenticated("token has no usable sub")
+        if sub is None:
+            raise Unauthenticated("token has no sub", description=NO_SUB)
+        if not is_owner_id(sub):
+            raise Unauthenticated("token sub breaks the identity rule", description=BAD_SUB)
         logger.info("User %s authenticated successfully", sub)
         return Principal(sub=sub, claims=claims)
 

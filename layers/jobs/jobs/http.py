@@ -129,8 +129,11 @@ def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
 
 
 def _unauthenticated(error: Unauthenticated) -> Response[str]:
-    # RFC 6750 section 3.1: no error code when the request carried no credentials at all.
+    # RFC 6750 section 3.1: no error code when the request carried no credentials at all. A description only
+    # where the authenticator judged the reason safe to tell (Unauthenticated checks its characters).
     challenge = f'Bearer realm="{REALM}"' if error.missing else f'Bearer realm="{REALM}", error="invalid_token"'
+    if error.description is not None and not error.missing:
+        challenge += f', error_description="{error.description}"'
     logger.info("Authentication failed", extra={"reason": str(error)})
     return problem(
         HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.", headers={"WWW-Authenticate": challenge}

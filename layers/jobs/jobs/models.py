@@ -54,6 +54,10 @@ OWNER_ID_PATTERN = re.compile(r"[!-~]{1,255}")
 MAX_OWNER_ID_LENGTH = 255
 
 
+#: RFC 6750 section 3: an ``error_description`` is %x20-21 / %x23-5B / %x5D-7E (no ``"``, no ``\\``).
+_ERROR_DESCRIPTION = re.compile(r"[ !#-\[\]-~]+")
+
+
 def is_owner_id(value: object) -> bool:
     """True when ``value`` is a string that follows the identity rule (``OWNER_ID_PATTERN``)."""
     return isinstance(value, str) and OWNER_ID_PATTERN.fullmatch(value) is not None
@@ -256,11 +260,19 @@ class InvalidPageToken(JobsError):
 
 
 class Unauthenticated(JobsError):
-    """No usable bearer token; ``missing`` is True when the request carried none (RFC 6750 section 3.1)."""
+    """No usable bearer token; ``missing`` is True when the request carried none (RFC 6750 section 3.1).
 
-    def __init__(self, reason: str, *, missing: bool = False) -> None:
+    ``description`` is what the caller may be told (the ``error_description`` of the challenge, RFC 6750 section
+    3): set only where the reason is safe to tell, a claim rule of a token whose signature was verified, and
+    never with a token's or a claim's value in it. It is printable ASCII without ``"`` or ``\\``.
+    """
+
+    def __init__(self, reason: str, *, missing: bool = False, description: str | None = None) -> None:
         super().__init__(reason)
         self.missing = missing
+        if description is not None and not _ERROR_DESCRIPTION.fullmatch(description):
+            raise ValueError("an error_description is printable ASCII without quote or backslash (RFC 6750)")
+        self.description = description
 
 
 class AuthUnavailable(JobsError):

@@ -102,8 +102,15 @@ class AuthSettings(BaseSettings):
     ``JWT_ALGORITHMS`` is a comma-separated list; algorithms come from here, never from a token's header.
     Empty strings count as unset, because CloudFormation parameters cannot be null.
 
+    ``JWT_ISSUER`` and ``JWT_AUDIENCE`` (a comma-separated list of audiences, as API Gateway's JWT authorizer
+    takes) are required in JWKS mode: an identity provider signs tokens for every application it serves, and
+    only ``iss`` and ``aud`` (or ``client_id``) say a token is for this API. In secret mode they are optional
+    (the deployer holds the only secret, so no other application can mint a token this API accepts) and
+    checked when set.
+
     Raises:
-        pydantic.ValidationError: neither mode configured, or algorithms that do not fit the mode.
+        pydantic.ValidationError: neither mode configured, algorithms that do not fit the mode, or JWKS mode
+            without an issuer or an audience.
     """
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
@@ -147,7 +154,28 @@ class AuthSettings(BaseSettings):
         if wrong:
             mode = "JWKS_URL" if self.jwks_url else "JWT_SECRET_PARAMETER"
             raise ValueError(f"JWT_ALGORITHMS {wrong} cannot be used with {mode}; allowed: {sorted(allowed)}")
+        if self.jwt_audience is not None and not self.audiences:
+            raise ValueError(
+                "JWT_AUDIENCE (template parameter JwtAudience) names no audience; leave it empty or list some"
+            )
+        if self.jwks_url is not None:
+            for variable, parameter, value in (
+                ("JWT_ISSUER", "JwtIssuer", self.jwt_issuer),
+                ("JWT_AUDIENCE", "JwtAudience", self.audiences or None),
+            ):
+                if value is None:
+                    raise ValueError(
+                        f"{variable} (template parameter {parameter}) is required with JWKS_URL: an identity "
+                        "provider signs tokens for other applications too, and only iss and aud tell them apart"
+                    )
         return self
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The accepted audiences: ``JWT_AUDIENCE`` split on commas, blanks dropped; empty when unset."""
+        if self.jwt_audience is None:
+            return ()
+        return tuple(part.strip() for part in self.jwt_audience.split(",") if part.strip())
 
 
 @cache
