@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_url=f"http://127.0.0.1:{args.port}",
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # nosec B106 - the local stack takes any credentials
+        # The local stack takes any credentials; these reach no AWS account.
+        aws_secret_access_key="testing",  # nosec B106
         config=Config(read_timeout=900, retries={"max_attempts": 1}),
     )
     try:
