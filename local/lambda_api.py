@@ -7,7 +7,9 @@ As the Invoke API answers ("Invoke", AWS Lambda API reference): 200 with the fun
 a function error is 200 too, with ``X-Amz-Function-Error: Unhandled`` and ``{"errorType", "errorMessage"}``;
 an unknown function is 404 ``ResourceNotFoundException``. Only the synchronous ``RequestResponse`` invocation
 type is served (any other is a 400 ``InvalidParameterValueException``, an assumption: the local stack does not
-play asynchronous invocation).
+play asynchronous invocation). Lambda's synchronous payload limit, 6,291,556 bytes each way ("Lambda quotas"),
+holds: a larger request is a 413 ``RequestEntityTooLargeException``; a larger response is a function error
+(``Function.ResponseSizeTooLarge``, as Lambda reports it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 from local.runtime import FunctionPool
 
 _INVOKE = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+#: Lambda's synchronous invocation payload limit, request and response each, bytes ("Lambda quotas").
+MAX_PAYLOAD_BYTES = 6_291_556
 
 
 class LambdaApi:
@@ -59,6 +63,14 @@ def _handler(pools: dict[str, FunctionPool]) -> type[BaseHTTPRequestHandler]:
                 name = found.group(1) if found else self.path
                 self._error(404, "ResourceNotFoundException", f"Function not found: {name}")
                 return
+            if len(body) > MAX_PAYLOAD_BYTES:
+                message = f"{len(body)} byte payload is too large for the RequestResponse invocation type"
+                self._error(
+                    413,
+                    "RequestEntityTooLargeException",
+                    f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes ({message})",
+                )
+                return
             if self.headers.get("X-Amz-Invocation-Type", "RequestResponse") != "RequestResponse":
                 self._error(400, "InvalidParameterValueException", "only RequestResponse is served locally")
                 return
@@ -69,9 +81,17 @@ def _handler(pools: dict[str, FunctionPool]) -> type[BaseHTTPRequestHandler]:
                 return
             invocation = pools[found.group(1).rsplit(":", 1)[-1]].invoke(event)
             headers = {"X-Amz-Executed-Version": "$LATEST"}
-            if not invocation.ok:
+            payload = invocation.payload if invocation.ok else invocation.error
+            size = len(json.dumps(payload).encode())
+            if invocation.ok and size > MAX_PAYLOAD_BYTES:
+                payload = {
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+                    f"({MAX_PAYLOAD_BYTES} bytes).",
+                }
+            if not invocation.ok or payload is not invocation.payload:
                 headers["X-Amz-Function-Error"] = "Unhandled"
-            self._send(200, invocation.payload if invocation.ok else invocation.error, headers)
+            self._send(200, payload, headers)
 
         def _error(self, status: int, code: str, message: str) -> None:
             self._send(status, {"Type": "User", "message": message}, {"X-Amzn-ErrorType": code})

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from local.runtime import FunctionPool, Invocation
 from local.template import ACCOUNT_ID, REGION, UnsupportedTemplate
 
@@ -118,6 +120,7 @@ class StreamPoller:
         self._function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
         self._stop = threading.Event()
         self._iterators: dict[str, str | None] = {}
+        self._last: dict[str, str] = {}  # the last sequence number read, per shard
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
 
     def start(self) -> None:
@@ -148,13 +151,23 @@ class StreamPoller:
         delivered = 0
         for shard in self._shards():
             if shard not in self._iterators:
-                self._iterators[shard] = self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=shard, ShardIteratorType=self.starting_position
-                )["ShardIterator"]
+                self._iterators[shard] = self._iterator(shard)
             iterator = self._iterators[shard]
             if iterator is None:
                 continue  # a closed shard, read to its end
-            response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            try:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
+                    raise
+                # As Lambda's mapping does: a new iterator after the last record read (an iterator lives 15
+                # minutes), or from the oldest record still held when the position was trimmed away.
+                self.log(json.dumps({"poller": self.stream_arn, "level": "WARNING", "new_iterator": code}))
+                self._iterators[shard] = self._iterator(shard, trimmed=code == "TrimmedDataAccessException")
+                continue
+            if response.get("Records"):
+                self._last[shard] = response["Records"][-1]["dynamodb"]["SequenceNumber"]
             records = [
                 to_record(record, self.stream_arn)
                 for record in response.get("Records", [])
@@ -164,6 +177,18 @@ class StreamPoller:
                 delivered += self._drain(shard, records)
             self._iterators[shard] = response.get("NextShardIterator")
         return delivered
+
+    def _iterator(self, shard: str, *, trimmed: bool = False) -> str | None:
+        """A shard iterator: after the last record read from ``shard`` when there is one (and it was not trimmed
+        away), else at the mapping's starting position (TRIM_HORIZON: the oldest record the stream holds)."""
+        position: dict[str, str] = {"ShardIteratorType": self.starting_position}
+        if trimmed:
+            position = {"ShardIteratorType": "TRIM_HORIZON"}
+        elif shard in self._last:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last[shard]}
+        found = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard, **position)
+        iterator = found.get("ShardIterator")
+        return str(iterator) if iterator else None
 
     def _drain(self, shard: str, records: list[dict[str, Any]]) -> int:
         """Deliver ``records`` (one shard's, in order) until each is done or discarded; returns the invocations."""

@@ -41,18 +41,33 @@ class ReconcilerRequest(BaseModel):
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     """Lambda entry point for the schedule (and ``aws lambda invoke``): returns ``{"replayed": n, "reconciled":
-    m}``, the messages each pass sent. An event that is not a ``ReconcilerRequest`` raises its validation error."""
+    m}``, the messages each pass sent (and ``"backfilled"``, the jobs put into the index, when asked). An event
+    that is not a ``ReconcilerRequest`` raises its validation error; a pass that fails raises once both ran."""
     request = ReconcilerRequest.model_validate(event or {})
     service = bootstrap.outbox_service()
-    replayed = reconciled = 0
+    counts = {"replayed": 0, "reconciled": 0}
+    failures: list[Exception] = []
     if request.backfill:
-        logger.info("Backfill: %d QUEUED job(s) put into the Queued index", service.store.index_queued())
+        counts["backfilled"] = service.store.index_queued()
+        logger.info("Backfill: %d QUEUED job(s) put into the Queued index", counts["backfilled"])
+    # One pass failing (SQS or the stream unavailable) never keeps the other from running; the run still fails
+    # afterwards, so Lambda's Errors metric (and its alarm) shows it.
     if request.replay:
-        replayed = service.replay_discarded(bootstrap.discarded_batches(), StreamReader())
+        try:
+            counts["replayed"] = service.replay_discarded(bootstrap.discarded_batches(), StreamReader())
+        except Exception as error:  # noqa: BLE001 - re-raised below, after the other pass
+            logger.exception("Replay pass failed")
+            failures.append(error)
     if request.reconcile:
         seconds = request.reconcile_after_seconds or settings.reconciler_settings().reconcile_after_seconds
-        reconciled = service.reconcile(queued_for=timedelta(seconds=seconds))
-    metrics.add_metric(name="JobsReplayed", unit=MetricUnit.Count, value=replayed)
-    metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=reconciled)
-    logger.info("Reconciler run: %d replayed, %d reconciled", replayed, reconciled)
-    return {"replayed": replayed, "reconciled": reconciled}
+        try:
+            counts["reconciled"] = service.reconcile(queued_for=timedelta(seconds=seconds))
+        except Exception as error:  # noqa: BLE001 - re-raised below
+            logger.exception("Reconcile pass failed")
+            failures.append(error)
+    metrics.add_metric(name="JobsReplayed", unit=MetricUnit.Count, value=counts["replayed"])
+    metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=counts["reconciled"])
+    logger.info("Reconciler run: %d replayed, %d reconciled", counts["replayed"], counts["reconciled"])
+    if failures:
+        raise failures[0]
+    return counts

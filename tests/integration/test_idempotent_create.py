@@ -118,14 +118,14 @@ def test_a_retry_while_the_first_attempt_runs_is_a_409(
 
     service = bootstrap.api_service()
     entered, release = threading.Event(), threading.Event()
-    real_create = service.create_job
+    real_store = service.store_new
 
-    def slow_create(*args: Any, **kwargs: Any) -> Any:
+    def slow_store(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(10)
-        return real_create(*args, **kwargs)
+        return real_store(*args, **kwargs)
 
-    monkeypatch.setattr(service, "create_job", slow_create)
+    monkeypatch.setattr(service, "store_new", slow_store)
     results: list[tuple[int, dict[str, str], Any]] = []
     first = threading.Thread(target=lambda: results.append(post(api, "alice", "slow")))
     first.start()
@@ -151,3 +151,94 @@ def test_the_record_expires_and_releases_a_dead_attempt_with_the_invocation(api:
     assert "alice" not in json.dumps(record["id"])
     assert int(record["expiration"]["N"]) > 0
     assert "in_progress_expiration" in record
+
+
+class FlakyTable:
+    """The Jobs table's PutItem and GetItem through moto, failing as a scripted DynamoDB would: ``put`` is what
+    each PutItem does (``"land-then-timeout"``, ``"throttle"`` without writing, ``"ok"``), ``get`` each GetItem."""
+
+    def __init__(self, aws: Aws, monkeypatch: pytest.MonkeyPatch, put: list[str], get: list[str]) -> None:
+        from jobs import bootstrap
+
+        self.table = aws.table_name
+        self.put, self.get = put, get
+        client = bootstrap.api_service().store.client  # type: ignore[attr-defined]
+        self._put_item, self._get_item = client.put_item, client.get_item
+        monkeypatch.setattr(client, "put_item", self.put_item)
+        monkeypatch.setattr(client, "get_item", self.get_item)
+
+    def put_item(self, **request: Any) -> Any:
+        from botocore.exceptions import ClientError, ReadTimeoutError
+
+        behaviour = self.put.pop(0) if request["TableName"] == self.table and self.put else "ok"
+        if behaviour == "throttle":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
+        response = self._put_item(**request)
+        if behaviour == "land-then-timeout":
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        return response
+
+    def get_item(self, **request: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        behaviour = self.get.pop(0) if request["TableName"] == self.table and self.get else "ok"
+        if behaviour == "throttle":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetItem")
+        return self._get_item(**request)
+
+
+def test_a_write_that_landed_but_whose_answer_was_lost_is_found_and_answered_once(
+    api: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FlakyTable(aws, monkeypatch, put=["land-then-timeout"], get=[])
+
+    first = post(api, "alice", "lost-answer")
+    retry = post(api, "alice", "lost-answer")
+
+    assert (first[0], retry[0]) == (201, 201)
+    assert retry[2]["job_id"] == first[2]["job_id"]
+    assert aws.item_count() == 1
+
+
+def test_a_create_in_doubt_answers_503_and_its_retry_gets_the_job_the_first_write_stored(
+    api: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FlakyTable(aws, monkeypatch, put=["land-then-timeout"], get=["throttle"])
+
+    first = post(api, "alice", "in-doubt")
+    retries = [post(api, "alice", "in-doubt") for _ in range(2)]
+
+    assert first[0] == 503  # DynamoDB could not say whether the job was written
+    assert [status for status, _, _ in retries] == [201, 201]
+    [stored] = aws.dynamodb.scan(TableName=aws.table_name)["Items"]
+    assert {body["job_id"] for _, _, body in retries} == {stored["job_id"]["S"]}
+
+
+def test_a_create_in_doubt_whose_write_never_landed_is_written_once_by_its_retry(
+    api: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FlakyTable(aws, monkeypatch, put=["throttle"], get=["throttle"])
+
+    first = post(api, "alice", "never-landed")
+    retries = [post(api, "alice", "never-landed") for _ in range(3)]
+
+    assert first[0] == 503
+    assert [status for status, _, _ in retries] == [201, 201, 201]
+    assert len({body["job_id"] for _, _, body in retries}) == 1
+    assert aws.item_count() == 1
+
+
+def test_a_settled_job_deleted_by_its_owner_is_not_written_again_by_a_later_retry(
+    api: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FlakyTable(aws, monkeypatch, put=["throttle"], get=["throttle"])
+    post(api, "alice", "then-deleted")
+    settled = post(api, "alice", "then-deleted")
+    aws.dynamodb.delete_item(
+        TableName=aws.table_name, Key={"owner_id": {"S": "alice"}, "job_id": {"S": settled[2]["job_id"]}}
+    )
+
+    again = post(api, "alice", "then-deleted")
+
+    assert again[2]["job_id"] == settled[2]["job_id"]  # the first response, as for any completed key
+    assert aws.item_count() == 0  # never resurrected

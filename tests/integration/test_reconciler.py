@@ -13,8 +13,9 @@ import boto3
 import pytest
 
 from jobs.models import Job, JobCreate, JobStatus, utc_now
+from jobs.queue import SqsJobQueue
 from jobs.service import JobService
-from jobs.store import InMemoryJobStore, job_to_item
+from jobs.store import DynamoJobStore, InMemoryJobStore, job_to_item
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_function
 
@@ -154,3 +155,68 @@ def test_a_queued_job_written_before_the_index_existed_is_reconciled_after_the_b
 def test_an_event_that_is_no_request_is_refused(reconciler: ModuleType, aws: Aws) -> None:
     with pytest.raises(ValueError, match="reconcile_after_seconds"):
         reconciler.lambda_handler({"reconcile_after_seconds": 0}, FakeLambdaContext())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"endSequenceNumber": "not-a-number"},
+        {"startSequenceNumber": "12"},
+        {"streamArn": "not-an-arn"},
+        {"shardId": ""},
+    ],
+)
+def test_a_batch_that_can_never_be_replayed_is_removed_and_the_reconcile_pass_still_runs(
+    reconciler: ModuleType, aws: Aws, change: dict[str, str]
+) -> None:
+    orphan = put_job(aws, age=timedelta(hours=2))
+    batch = stream_batch(aws, orphan)
+    batch["DDBStreamBatchInfo"].update(change)
+    aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps(batch))
+
+    result = reconciler.lambda_handler({}, FakeLambdaContext())
+
+    assert result == {"replayed": 0, "reconciled": 1}
+    assert aws.messages(aws.discarded_url) == []
+
+
+def test_a_job_that_can_be_neither_sent_nor_failed_does_not_hold_up_the_others(
+    reconciler: ModuleType, aws: Aws
+) -> None:
+    # An old item at DynamoDB's 400 KB limit whose owner no token can hold: FAILED would not fit in it.
+    when = utc_now() - timedelta(hours=2)
+    big = JobService(InMemoryJobStore(), clock=lambda: when).create_job(
+        "legacy owner", JobCreate(title="t", type="noop")
+    )
+    item = job_to_item(big)
+    for slack in range(400, 12000, 8):  # the largest item DynamoDB takes: FAILED's attributes no longer fit
+        item["payload"] = {"M": {"blob": {"S": "x" * (400 * 1024 - slack)}}}
+        try:
+            aws.dynamodb.put_item(TableName=aws.table_name, Item=item)
+            break
+        except aws.dynamodb.exceptions.ClientError:
+            continue
+    else:
+        pytest.fail("no item size was accepted")
+    others = [put_job(aws, f"owner-{n}", age=timedelta(hours=2)) for n in range(25)]
+
+    result = reconciler.lambda_handler({"replay": False}, FakeLambdaContext())
+
+    assert sent_job_ids(aws) == sorted(job.job_id for job in others)
+    assert result["reconciled"] == 26  # the big one counted as settled: left QUEUED, logged, not retried now
+
+
+def test_a_backlog_in_one_shard_neither_starves_the_others_nor_is_resent_every_run(aws: Aws) -> None:
+    store = DynamoJobStore(aws.table_name)
+    service = JobService(store, SqsJobQueue(aws.queue_url))
+    jobs = [put_job(aws, f"owner-{n}", age=timedelta(hours=2)) for n in range(40)]
+
+    first = service.reconcile(queued_for=timedelta(hours=1), max_jobs=16)  # a share of 1 per shard
+    second = service.reconcile(queued_for=timedelta(hours=1), max_jobs=1000)
+    third = service.reconcile(queued_for=timedelta(hours=1), max_jobs=1000)
+
+    shards = {job.job_id[-1] for job in jobs}
+    assert first == len(shards)  # one from every shard that has any
+    assert second == len(jobs) - first  # the rest, each once
+    assert third == 0  # re-sent ones wait for the bound to pass again
+    assert sorted(sent_job_ids(aws)) == sorted(job.job_id for job in jobs)

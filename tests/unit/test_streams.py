@@ -140,3 +140,50 @@ def test_without_bounds_a_failing_batch_is_retried_and_never_discarded() -> None
 
     assert len(pool.batches) == 21
     assert discarded == []
+
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-11-30T00:00:00.000"
+SHARD = "shardId-00000001700000000000-0123abcd"
+
+
+@pytest.mark.parametrize(
+    ("code", "position"),
+    [
+        ("TrimmedDataAccessException", {"ShardIteratorType": "TRIM_HORIZON"}),
+        ("ExpiredIteratorException", {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": "1" * 21}),
+    ],
+)
+def test_a_trimmed_or_expired_iterator_is_replaced_and_the_shard_read_on(code: str, position: dict[str, str]) -> None:
+    # botocore's Stubber checks every request and response against DynamoDB Streams' own model.
+    import boto3
+    from botocore.stub import Stubber
+
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    change = {"Keys": {"job_id": {"S": "j"}}, "SequenceNumber": "1" * 21, "SizeBytes": 1, "StreamViewType": "KEYS_ONLY"}
+    record = {"eventID": "e", "eventName": "INSERT", "dynamodb": change}
+    shards = {"StreamDescription": {"Shards": [{"ShardId": SHARD}]}}
+    with Stubber(streams) as stub:
+        stub.add_response("describe_stream", shards, {"StreamArn": ARN})
+        stub.add_response(
+            "get_shard_iterator",
+            {"ShardIterator": "i" * 8},
+            {"StreamArn": ARN, "ShardId": SHARD, "ShardIteratorType": "TRIM_HORIZON"},
+        )
+        stub.add_response(
+            "get_records", {"Records": [record], "NextShardIterator": "i" * 9}, {"ShardIterator": "i" * 8, "Limit": 10}
+        )
+        stub.add_response("describe_stream", shards, {"StreamArn": ARN})
+        stub.add_client_error("get_records", service_error_code=code, http_status_code=400)
+        stub.add_response(
+            "get_shard_iterator", {"ShardIterator": "i" * 10}, {"StreamArn": ARN, "ShardId": SHARD, **position}
+        )
+        stub.add_response("describe_stream", shards, {"StreamArn": ARN})
+        stub.add_response(
+            "get_records", {"Records": [], "NextShardIterator": "i" * 11}, {"ShardIterator": "i" * 10, "Limit": 10}
+        )
+        mapping = StreamPoller(
+            streams, ARN, Scripted(OK), batch_size=10, starting_position="TRIM_HORIZON", filters=[], log=lambda _: None
+        )  # type: ignore[arg-type]
+
+        assert [mapping.poll_once() for _ in range(3)] == [1, 0, 0]
+        stub.assert_no_pending_responses()

@@ -5,8 +5,14 @@ The key is scoped per owner: the record's key is a hash of the verified owner id
 reusing alice's key creates his own job. The request body is the payload validated on a retry: the same key
 with a different body is ``IdempotencyValidationError`` (422), a retry while the first attempt still runs is
 ``IdempotencyAlreadyInProgressError`` (409). A retry of a completed attempt returns the first response (the
-same job) without calling the service again: no second job, no second message. A failed attempt leaves no
-record, so its retry runs again.
+same job) without calling the service again: no second job, no second message.
+
+A write whose outcome is unknown (DynamoDB throttled, failed or did not answer: the item may have landed) must not
+free the key, or the client's retry would make a second job: powertools deletes the record of an attempt that
+raises. So the attempt returns instead, recording the job it tried to write as ``{"in_doubt": job}``; the
+request answers 503, and the retry, finding that record, settles the same job id: the stored job when the write
+landed, else the job written now. A record written before this change holds the job itself, and reads as before.
+An attempt that fails for any other reason (a validation error) leaves no record, so its retry runs again.
 """
 
 from __future__ import annotations
@@ -18,11 +24,16 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import BaseError as IdempotencyError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.models import Job, JobCreate
+from jobs.models import Job, JobCreate, ServiceUnavailable
+from jobs.observability import logger
 from jobs.service import JobService
 
+#: The member of a record's response that holds a job whose write was in doubt.
+IN_DOUBT = "in_doubt"
 #: The prefix of every record's key (``<prefix>#<hash>``), fixed so that renaming code never orphans records.
 KEY_PREFIX = "jobs.create_job"
 
@@ -75,8 +86,25 @@ class JobCreator:
             self.config.register_lambda_context(context)
         attempt = {"owner_id": owner_id, "key": key, "request": request.model_dump(mode="json")}
         created: dict[str, Any] = self._create_once(attempt=attempt)
+        if IN_DOUBT in created:
+            return self._settle(attempt, Job.model_validate({**created[IN_DOUBT], "owner_id": owner_id}))
         return Job.model_validate({**created, "owner_id": owner_id})
 
+    def _settle(self, attempt: dict[str, Any], job: Job) -> Job:
+        """Settle an in-doubt create, then remember the job itself for the key, so that later retries return it
+        without writing (a job deleted after it was settled is never written again)."""
+        settled = self.service.settle_in_doubt(job)
+        try:
+            self.persistence.save_success(data=attempt, result=settled.model_dump(mode="json"))
+        except (ClientError, BotoCoreError, IdempotencyError) as error:
+            # The record still says in doubt: the next retry settles again and finds the same job.
+            logger.warning("Settled job not remembered for its key: %s", type(error).__name__)
+        return settled
+
     def _create(self, attempt: dict[str, Any]) -> dict[str, Any]:
-        job = self.service.create_job(attempt["owner_id"], JobCreate.model_validate(attempt["request"]))
+        job = self.service.new_job(attempt["owner_id"], JobCreate.model_validate(attempt["request"]))
+        try:
+            self.service.store_new(job)
+        except ServiceUnavailable:
+            return {IN_DOUBT: job.model_dump(mode="json")}  # keeps the key: the retry settles this very job
         return job.model_dump(mode="json")

@@ -287,6 +287,15 @@ class ServiceUnavailable(JobsError):
         self.retry_after = retry_after
 
 
+class WriteRefused(JobsError):
+    """DynamoDB refused a write for what the item or the request holds (``ValidationException``: an item grown
+    past 400 KB, say), so the same write can never succeed; ``code`` is DynamoDB's error code."""
+
+    def __init__(self, reason: str, *, code: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
 class TransitionRejected(JobsError):
     """A conditional status write found the job missing (``current`` is None) or in another status."""
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 import uuid6
 from pydantic import ValidationError
@@ -34,6 +35,7 @@ from jobs.models import (
     RetryLater,
     ServiceUnavailable,
     TransitionRejected,
+    WriteRefused,
     format_timestamp,
     is_owner_id,
     utc_now,
@@ -150,6 +152,20 @@ class JobService:
         """Store a new QUEUED job. One write: the table's stream is the outbox, and ``enqueue`` (the outbox
         function) sends the job's message once the item exists.
 
+        Raises:
+            UnknownJobType: ``request.type`` is not registered.
+            InvalidPayload: the payload does not fit the type.
+            ServiceUnavailable: DynamoDB throttled, failed or did not answer; the job may or may not be stored
+                (a write whose answer was lost may have landed: ``jobs.idempotency`` settles that for keyed
+                requests).
+        """
+        job = self.new_job(owner_id, request)
+        self.store_new(job)
+        return job
+
+    def new_job(self, owner_id: str, request: JobCreate) -> Job:
+        """The QUEUED job a request describes, not stored yet.
+
         ``job_id`` is a UUIDv7, so the id order is the creation order. Its embedded time can run a few
         milliseconds ahead of ``created_at`` (the library keeps ids monotonic within a process by bumping the
         millisecond), so ``created_at`` comes from the clock, and readers by id range allow a margin.
@@ -157,12 +173,11 @@ class JobService:
         Raises:
             UnknownJobType: ``request.type`` is not registered.
             InvalidPayload: the payload does not fit the type.
-            ServiceUnavailable: DynamoDB throttled or failed; no job was stored.
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
         created_at = self.clock()
-        job = Job(
+        return Job(
             owner_id=owner_id,
             job_id=str(uuid6.uuid7()),
             title=request.title,
@@ -172,8 +187,31 @@ class JobService:
             created_at=created_at,
             updated_at=created_at,
         )
+
+    def store_new(self, job: Job) -> None:
+        """Write a job made by ``new_job``. Raises ``ServiceUnavailable`` when DynamoDB failed or did not
+        answer (the write may have landed)."""
         self.store.put_new(job)
         logger.info("Job %s created", job.job_id, extra={"job_id": job.job_id, "job_type": job.type})
+
+    def settle_in_doubt(self, job: Job) -> Job:
+        """The job of a create whose write was in doubt (DynamoDB failed or did not answer): the stored job when
+        that write landed, else ``job`` written now, under the same id, so that however many retries settle it,
+        one job exists. A write of the first attempt that lands late meets the same key: still one job.
+
+        Raises:
+            ServiceUnavailable: DynamoDB still fails; the create stays in doubt for the next retry.
+        """
+        found = self.store.get(job.owner_id, job.job_id)
+        if found is not None:
+            return found
+        try:
+            self.store_new(job)
+        except ValueError:  # it landed meanwhile
+            stored = self.store.get(job.owner_id, job.job_id)
+            if stored is None:
+                raise ServiceUnavailable("the job's write is still in doubt") from None
+            return stored
         return job
 
     def enqueue_all(self, messages: Sequence[JobMessage]) -> list[bool]:
@@ -253,6 +291,17 @@ class JobService:
         except ServiceUnavailable as error:
             logger.warning("Job %s not failed now: %s", message.job_id, error, extra={"job_id": message.job_id})
             return False
+        except WriteRefused as refused:
+            # Neither sendable nor failable (an item at DynamoDB's size limit, say): leave it QUEUED and visible
+            # rather than hold the shard or the reconciler; the reconciler meets it again after its bound.
+            metrics.add_metric(name="JobsUnsettled", unit=MetricUnit.Count, value=1)
+            logger.error(
+                "Job %s can neither be sent nor failed (%s); left QUEUED",
+                message.job_id,
+                refused.code,
+                extra={"job_id": message.job_id},
+            )
+            return True
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="JobsUnsendable", unit=MetricUnit.Count, value=1)
         logger.error(
@@ -304,28 +353,37 @@ class JobService:
             batches.delete(receipt)
         return sent
 
-    def reconcile(self, *, queued_for: timedelta, max_jobs: int = 5000) -> int:
+    def reconcile(self, *, queued_for: timedelta, max_jobs: int = 4800) -> int:
         """Send again the messages of QUEUED jobs not updated for ``queued_for``: jobs the stream could not give a
-        message (past its retention, or written by an older version). Reads the sparse ``Queued`` index shard by
-        shard; at most ``max_jobs`` per call (the next call goes on). A job whose message is still in the queue
-        gets a duplicate, which its conditional transitions make harmless. Returns the number of messages
-        settled (sent, or their jobs failed as unsendable).
+        message (past its retention, or written by an older version). Reads the sparse ``Queued`` index, taking
+        an equal share of ``max_jobs`` from each shard, so no shard waits behind another's backlog. A job whose
+        message is still in the queue (a backlog older than the bound) gets a duplicate, which its conditional
+        transitions make harmless; each re-sent job is marked (``mark_reconciled``) and not re-sent again until
+        ``queued_for`` has passed once more. Returns the number of messages settled (sent, or their jobs failed
+        as unsendable).
 
         Raises:
             ServiceUnavailable: DynamoDB failed (SQS failures leave those jobs to the next call).
         """
-        before = format_timestamp(self.clock() - queued_for)
+        now = self.clock()
+        before = format_timestamp(now - queued_for)
+        share = max(1, math.ceil(max_jobs / len(QUEUED_SHARDS)))
+        pending = [
+            JobMessage(owner_id=owner_id, job_id=job_id)
+            for shard in QUEUED_SHARDS
+            for owner_id, job_id in islice(self.store.list_queued(shard, updated_before_text=before), share)
+        ]
         settled = 0
-        pending: list[JobMessage] = []
-        for shard in QUEUED_SHARDS:
-            for owner_id, job_id in self.store.list_queued(shard, updated_before_text=before):
-                pending.append(JobMessage(owner_id=owner_id, job_id=job_id))
-                if len(pending) >= max_jobs:
-                    break
-            if len(pending) >= max_jobs:
-                break
         for start in range(0, len(pending), MAX_BATCH):
-            settled += sum(self.enqueue_all(pending[start : start + MAX_BATCH]))
+            chunk = pending[start : start + MAX_BATCH]
+            for message, done in zip(chunk, self.enqueue_all(chunk), strict=True):
+                if not done:
+                    continue
+                settled += 1
+                try:
+                    self.store.mark_reconciled(message.owner_id, message.job_id, now_text=format_timestamp(now))
+                except WriteRefused as refused:
+                    logger.warning("Job %s not marked reconciled (%s)", message.job_id, refused.code)
         if pending:
             logger.warning("Reconciled %d QUEUED job(s) older than %s: %d settled", len(pending), before, settled)
         return settled

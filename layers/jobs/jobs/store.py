@@ -25,7 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.models import Job, JobError, JobStatus, TransitionRejected, format_timestamp
+from jobs.models import Job, JobError, JobStatus, TransitionRejected, WriteRefused, format_timestamp
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -83,6 +83,9 @@ def status_key(status: JobStatus | str, job_id: str) -> str:
 #: ``QUEUED_SHARDS`` partition key values (DynamoDB throttles one key value of an index beyond 1,000 writes/s).
 QUEUED_INDEX = "Queued"
 QUEUED_SHARD = "queued_shard"
+#: When the reconciler last re-sent a QUEUED job's message (RFC 3339; projected into the ``Queued`` index), so
+#: it re-sends one at most once per bound however long a backlog lasts.
+RECONCILED_AT = "reconciled_at"
 QUEUED_SHARDS = tuple("0123456789abcdef")
 
 
@@ -158,8 +161,18 @@ class JobStore(Protocol):
 
     def list_queued(self, shard: str, *, updated_before_text: str) -> Iterator[tuple[str, str]]:
         """``(owner_id, job_id)`` of every QUEUED job of every owner in one ``QUEUED_SHARDS`` shard whose
-        ``updated_at`` is earlier than ``updated_before_text`` (RFC 3339), in job id (creation) order; read from
-        the sparse ``Queued`` index, which holds QUEUED jobs only (eventually consistent)."""
+        ``updated_at`` is earlier than ``updated_before_text`` (RFC 3339) and that the reconciler has not re-sent
+        since then (``mark_reconciled``), in job id (creation) order; read from the sparse ``Queued`` index, which
+        holds QUEUED jobs only (eventually consistent)."""
+        ...
+
+    def mark_reconciled(self, owner_id: str, job_id: str, *, now_text: str) -> None:
+        """Note that the reconciler re-sent a QUEUED job's message at ``now_text`` (not a status change: the job's
+        ``updated_at`` stays). Nothing happens to a job that is gone or no longer QUEUED.
+
+        Raises:
+            WriteRefused: DynamoDB refuses the write for good (an item at its size limit).
+        """
         ...
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
@@ -216,6 +229,7 @@ class JobStore(Protocol):
 
         Raises:
             TransitionRejected: the job is gone, finished, or RUNNING within its lease.
+            WriteRefused: DynamoDB refuses this write for good (every transition may raise it).
         """
         ...
 
@@ -393,7 +407,8 @@ class DynamoJobStore:
             "TableName": self._table,
             "IndexName": QUEUED_INDEX,
             "KeyConditionExpression": f"{QUEUED_SHARD} = :shard",
-            "FilterExpression": "updated_at < :before",
+            "FilterExpression": f"updated_at < :before AND (attribute_not_exists({RECONCILED_AT}) OR "
+            f"{RECONCILED_AT} < :before)",
             "ExpressionAttributeValues": {":shard": {"S": shard}, ":before": {"S": updated_before_text}},
         }
         while True:
@@ -404,6 +419,26 @@ class DynamoJobStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def mark_reconciled(self, owner_id: str, job_id: str, *, now_text: str) -> None:
+        if not holdable_key(owner_id, job_id):
+            return
+        with aws.transient_errors_as_unavailable("UpdateItem"):
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=self._key(owner_id, job_id),
+                    UpdateExpression=f"SET {RECONCILED_AT} = :now",
+                    ConditionExpression="attribute_exists(job_id) AND #status = :queued",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":now": {"S": now_text}, ":queued": {"S": JobStatus.QUEUED.value}},
+                )
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code == "ValidationException":  # an item at the size limit: the next run meets it again
+                    raise WriteRefused("DynamoDB refused the reconciled_at write", code=code) from error
+                if not _is_condition_failure(error):
+                    raise
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
         return self._transition(
@@ -509,6 +544,9 @@ class DynamoJobStore:
                 if _is_condition_failure(failure):
                     old = failure.response.get("Item")
                     raise TransitionRejected(item_to_job(old) if old else None) from failure
+                code = failure.response.get("Error", {}).get("Code", "")
+                if code == "ValidationException":
+                    raise WriteRefused(f"DynamoDB refused the job's {new_status} write", code=code) from failure
                 raise
         return item_to_job(response["Attributes"])
 
@@ -537,6 +575,8 @@ class InMemoryJobStore:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         #: ``expires_at`` of the finished jobs that have one, by key (the TTL attribute of the DynamoDB item).
         self.expires_at: dict[tuple[str, str], int] = {}
+        #: ``reconciled_at`` by key (``mark_reconciled``).
+        self.reconciled_at: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._clock = clock
 
@@ -600,9 +640,16 @@ class InMemoryJobStore:
             if data["status"] == JobStatus.QUEUED
             and queued_shard(job_id) == shard
             and data["updated_at"] < updated_before_text
+            and self.reconciled_at.get((owner, job_id), "") < updated_before_text
         )
         for job_id, owner in found:
             yield owner, job_id
+
+    def mark_reconciled(self, owner_id: str, job_id: str, *, now_text: str) -> None:
+        with self._lock:
+            data = self.items.get((owner_id, job_id))
+            if data is not None and data["status"] == JobStatus.QUEUED:
+                self.reconciled_at[(owner_id, job_id)] = now_text
 
     def delete(self, owner_id: str, job_id: str) -> bool:
         if not holdable_key(owner_id, job_id):
@@ -611,6 +658,7 @@ class InMemoryJobStore:
             if not self._live((owner_id, job_id)):
                 return False
             self.expires_at.pop((owner_id, job_id), None)
+            self.reconciled_at.pop((owner_id, job_id), None)
             return self.items.pop((owner_id, job_id), None) is not None
 
     def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import aws
 from jobs.models import JobMessage
@@ -45,10 +45,14 @@ class StreamBatchInfo(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    shardId: str  # noqa: N815 - AWS's field names
-    startSequenceNumber: str  # noqa: N815
-    endSequenceNumber: str  # noqa: N815
-    streamArn: str  # noqa: N815
+    # The shapes the DynamoDB Streams API reference gives (GetShardIterator: ShardId 28 to 65 characters,
+    # SequenceNumber 21 to 40 digits, StreamArn 37 to 1,024 characters); anything else is no batch to replay.
+    shardId: str = Field(min_length=28, max_length=65)  # noqa: N815 - AWS's field names
+    startSequenceNumber: str = Field(pattern=r"^\d{21,40}$")  # noqa: N815
+    endSequenceNumber: str = Field(pattern=r"^\d{21,40}$")  # noqa: N815
+    streamArn: str = Field(
+        min_length=37, max_length=1024, pattern=r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table/[\w.-]+/stream/\S+$"
+    )  # noqa: N815, E501
     batchSize: int | None = None  # noqa: N815
 
 
@@ -61,7 +65,8 @@ class DiscardedBatch(BaseModel):
 
 
 class RecordsExpired(Exception):
-    """The stream no longer holds the records (past its 24-hour retention, or the shard is gone)."""
+    """The stream cannot give the records back: past its 24-hour retention, the shard or stream gone, or
+    coordinates DynamoDB Streams refuses."""
 
 
 class StreamReader:
@@ -111,6 +116,6 @@ class StreamReader:
                 iterator = page.get("NextShardIterator")
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code in ("TrimmedDataAccessException", "ResourceNotFoundException"):
+            if code in ("TrimmedDataAccessException", "ResourceNotFoundException", "ValidationException"):
                 raise RecordsExpired(f"the stream no longer holds the records ({code})") from error
             raise
