@@ -40,6 +40,9 @@ def job_message_of(record: Mapping[str, Any]) -> JobMessage | None:
     return JobMessage(owner_id=owner_id, job_id=job_id)
 
 
+_STREAM_ARN = r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table/[\w.-]+/stream/\S+$"
+
+
 class StreamBatchInfo(BaseModel):
     """``DDBStreamBatchInfo`` of an on-failure record: where the discarded batch lies in the stream."""
 
@@ -50,9 +53,7 @@ class StreamBatchInfo(BaseModel):
     shardId: str = Field(min_length=28, max_length=65)  # noqa: N815 - AWS's field names
     startSequenceNumber: str = Field(pattern=r"^\d{21,40}$")  # noqa: N815
     endSequenceNumber: str = Field(pattern=r"^\d{21,40}$")  # noqa: N815
-    streamArn: str = Field(
-        min_length=37, max_length=1024, pattern=r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table/[\w.-]+/stream/\S+$"
-    )  # noqa: N815, E501
+    streamArn: str = Field(min_length=37, max_length=1024, pattern=_STREAM_ARN)  # noqa: N815
     batchSize: int | None = None  # noqa: N815
 
 
