@@ -160,9 +160,7 @@ def test_the_api_function_is_granted_exactly_what_its_code_calls(
         api.lambda_handler(event, FakeLambdaContext())
         api.lambda_handler(event, FakeLambdaContext())  # the replay
     with monkeypatch.context() as patch:  # a failed attempt releases its key; one in doubt reads the job back
-        patch.setattr(
-            bootstrap.api_service(), "new_job", lambda *_: (_ for _ in ()).throw(ServiceUnavailable("x"))
-        )
+        patch.setattr(bootstrap.api_service(), "new_job", lambda *_: (_ for _ in ()).throw(ServiceUnavailable("x")))
         event["headers"]["idempotency-key"] = "k2"
         with recorder.recording():
             api.lambda_handler(event, FakeLambdaContext())
