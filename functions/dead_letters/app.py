@@ -5,8 +5,10 @@ A job that is finished or deleted is left as it is. A job still RUNNING under a 
 finish) is retried when the lease ends. Every dead-lettered message is logged with its ids and receive count.
 A body that is not a job reference is logged in full and acknowledged: there is no job to mark. No record loops
 on this queue, which has no dead-letter queue of its own: one that still fails after
-``JOBS_DEAD_LETTER_MAX_RECEIVES`` receives (20, about an hour at the queue's 180 s visibility timeout) is logged
-as an error, counted (``DeadLettersAbandoned``) and acknowledged; a job it leaves QUEUED is the reconciler's.
+``JOBS_DEAD_LETTER_MAX_RECEIVES`` receives here (20, about an hour at the queue's 180 s visibility timeout) is
+logged as an error, counted (``DeadLettersAbandoned``) and acknowledged; a job it leaves QUEUED is the
+reconciler's. The count starts after the jobs queue's ``maxReceiveCount``, since a message may keep its receive
+count when SQS moves it to the dead-letter queue.
 """
 
 from typing import Any
@@ -37,7 +39,8 @@ def record_handler(record: JobMessageRecord) -> None:
         raise  # a live lease: bounded by the lease itself
     except Exception:
         receives = int(record.attributes.ApproximateReceiveCount)
-        if receives < settings.consumer_settings().dead_letter_max_receives:
+        config = settings.consumer_settings()
+        if receives < config.max_receive_count + config.dead_letter_max_receives:
             raise
         logger.exception(
             "Dead-lettered message abandoned after %d receives",
