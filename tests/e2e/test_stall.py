@@ -87,6 +87,7 @@ def test_a_poison_item_ends_failed_and_other_owners_jobs_succeed_in_the_usual_ti
     for reply in created:
         until(partial(succeeded, reply.body["job_id"]), 20, f"bob's job {reply.body['job_id']} SUCCEEDED")
     done_after = time.monotonic() - started
+    print(f"\nbob's 3 jobs SUCCEEDED {done_after:.1f} s after {len(poison)} poison items were written")
     for owner, job_id in poison.items():
         found = until(partial(failed, owner, job_id), 20, f"the poison job of {owner!r} FAILED")
         assert found["error"]["M"]["type"]["S"] == "InvalidOwner"
@@ -151,7 +152,9 @@ def test_a_record_the_relay_cannot_send_is_discarded_then_replayed(
     broken_relay: StackProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job_id = submit(broken_relay, "replayed")
+    started = time.monotonic()
     until(lambda: discarded(broken_relay) >= 1, 60, "the relay gave up on the record (bounded retries)")
+    print(f"\nthe relay gave up on the record after {time.monotonic() - started:.1f} s")
     assert status_in_table(broken_relay, "alice", job_id)["status"] == "QUEUED"
 
     result = run_reconciler(broken_relay, {"reconcile": False}, capsys)
