@@ -144,6 +144,7 @@ def drop_discarded(process: StackProcess) -> None:
 def run_reconciler(process: StackProcess, payload: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
     """``make replay-stream`` / ``make reconcile``: the reconciler through the stack's Lambda Invoke API."""
     port = process.lambda_url.rsplit(":", 1)[1]
+    capsys.readouterr()  # what the test printed before is not the command's output
     assert invoke.main(["ReconcileJobsFunction", "--payload", json.dumps(payload), "--port", port]) == 0
     return json.loads(capsys.readouterr().out)
 
