@@ -181,9 +181,10 @@ def test_a_trimmed_or_expired_iterator_is_replaced_and_the_shard_read_on(code: s
         stub.add_response(
             "get_records", {"Records": [], "NextShardIterator": "i" * 11}, {"ShardIterator": "i" * 10, "Limit": 10}
         )
+        pool: Any = Scripted(OK)
         mapping = StreamPoller(
-            streams, ARN, Scripted(OK), batch_size=10, starting_position="TRIM_HORIZON", filters=[], log=lambda _: None
-        )  # type: ignore[arg-type]
+            streams, ARN, pool, batch_size=10, starting_position="TRIM_HORIZON", filters=[], log=lambda _: None
+        )
 
         assert [mapping.poll_once() for _ in range(3)] == [1, 0, 0]
         stub.assert_no_pending_responses()
