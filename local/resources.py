@@ -283,7 +283,7 @@ def http_api_routes(spec: FunctionSpec, resolver: Resolver) -> list[tuple[str, s
 #: The properties of each event type that the local stack plays, or that change nothing it does; any other is
 #: an ``UnsupportedTemplate`` error rather than a setting silently ignored.
 EVENT_PROPERTIES = {
-    "SQS": {"Queue", "BatchSize", "FunctionResponseTypes", "MaximumBatchingWindowInSeconds"},
+    "SQS": {"Queue", "BatchSize", "FunctionResponseTypes", "MaximumBatchingWindowInSeconds", "ScalingConfig"},
     "DynamoDB": {
         "Stream",
         "StartingPosition",

@@ -338,7 +338,8 @@ class Stack:
                     queue_arn,
                     pool,
                     batch_size=int(source.get("BatchSize", 10)),
-                    pollers=self.concurrency,
+                    # ScalingConfig.MaximumConcurrency caps the concurrent invocations a mapping starts.
+                    pollers=min(self.concurrency, int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1000))),
                     log=_emit,
                 )
                 poller.start()

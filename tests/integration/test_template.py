@@ -348,3 +348,73 @@ def test_a_deploy_with_a_jwks_url_but_no_issuer_or_audience_is_refused_by_a_rule
     for assertion, parameter in zip(rule["Assertions"], ("JwtIssuer", "JwtAudience"), strict=True):
         assert assertion["AssertDescription"].startswith(f"{parameter} is required when JwksUrl is set")
     assert "Comma-separated audiences" in TEMPLATE["Parameters"]["JwtAudience"]["Description"]
+
+
+def test_each_function_role_grants_tracing_itself_so_no_function_races_its_permission() -> None:
+    functions = [name for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"]
+    xray = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+
+    assert TEMPLATE["Globals"]["Function"]["Tracing"] == "Active"
+    for function in functions:
+        role = properties(function)["Role"]["Fn::GetAtt"][0]
+        assert xray in properties(role).get("ManagedPolicyArns", []), role
+    # A policy of its own (AWS::IAM::Policy) is created apart from the role, and a function may be created first.
+    assert not [name for name, r in RESOURCES.items() if r["Type"] == "AWS::IAM::Policy"]
+
+
+def test_the_dead_letter_path_alarms_on_what_the_handler_counts_its_age_and_its_errors() -> None:
+    alarms = {name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    watched = {(a.get("Namespace"), a.get("MetricName")) for a in alarms.values()}
+
+    assert ("JobSystem", "JobsDeadLettered") in watched
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in watched
+    assert any(
+        a.get("MetricName") == "Errors"
+        and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DeadLettersFunction"}}]
+        for a in alarms.values()
+    )
+    # Depth alone hardly ever fires: the handler drains the queue within seconds.
+    assert not any(
+        a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "QueueName"]}
+        for a in alarms.values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [("ProcessJobsFunction", "ConsumerMaximumConcurrency"), ("DeadLettersFunction", "DeadLettersMaximumConcurrency")],
+)
+def test_each_sqs_mapping_caps_its_concurrency_by_a_parameter(function: str, parameter: str) -> None:
+    [event] = properties(function)["Events"].values()
+
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": parameter}}
+    assert TEMPLATE["Parameters"][parameter]["MinValue"] == 2  # SQS's least MaximumConcurrency
+
+
+def test_names_are_per_stack_and_urls_per_partition() -> None:
+    assert properties("JobsLayer")["LayerName"] == {"Fn::Sub": "${AWS::StackName}-jobs"}
+    queries = [r["Properties"]["Name"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::QueryDefinition"]
+    assert queries
+    assert all(name["Fn::Sub"].startswith("${AWS::StackName}/") for name in queries)
+    url = TEMPLATE["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+    assert "console.aws.amazon.com" not in json.dumps(url)
+    assert set(TEMPLATE["Mappings"]["ConsoleDomain"]) == {"aws", "aws-cn", "aws-us-gov"}
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab", True),
+        ("arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),  # a key id
+        ("alias/jobs", False),
+        ("arn:aws:kms:us-east-1:123456789012:alias/jobs", False),
+    ],
+)
+def test_the_secret_kms_key_must_be_a_key_arn(value: str, accepted: bool) -> None:
+    pattern = TEMPLATE["Parameters"]["JwtSecretKmsKeyArn"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, value)) is accepted
