@@ -35,9 +35,9 @@ def send_messages(records: list[dict[str, Any]]) -> dict[str, bool]:
     for raw in records:
         record = DynamoDBRecord(raw)
         sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
-        message = job_message_of(raw)
         if sequence_number is None:
             continue
+        message = job_message_of(raw)
         if message is None:
             logger.error("Stream record names no job; acknowledged", extra={"sequence_number": sequence_number})
             continue

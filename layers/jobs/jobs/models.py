@@ -51,7 +51,6 @@ DYNAMODB_NUMBER_MIN = 1e-130
 #: names log lines. Everything AWS limits further (a ``MessageGroupId``, a metric dimension) is derived from it so
 #: that every valid owner id fits. Owner ids are compared exactly (no case folding, no normalisation).
 OWNER_ID_PATTERN = re.compile(r"[!-~]{1,255}")
-MAX_OWNER_ID_LENGTH = 255
 
 
 #: RFC 6750 section 3: an ``error_description`` is %x20-21 / %x23-5B / %x5D-7E (no ``"``, no ``\\``).
@@ -185,11 +184,6 @@ class Job(BaseModel):
     attempts: int = 0
     result: dict[str, Any] | None = None
     error: JobError | None = None
-
-    @property
-    def is_queued(self) -> bool:
-        """True while the job waits for a run (QUEUED)."""
-        return self.status == JobStatus.QUEUED
 
 
 class JobPage(BaseModel):

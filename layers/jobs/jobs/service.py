@@ -248,10 +248,10 @@ class JobService:
         except ServiceUnavailable as error:
             logger.warning("%d messages not sent: %s", len(sendable), error)
             results = [SendResult(code="Unavailable")] * len(sendable)
-        outcome = dict(zip((id(message) for message in sendable), results, strict=True))
+        answers = iter(results)  # in the order of ``sendable``, which keeps the chunk's order
         settled = []
         for message in chunk:
-            result = outcome.get(id(message))
+            result = next(answers) if is_owner_id(message.owner_id) else None
             extra = {"job_id": message.job_id}
             if result is None:
                 failure = JobError(
@@ -336,7 +336,7 @@ class JobService:
                     for record in reader.records(batch)
                     if record.get("eventName") == "INSERT" and (message := job_message_of(record)) is not None
                 ]
-                queued = [m for m in messages if (job := self.store.get(m.owner_id, m.job_id)) and job.is_queued]
+                queued = [m for m in messages if self._is_queued(m)]
                 settled = self.enqueue_all(queued)
             except RecordsExpired as expired:
                 logger.warning("Discarded batch no longer in the stream; removed: %s", expired, extra=where)
@@ -352,6 +352,10 @@ class JobService:
             sent += len(queued)
             batches.delete(receipt)
         return sent
+
+    def _is_queued(self, message: JobMessage) -> bool:
+        job = self.store.get(message.owner_id, message.job_id)
+        return job is not None and job.status == JobStatus.QUEUED
 
     def reconcile(self, *, queued_for: timedelta, max_jobs: int = 4800) -> int:
         """Send again the messages of QUEUED jobs not updated for ``queued_for``: jobs the stream could not give a

@@ -434,9 +434,7 @@ class DynamoJobStore:
                     ExpressionAttributeValues={":now": {"S": now_text}, ":queued": {"S": JobStatus.QUEUED.value}},
                 )
             except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code == "ValidationException":  # an item at the size limit: the next run meets it again
-                    raise WriteRefused("DynamoDB refused the reconciled_at write", code=code) from error
+                _raise_if_refused(error, "the reconciled_at write")  # an item at the size limit, say
                 if not _is_condition_failure(error):
                     raise
 
@@ -544,9 +542,7 @@ class DynamoJobStore:
                 if _is_condition_failure(failure):
                     old = failure.response.get("Item")
                     raise TransitionRejected(item_to_job(old) if old else None) from failure
-                code = failure.response.get("Error", {}).get("Code", "")
-                if code == "ValidationException":
-                    raise WriteRefused(f"DynamoDB refused the job's {new_status} write", code=code) from failure
+                _raise_if_refused(failure, f"the job's {new_status} write")
                 raise
         return item_to_job(response["Attributes"])
 
@@ -565,6 +561,13 @@ _OWN_RUN = "attribute_exists(job_id) AND #status = :running AND started_at = :st
 
 def _is_condition_failure(error: ClientError) -> bool:
     return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _raise_if_refused(error: ClientError, what: str) -> None:
+    """Raise ``WriteRefused`` for an error that no retry of the same write can cure (``ValidationException``)."""
+    code = error.response.get("Error", {}).get("Code", "")
+    if code == "ValidationException":
+        raise WriteRefused(f"DynamoDB refused {what}", code=code) from error
 
 
 class InMemoryJobStore:
