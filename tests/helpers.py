@@ -1,14 +1,17 @@
-"""Test helpers: sample events from ``events/``, functions imported by path, tokens, a Lambda context."""
+"""Test helpers: sample events from ``events/``, functions imported by path, tokens, a Lambda context, an
+endpoint that never answers."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
 import json
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -146,3 +149,40 @@ def race(calls: list[Callable[[], Any]]) -> list[Any]:
     for thread in threads:
         thread.join(timeout=60)
     return results
+
+
+@dataclass
+class SilentEndpoint:
+    """An HTTP endpoint on loopback that accepts every connection and never sends a byte: ``url``, and the
+    connections it has accepted."""
+
+    url: str
+    accepted: list[socket.socket]
+
+
+@contextmanager
+def silent_http_endpoint() -> Iterator[SilentEndpoint]:
+    """Serve a ``SilentEndpoint`` (an AWS endpoint that hangs rather than refuses) until the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(connection)  # kept open, never answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield SilentEndpoint(f"http://127.0.0.1:{listener.getsockname()[1]}", accepted)
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import bootstrap
+from jobs import aws, bootstrap
 from jobs.http import IDEMPOTENCY_KEY_PATTERN, build_resolver, header_value, owner_id, responses
 from jobs.models import Job, JobCreate, JobPage, JobStatus
 from jobs.observability import MetricUnit, logger, metrics
@@ -111,6 +111,7 @@ def delete_job(job_id: str) -> Response[None]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
+@aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0)."""
     return app.resolve(event, context)

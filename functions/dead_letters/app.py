@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from jobs import bootstrap, settings
+from jobs import aws, bootstrap, settings
 from jobs.batch import JobMessageRecord, batch_processor, settle
 from jobs.models import RetryLater
 from jobs.observability import MetricUnit, logger, metrics
@@ -69,6 +69,7 @@ def _acknowledge_poison(event: dict[str, Any]) -> dict[str, Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
+@aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Lambda entry point for the dead-letter queue's event source mapping (``ReportBatchItemFailures``)."""
     jobs_event = _acknowledge_poison(event)

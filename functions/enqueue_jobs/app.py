@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import bootstrap
+from jobs import aws, bootstrap
 from jobs.models import ServiceUnavailable
 from jobs.observability import logger, metrics
 from jobs.streams import job_message_of
@@ -48,6 +48,7 @@ def send_messages(records: list[dict[str, Any]]) -> dict[str, bool]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
+@aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Lambda entry point for the Jobs table stream's event source mapping (INSERT records only)."""
     settled = send_messages(event.get("Records", []))

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import bootstrap
+from jobs import aws, bootstrap
 from jobs.batch import JobMessageRecord, batch_processor, settle
 from jobs.observability import logger, metrics
 
@@ -26,6 +26,7 @@ def record_handler(record: JobMessageRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
+@aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Lambda entry point for the jobs queue's event source mapping (``ReportBatchItemFailures``)."""
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

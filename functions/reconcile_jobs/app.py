@@ -21,7 +21,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs import bootstrap, settings
+from jobs import aws, bootstrap, settings
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.streams import StreamReader
 
@@ -39,6 +39,7 @@ class ReconcilerRequest(BaseModel):
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
+@aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     """Lambda entry point for the schedule (and ``aws lambda invoke``): returns ``{"replayed": n, "reconciled":
     m}``, the messages each pass sent (and ``"backfilled"``, the jobs put into the index, when asked). An event

@@ -24,8 +24,8 @@ def short_template(
     directory: Path, *, consumer_timeout: int = 3, lease: int = 4, visibility: int = 6, consumer_batch: int = 10
 ) -> Path:
     """A copy of template.yaml in ``directory`` with a short consumer Timeout, lease and visibility timeout
-    (seconds), and the consumer's SQS ``BatchSize``, so that faults play out within a test; every other value
-    is the template's own."""
+    (seconds), the consumer's SQS ``BatchSize``, and an AWS time budget (``jobs.aws``) that fits the short
+    Timeout, so that faults play out within a test; every other value is the template's own."""
     text = (ROOT / "template.yaml").read_text()
     consumer_events = re.compile(r"(ProcessJobsFunction:\n(?:    .*\n|\n)*?            BatchSize: )10")
     text, found = consumer_events.subn(rf"\g<1>{consumer_batch}", text)
@@ -35,6 +35,14 @@ def short_template(
     text = re.sub(
         r"(CodeUri: functions/process_jobs/\n(?:      .*\n)*?      Timeout: )30", rf"\g<1>{consumer_timeout}", text
     )
+    # The consumer's AWS time budget (jobs.aws) scaled to its short Timeout: 1.5 s attempts, 0.25 s margin.
+    text, found = re.subn(
+        r"(CodeUri: functions/process_jobs/\n(?:      .*\n)*?        Variables:\n)",
+        r'\g<1>          JOBS_AWS_CONNECT_TIMEOUT_SECONDS: "0.5"\n          JOBS_AWS_READ_TIMEOUT_SECONDS: "1"\n'
+        r'          JOBS_AWS_RESPONSE_MARGIN_SECONDS: "0.25"\n',
+        text,
+    )
+    assert found == 1, "the consumer's Environment Variables were not found in template.yaml"
     for folder in ("functions", "layers"):
         link = directory / folder
         if not link.exists():

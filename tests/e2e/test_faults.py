@@ -114,7 +114,9 @@ def test_a_job_whose_worker_always_dies_is_failed_by_the_dead_letter_handler(
 
 
 def test_a_job_deleted_while_it_runs_stays_deleted(stack: Client) -> None:
-    job_id = stack.submit("sleep", {"seconds": 2})
+    # 1 s: a run must end with one AWS attempt and the margin left of the 3 s Timeout (jobs.aws's time budget,
+    # 1.75 s in short_template) to write its outcome.
+    job_id = stack.submit("sleep", {"seconds": 1})
     assert stack.wait(job_id, {"RUNNING"}, timeout=10)["status"] == "RUNNING"
 
     status, _ = stack.call("DELETE", f"/api/v1/jobs/{job_id}", "faults")

@@ -418,3 +418,33 @@ def test_the_secret_kms_key_must_be_a_key_arn(value: str, accepted: bool) -> Non
     pattern = TEMPLATE["Parameters"]["JwtSecretKmsKeyArn"]["AllowedPattern"]
 
     assert bool(re.fullmatch(pattern, value)) is accepted
+
+
+def test_every_function_answers_before_its_timeout_whatever_aws_does() -> None:
+    """jobs.aws's time budget (JOBS_AWS_* in a function's environment, else the defaults): every function's
+    Timeout holds one AWS attempt and the answer's margin (below that, no call could be made at all), and the
+    queue and stream consumers' hold a whole call: every attempt and the standard retry mode's backoff between
+    them (under 2**i s before retry i + 1)."""
+    from jobs.settings import AwsSettings
+
+    functions = {
+        logical_id: {**TEMPLATE["Globals"]["Function"], **resource["Properties"]}
+        for logical_id, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert set(functions) >= {"ApiFunction", "ProcessJobsFunction", "EnqueueJobsFunction"}
+    for logical_id, function in functions.items():
+        variables = {
+            **TEMPLATE["Globals"]["Function"].get("Environment", {}).get("Variables", {}),
+            **function.get("Environment", {}).get("Variables", {}),
+        }
+        prefix = "JOBS_AWS_"
+        budget = AwsSettings.model_validate(
+            {name.removeprefix(prefix).lower(): value for name, value in variables.items() if name.startswith(prefix)}
+        )
+        backoff = sum(2**retry for retry in range(budget.max_attempts - 1))
+        whole_call = budget.max_attempts * budget.attempt_seconds + backoff
+        timeout = int(function["Timeout"])
+        assert timeout >= budget.attempt_seconds + budget.response_margin_seconds, logical_id
+        if logical_id != "ApiFunction":
+            assert timeout >= whole_call + budget.response_margin_seconds, logical_id

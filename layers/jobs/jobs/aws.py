@@ -10,6 +10,21 @@ clients its verb needs (the API's GET never builds the SQS client); botocore's J
 endpoints and our three services) are parsed into plain dicts, about four times faster than into the
 ``OrderedDict``s botocore asks for, which it does not need since dicts keep their order; and the loader checks
 that a service exists by looking for that service alone, not by listing the hundreds it knows.
+
+Time budget: an endpoint that accepts a connection and never answers must not run a function into its
+``Timeout`` (a Lambda timeout is a 500 from API Gateway and a lost batch for a queue). Two rules, both here:
+
+1. One attempt of a call ends within the attempt time, connect plus read timeout (2 + 3 s), and a call makes
+   at most 3 attempts (botocore's standard retry mode, with its jittered backoff between them).
+2. Within an invocation (``time_budget``), an attempt starts only when the attempt time plus the response
+   margin (1 s) are left before the function's timeout; otherwise the call raises ``DeadlineExceeded``, which
+   callers see as ``ServiceUnavailable`` (the API's 503 with ``Retry-After``, a record reported in
+   ``batchItemFailures``).
+
+The figures are ``jobs.settings.AwsSettings``'s defaults. A function with ``Timeout`` T answers at least the
+margin before T whatever AWS does, as long as T exceeds the attempt time plus the margin
+(tests/integration/test_template.py checks every function's ``Timeout``). The price: work that finishes with
+less than that left cannot write its result (the consumer's lease then hands the job to another delivery).
 """
 
 from __future__ import annotations
@@ -18,21 +33,35 @@ import gzip
 import json
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
-from typing import Any
+from contextvars import ContextVar
+from functools import cache, wraps
+from typing import Any, Protocol
 
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ClientError, DataNotFoundError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, DataNotFoundError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.loaders import JSONFileLoader, Loader
 
 from jobs.models import ServiceUnavailable
+from jobs.settings import AwsSettings, aws_settings
 
-#: Timeouts in seconds: a client gives up well within API Gateway's 30 s integration timeout.
-CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+#: AWS SDK retry mode: standard, whose jittered backoff and retried errors are documented in "Retry behavior"
+#: of the AWS SDKs and Tools reference guide (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html).
+RETRY_MODE = "standard"
+
+
+def client_config(budget: AwsSettings) -> Config:
+    """The botocore ``Config`` of every client: ``budget``'s connect and read timeouts and attempts."""
+    return Config(
+        connect_timeout=budget.connect_timeout_seconds,
+        read_timeout=budget.read_timeout_seconds,
+        retries={"mode": RETRY_MODE, "total_max_attempts": budget.max_attempts},
+    )
+
 
 #: Error codes that mean "try again later" rather than "this request is wrong" (DynamoDB and SQS API
 #: references, "Common errors").
@@ -60,9 +89,65 @@ _SESSION_ENVIRONMENT = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_SSM",
 )
 #: botocore sessions are not thread-safe; clients are.
 _lock = threading.Lock()
+
+#: The ``time.monotonic()`` by which the current invocation must have answered (``time_budget``); None outside one.
+_deadline: ContextVar[float | None] = ContextVar("jobs_aws_deadline", default=None)
+
+
+class DeadlineExceeded(BotoCoreError):  # type: ignore[misc]  # botocore has no type hints
+    """An AWS call's next attempt could outlast the invocation's time budget, so it was not sent.
+
+    A ``BotoCoreError`` that botocore's retry modes do not retry, so the call fails at once.
+    """
+
+    fmt = "{operation}: {remaining:.1f} s left in the invocation, less than one attempt ({needed:.1f} s) needs"
+
+
+class _HasRemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def time_budget[Handler: Callable[..., Any]](handler: Handler) -> Handler:
+    """Decorate a Lambda handler ``(event, context)`` so that its AWS calls keep within the invocation's time:
+    the deadline is read from ``context.get_remaining_time_in_millis()`` (Lambda's context object,
+    https://docs.aws.amazon.com/lambda/latest/dg/python-context.html) minus the response margin."""
+
+    @wraps(handler)
+    def within_budget(event: Any, context: _HasRemainingTime, *args: Any, **kwargs: Any) -> Any:
+        remaining = context.get_remaining_time_in_millis() / 1000
+        token = _deadline.set(time.monotonic() + remaining - aws_settings().response_margin_seconds)
+        try:
+            return handler(event, context, *args, **kwargs)
+        finally:
+            _deadline.reset(token)
+
+    return within_budget  # type: ignore[return-value]
+
+
+def seconds_left() -> float | None:
+    """Seconds before the current invocation must have answered, or None outside ``time_budget``."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _check_deadline(event_name: str, **_: Any) -> None:
+    """botocore's ``before-send`` hook, run before every attempt of every call: refuse an attempt that could
+    outlast the deadline.
+
+    Raises:
+        DeadlineExceeded: less than one attempt's time is left before the deadline.
+    """
+    left = seconds_left()
+    needed = aws_settings().attempt_seconds
+    if left is not None and left < needed:
+        raise DeadlineExceeded(operation=event_name.rsplit(".", 1)[-1], remaining=max(left, 0.0), needed=needed)
 
 
 @cache
@@ -71,7 +156,7 @@ def client(service_name: str) -> Any:
     client, which is what a boto3 client is."""
     with _lock:
         return session(tuple(os.environ.get(name) for name in _SESSION_ENVIRONMENT)).create_client(
-            service_name, config=CLIENT_CONFIG
+            service_name, config=client_config(aws_settings())
         )
 
 
@@ -84,6 +169,7 @@ def session(environment: tuple[str | None, ...]) -> botocore.session.Session:
     data_path = created.get_config_variable("data_path")
     extra = [os.path.expanduser(os.path.expandvars(path)) for path in (data_path or "").split(os.pathsep) if path]
     created.register_component("data_loader", _Loader(extra_search_paths=extra, file_loader=_FileLoader()))
+    created.register("before-send", _check_deadline)
     return created
 
 
@@ -132,7 +218,8 @@ def transient_errors_as_unavailable(operation: str) -> Iterator[None]:
     Other ``ClientError`` codes propagate unchanged: they are bugs or conditions the caller handles.
 
     Raises:
-        ServiceUnavailable: the operation failed for a reason a retry may cure.
+        ServiceUnavailable: the operation failed for a reason a retry may cure, or ran out of the invocation's
+            time (``DeadlineExceeded``).
     """
     try:
         yield
@@ -142,3 +229,5 @@ def transient_errors_as_unavailable(operation: str) -> Iterator[None]:
         raise
     except (BotocoreConnectionError, ReadTimeoutError) as error:  # EndpointConnectionError, ConnectTimeoutError, ...
         raise ServiceUnavailable(f"{operation} could not reach AWS") from error
+    except DeadlineExceeded as error:
+        raise ServiceUnavailable(f"{operation} did not finish within the invocation's time") from error

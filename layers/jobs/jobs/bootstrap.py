@@ -105,6 +105,7 @@ def reset() -> None:
         authenticator,
         registry,
         aws.client,
+        settings.aws_settings,
         settings.store_settings,
         settings.queue_settings,
         settings.reconciler_settings,

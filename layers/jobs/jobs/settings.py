@@ -19,6 +19,25 @@ SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
 
 
+class AwsSettings(BaseSettings):
+    """How long one AWS call may take (``jobs.aws``'s time budget), in seconds:
+    ``JOBS_AWS_CONNECT_TIMEOUT_SECONDS`` (2) to open a connection, ``JOBS_AWS_READ_TIMEOUT_SECONDS`` (3) to wait
+    for an answer, ``JOBS_AWS_MAX_ATTEMPTS`` (3) attempts per call, and ``JOBS_AWS_RESPONSE_MARGIN_SECONDS`` (1)
+    kept before the function's ``Timeout`` to answer. Only tests with very short ``Timeout``s change them."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_AWS_", frozen=True, extra="ignore")
+
+    connect_timeout_seconds: float = Field(default=2, gt=0, le=60)
+    read_timeout_seconds: float = Field(default=3, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    response_margin_seconds: float = Field(default=1, ge=0, le=60)
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The longest one attempt can take: connect plus read timeout."""
+        return self.connect_timeout_seconds + self.read_timeout_seconds
+
+
 class StoreSettings(BaseSettings):
     """Where jobs live: ``JOBS_TABLE_NAME`` (the ``Jobs`` table's physical name)."""
 
@@ -176,6 +195,12 @@ class AuthSettings(BaseSettings):
         if self.jwt_audience is None:
             return ()
         return tuple(part.strip() for part in self.jwt_audience.split(",") if part.strip())
+
+
+@cache
+def aws_settings() -> AwsSettings:
+    """The process's ``AwsSettings``."""
+    return AwsSettings()
 
 
 @cache
