@@ -2,7 +2,9 @@
 
 - every compiled extension module (.so) is ELF for AArch64 (e_machine 183);
 - every module has bytecode for CPython 3.13 that is unchecked-hash (PEP 552: flags word 0b01), so Lambda,
-  whose /opt is read-only, never compiles the layer at a cold start (layers/jobs/Makefile says why).
+  whose /opt is read-only, never compiles the layer at a cold start (layers/jobs/Makefile says why);
+- the AWS SDK (boto3, botocore) is in the layer at the versions layers/jobs/requirements.txt pins, so the
+  runtime's own copy never decides.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import struct
 import sys
 
 LAYER = pathlib.Path(".aws-sam/build/JobsLayer/python")
+REQUIREMENTS = pathlib.Path("layers/jobs/requirements.txt")
+SDK = ("boto3", "botocore")
 #: CPython 3.13's bytecode magic number (importlib.util.MAGIC_NUMBER on 3.13; stable across 3.13 releases).
 MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
 UNCHECKED_HASH = 0b01
@@ -37,7 +41,14 @@ def main() -> int:
     print(f"layer: {len(sources)} modules, {len(missing)} without bytecode, {len(wrong)} not unchecked-hash 3.13")
     for path in [*not_arm64, *missing[:10], *wrong[:10]]:
         print(f"  {path}")
-    return 1 if not_arm64 or missing or wrong or not extensions or not sources else 0
+    pins = dict(line.split("==", 1) for line in REQUIREMENTS.read_text().splitlines() if "==" in line)
+    sdk_wrong = []
+    for name in SDK:
+        built = sorted(path.name for path in LAYER.glob(f"{name}-*.dist-info"))
+        print(f"layer: {name} {built} (pinned {pins.get(name)})")
+        if built != [f"{name}-{pins.get(name)}.dist-info"]:
+            sdk_wrong.append(name)
+    return 1 if not_arm64 or missing or wrong or sdk_wrong or not extensions or not sources else 0
 
 
 if __name__ == "__main__":

@@ -325,8 +325,8 @@ def _denied(**_: Any) -> Any:
     raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateItem")
 
 
-# The jobs queue's maxReceiveCount is 3 here: a message may arrive with its count, so 3 + 20 is the bound.
-@pytest.mark.parametrize(("receives", "comes_back"), [("1", True), ("22", True), ("23", False), ("40", False)])
+# The jobs queue's maxReceiveCount is 5 here: a message may arrive with its count, so 5 + 20 is the bound.
+@pytest.mark.parametrize(("receives", "comes_back"), [("1", True), ("24", True), ("25", False), ("40", False)])
 def test_a_dead_letter_that_keeps_failing_comes_back_until_its_receive_bound_then_is_abandoned(
     dead_letters: ModuleType,
     service: JobService,

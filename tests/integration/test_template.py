@@ -228,7 +228,7 @@ def test_a_changed_template_changes_the_local_queue(moto: Any, tmp_path: Path) -
     changed = tmp_path / "template.yaml"
     text = (ROOT / "template.yaml").read_text()
     text = text.replace("VisibilityTimeout: 180", "VisibilityTimeout: 240")
-    text = re.sub(r"(MaxReceiveCount:\n(?:    .*\n)*?    Default: )3", r"\g<1>7", text)
+    text = re.sub(r"(MaxReceiveCount:\n(?:    .*\n)*?    Default: )5", r"\g<1>7", text)
     changed.write_text(text)
 
     physical = LocalStack(changed, moto).create_all()
@@ -241,7 +241,9 @@ def test_a_changed_template_changes_the_local_queue(moto: Any, tmp_path: Path) -
 
 
 def test_parameter_overrides_reach_the_queue_and_the_consumer(moto: Any) -> None:
-    stack = LocalStack(ROOT / "template.yaml", moto, parameter_overrides={"MaxReceiveCount": "5"})
+    stack = LocalStack(
+        ROOT / "template.yaml", moto, parameter_overrides={"MaxReceiveCount": "8", "JobMaxAttempts": "4"}
+    )
     physical = stack.create_all()
 
     attributes = moto("sqs").get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])[
@@ -249,8 +251,9 @@ def test_parameter_overrides_reach_the_queue_and_the_consumer(moto: Any) -> None
     ]
     consumer = next(spec for spec in stack.functions() if spec.logical_id == "ProcessJobsFunction")
 
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
-    assert consumer.environment["JOBS_MAX_RECEIVE_COUNT"] == "5"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 8
+    assert consumer.environment["JOBS_MAX_RECEIVE_COUNT"] == "8"
+    assert consumer.environment["JOBS_MAX_ATTEMPTS"] == "4"
 
 
 def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> None:

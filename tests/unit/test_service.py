@@ -267,6 +267,38 @@ def test_a_delivery_while_the_job_runs_elsewhere_comes_back_when_the_lease_ends(
     assert service.get_job("alice", job.job_id).status == JobStatus.RUNNING
 
 
+def test_a_job_fails_when_its_attempts_are_spent_with_receives_to_spare(service: JobService, clock: Clock) -> None:
+    job = service.create_job("alice", request(type="flaky"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+    # Receives 1 and 2 were spent by batches that crashed before this job ran: no attempt spent.
+    for receive_count in (3, 4):
+        with pytest.raises(RetryLater):
+            service.run_job(message, Delivery(receive_count=receive_count, max_receive_count=10, max_attempts=3))
+        clock.advance(60)
+    last = service.run_job(message, Delivery(receive_count=5, max_receive_count=10, max_attempts=3))
+
+    assert last is not None
+    assert (last.status, last.attempts) == (JobStatus.FAILED, 3)
+
+
+def test_whole_batch_failures_do_not_spend_a_job_s_attempts(service: JobService, clock: Clock) -> None:
+    job = service.create_job("alice", request(type="flaky"))
+    message = JobMessage(owner_id="alice", job_id=job.job_id)
+    # The defaults: 5 receives, 3 attempts. Two receives went to crashed batches; the job's first run is the
+    # third receive, and it still gets its three attempts.
+    for receive_count in (3, 4):
+        with pytest.raises(RetryLater):
+            service.run_job(message, Delivery(receive_count=receive_count))
+        clock.advance(60)
+    last = service.run_job(message, Delivery(receive_count=5))
+
+    assert last is not None
+    assert (last.status, last.attempts) == (JobStatus.FAILED, 3)
+    assert Delivery().is_last_try(3)
+    assert not Delivery(receive_count=4).is_last_try(2)
+    assert Delivery(receive_count=5).is_last_try(1)
+
+
 def test_a_job_whose_run_died_is_taken_over_after_its_lease(service: JobService, clock: Clock) -> None:
     job = service.create_job("alice", request(type="noop"))
     dead_run = service.store.start("alice", job.job_id, now_text=format_timestamp(clock()), stale_before_text="")

@@ -37,10 +37,12 @@ def batch_processor() -> BatchProcessor:
 
 
 def delivery_of(record: JobMessageRecord) -> Delivery:
-    """The delivery facts of a record: its receive count and the redrive limit."""
+    """The delivery facts of a record: its receive count, the redrive limit and the attempts a job gets."""
+    consumer = settings.consumer_settings()
     return Delivery(
         receive_count=int(record.attributes.ApproximateReceiveCount),
-        max_receive_count=settings.consumer_settings().max_receive_count,
+        max_receive_count=consumer.max_receive_count,
+        max_attempts=consumer.max_attempts,
     )
 
 

@@ -432,7 +432,8 @@ class JobService:
         """Run the job a queue message names: QUEUED → RUNNING → SUCCEEDED | FAILED.
 
         A RUNNING job whose lease has expired (its run died) is taken over. A retryable failure before the
-        last delivery puts the job back to QUEUED with its error and asks for the message again later.
+        last try (``Delivery.is_last_try``) puts the job back to QUEUED with its error and asks for the message
+        again later; on the last try it fails the job.
         Returns the job as last written, or None when it does not exist (deleted: the message is done).
         A delivery of a finished job returns it unchanged and runs nothing.
 
@@ -456,8 +457,8 @@ class JobService:
             result = self.registry[job.type].run(job, self.store)
         except (RetryableProcessorError, ServiceUnavailable) as error:
             failure = JobError(type=type(error).__name__, message=str(error))
-            if delivery.receive_count >= delivery.max_receive_count:
-                logger.warning("Job %s failed on its last delivery", job_id, extra={"error": failure.model_dump()})
+            if delivery.is_last_try(job.attempts):
+                logger.warning("Job %s failed on its last try", job_id, extra={"error": failure.model_dump()})
                 return self._finish(job, error=failure)
             return self._requeue(job, failure)
         except Exception as error:  # noqa: BLE001 - any other processor failure is the job's failure, recorded on it
@@ -573,8 +574,19 @@ class JobService:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What SQS says about one delivery of a message: ``receive_count`` (ApproximateReceiveCount) and
-    ``max_receive_count`` (the redrive policy's)."""
+    """What SQS says about one delivery of a message, ``receive_count`` (ApproximateReceiveCount) and
+    ``max_receive_count`` (the redrive policy's), and ``max_attempts``, the runs a job gets.
+
+    Receives and attempts differ: a message is received again after an invocation that failed as a whole (a
+    crash or timeout of any job in its batch) or while its job runs elsewhere, without its job running; so the
+    redrive limit is set above the attempts (template.yaml, ``MaxReceiveCount``; docs/decisions.md).
+    """
 
     receive_count: int = 1
-    max_receive_count: int = 3
+    max_receive_count: int = 5
+    max_attempts: int = 3
+
+    def is_last_try(self, attempts: int) -> bool:
+        """Whether a run that failed retryably, the job's ``attempts``-th, must be its last: the job's attempts
+        are spent, or this is the message's last receive before the dead-letter queue."""
+        return attempts >= self.max_attempts or self.receive_count >= self.max_receive_count

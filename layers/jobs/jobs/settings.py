@@ -81,7 +81,9 @@ class ConsumerSettings(BaseSettings):
 
     ``source_queue_url`` is the queue the function reads (to delay a retry with ChangeMessageVisibility);
     ``max_receive_count`` the jobs queue's redrive ``maxReceiveCount`` (a record whose
-    ``ApproximateReceiveCount`` has reached it is on its last delivery); ``lease_seconds`` how long a RUNNING
+    ``ApproximateReceiveCount`` has reached it is on its last delivery); ``max_attempts`` the runs a job gets
+    before a retryable failure fails it (fewer than the receives: see ``jobs.service.Delivery``);
+    ``lease_seconds`` how long a RUNNING
     job belongs to the run that started it (at least the consumer's Timeout: Lambda ends a run by then), after
     which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt;
     ``retention_days`` how long a finished job stays readable before it expires (the TTL attribute);
@@ -92,7 +94,8 @@ class ConsumerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
     source_queue_url: str = Field(min_length=1)
-    max_receive_count: int = Field(default=3, ge=1, le=1000)
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
     lease_seconds: int = Field(default=35, ge=1, le=900)
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
     retention_days: int = Field(default=30, ge=1, le=3650)
