@@ -21,7 +21,7 @@ from jobs import bootstrap
 from local import dynamodb_local
 from local.moto_server import enforce_message_characters
 from local.resources import LocalStack
-from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET
+from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET, transform_file
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -155,3 +155,9 @@ def dynamodb_local_client(endpoint: str) -> Any:
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
     return session.client("dynamodb", endpoint_url=endpoint)
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """template.yaml as AWS would receive it: through the SAM translator (``local.sam_transform``)."""
+    return transform_file(ROOT / "template.yaml", tmp_path_factory.mktemp("rehearsal") / "template.json")

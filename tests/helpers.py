@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import jwt
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -186,3 +189,25 @@ def silent_http_endpoint() -> Iterator[SilentEndpoint]:
         for connection in accepted:
             connection.close()
         listener.close()
+
+
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+
+
+def transform_file(template: Path, output: Path) -> dict[str, Any]:
+    """``template`` translated into the CloudFormation AWS would receive (``local.sam_transform``)."""
+    if not SAM_PYTHON.exists():
+        pytest.fail(f"{SAM_PYTHON} is missing: `make test` and `make rehearse` create it (requirements-sam.txt)")
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"}
+    finished = subprocess.run(
+        [str(SAM_PYTHON), "-m", "local.sam_transform", str(template), str(output)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    result: dict[str, Any] = json.loads(output.read_text())
+    return result

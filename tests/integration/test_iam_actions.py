@@ -1,7 +1,8 @@
 """Least privilege, measured: botocore event hooks record every AWS call each function's code makes while it
 runs its paths (create, idempotent replay and failure, get, list, filtered list, delete, token secret; run,
 retry, report, dead letter), and the test checks that the function's role in template.yaml grants exactly
-those actions on exactly those resources, plus the few the Lambda platform uses on the function's behalf."""
+those actions on exactly those resources, plus the few the Lambda platform uses on the function's behalf. The
+roles are read from the template AWS would receive (after the SAM transform: the ``generated`` fixture)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,8 @@ from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 from local.poller import to_record
-from local.template import load_template
 from tests.conftest import Aws
-from tests.helpers import ROOT, FakeLambdaContext, api_event, load_event, load_function, sign
-
-TEMPLATE = load_template(ROOT / "template.yaml")
-RESOURCES = TEMPLATE["Resources"]
+from tests.helpers import FakeLambdaContext, api_event, load_event, load_function, sign
 
 #: What the Lambda platform does with a function's role, not its code; granted, never seen by the hooks.
 PLATFORM = {
@@ -107,10 +104,11 @@ def recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return found
 
 
-def granted(role: str) -> set[tuple[str, str]]:
-    """``(action, resource)`` pairs of a role, resources named as the recorder names them."""
+def granted(generated: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    """``(action, resource)`` pairs of a role in the template AWS would receive (``generated``: after the SAM
+    transform), resources named as the recorder names them."""
     pairs: set[tuple[str, str]] = set()
-    for policy in RESOURCES[role]["Properties"]["Policies"]:
+    for policy in generated["Resources"][role]["Properties"]["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in statement:
                 statement = statement["Fn::If"][1]
@@ -145,7 +143,7 @@ def platform(
 
 
 def test_the_api_function_is_granted_exactly_what_its_code_calls(
-    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, generated: dict[str, Any]
 ) -> None:
     api = load_function("api")
 
@@ -169,11 +167,11 @@ def test_the_api_function_is_granted_exactly_what_its_code_calls(
     call("list_jobs", query={"status": "QUEUED"})
     call("delete_job", job_id=created["job_id"])
 
-    assert recorder.calls | platform("ApiFunction", secret=True) == granted("ApiFunctionRole")
+    assert recorder.calls | platform("ApiFunction", secret=True) == granted(generated, "ApiFunctionRole")
 
 
 def test_the_consumers_are_granted_exactly_what_their_code_calls(
-    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, generated: dict[str, Any]
 ) -> None:
     monkeypatch.setenv("JOBS_FAULT_INJECTION", "1")
     service = JobService(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
@@ -211,13 +209,17 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
     with recorder.recording():
         dead_letters.lambda_handler({"Records": [to_record(m, dlq_arn) for m in received]}, FakeLambdaContext())
 
-    assert consumer_calls | platform("ProcessJobsFunction", queue="JobsQueue") == granted("ProcessJobsFunctionRole")
+    assert consumer_calls | platform("ProcessJobsFunction", queue="JobsQueue") == granted(
+        generated, "ProcessJobsFunctionRole"
+    )
     assert recorder.calls | platform("DeadLettersFunction", queue="JobsDeadLetterQueue") == granted(
-        "DeadLettersFunctionRole"
+        generated, "DeadLettersFunctionRole"
     )
 
 
-def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(aws: Aws, recorder: Recorder) -> None:
+def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(
+    aws: Aws, recorder: Recorder, generated: dict[str, Any]
+) -> None:
     outbox = load_function("enqueue_jobs")
     unsendable = JobService(DynamoJobStore(aws.table_name)).create_job("no owner", JobCreate(title="t", type="noop"))
     event = load_event("dynamodb/job_inserted.json")
@@ -229,11 +231,13 @@ def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(aws: Aws, recor
     with recorder.recording():
         outbox.lambda_handler(event, FakeLambdaContext())
 
-    assert recorder.calls | platform("EnqueueJobsFunction", stream=True) == granted("EnqueueJobsFunctionRole")
+    assert recorder.calls | platform("EnqueueJobsFunction", stream=True) == granted(
+        generated, "EnqueueJobsFunctionRole"
+    )
 
 
 def test_the_reconciler_is_granted_exactly_what_its_code_calls(
-    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, generated: dict[str, Any]
 ) -> None:
     monkeypatch.setenv("JOBS_RECONCILE_AFTER_SECONDS", "60")
     service = JobService(DynamoJobStore(aws.table_name), clock=lambda: utc_now() - timedelta(hours=1))
@@ -252,4 +256,4 @@ def test_the_reconciler_is_granted_exactly_what_its_code_calls(
     with recorder.recording():
         load_function("reconcile_jobs").lambda_handler({"backfill": True}, FakeLambdaContext())
 
-    assert recorder.calls | platform("ReconcileJobsFunction") == granted("ReconcileJobsFunctionRole")
+    assert recorder.calls | platform("ReconcileJobsFunction") == granted(generated, "ReconcileJobsFunctionRole")
