@@ -13,15 +13,25 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from openapi_spec_validator import validate
 
 import jobs.http
 from jobs import examples
-from jobs.models import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, MAX_TITLE_LENGTH, Job, JobStatus
+from jobs.http import ERROR_RESPONSES
+from jobs.models import (
+    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH,
+    MAX_REQUEST_BYTES,
+    MAX_TITLE_LENGTH,
+    Job,
+    JobStatus,
+    ServiceUnavailable,
+)
 from jobs.processors import BUILT_IN_TYPES, quarterly_audit
 from local.openapi import COMMITTED, generate
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, api_event, load_event, load_function
+from tests.helpers import FakeLambdaContext, api_event, load_event, load_function, sign
 
 ALWAYS = {"401", "422", "429", "500", "503"}
 #: Every status each operation may answer; the test fails when the document and this table disagree.
@@ -293,3 +303,30 @@ def test_the_query_and_header_parameters_are_documented() -> None:
 
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> None:
+    alice = sign("alice")
+    text = api_event("create_job", token=alice, raw_body="title=x")
+    text["headers"]["content-type"] = "text/plain"
+    requests = {
+        (400, "notJson"): api_event("create_job", token=alice, raw_body="{"),
+        (400, "foreignNextToken"): api_event("list_jobs", token=alice, query={"next_token": "not-issued"}),
+        (401, "noToken"): api_event("list_jobs", token=None),
+        (404, "noSuchJob"): api_event("get_job", token=alice, job_id=examples.SEED_JOB_ID),
+        (413, "tooLarge"): api_event("create_job", token=alice, raw_body=" " * (MAX_REQUEST_BYTES + 1)),
+        (415, "notJson"): text,
+        (422, "emptyTitle"): api_event("create_job", token=alice, body={"title": " "}),
+        (422, "unknownType"): api_event("create_job", token=alice, body={"title": "x", "type": "roundhouse"}),
+    }
+    from_the_table = {
+        (409, "inProgress"): ERROR_RESPONSES[IdempotencyAlreadyInProgressError](IdempotencyAlreadyInProgressError()),
+        (500, "unexpected"): ERROR_RESPONSES[Exception](RuntimeError("boom")),
+        (503, "busy"): ERROR_RESPONSES[ServiceUnavailable](ServiceUnavailable("throttled")),
+    }
+    sent = {key: api.lambda_handler(event, FakeLambdaContext()) for key, event in requests.items()}
+    sent |= {key: {"statusCode": r.status_code, "body": r.body} for key, r in from_the_table.items()}
+
+    assert set(sent) == {(status, name) for status, bodies in examples.PROBLEMS.items() for name in bodies}
+    for (status, name), response in sent.items():
+        assert (response["statusCode"], json.loads(response["body"])) == (status, examples.PROBLEMS[status][name])
