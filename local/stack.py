@@ -358,7 +358,7 @@ class Stack:
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
         try:
             self._lambda_api = LambdaApi(
-                {pool.spec.logical_id: pool for pool in self._pools}, "127.0.0.1", self.lambda_port
+                {pool.spec.logical_id: pool for pool in self._pools}, "127.0.0.1", self.lambda_port, _emit
             )
         except OSError as error:
             raise SystemExit(f"the Lambda API cannot listen on port {self.lambda_port} ({error})") from error

@@ -9,29 +9,33 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import aws, bootstrap
-from jobs.http import IDEMPOTENCY_KEY_PATTERN, build_resolver, header_value, owner_id, responses
+from jobs import aws, bootstrap, examples
+from jobs.http import IDEMPOTENCY_KEY_PATTERN, JOBS_TAG, build_resolver, header_value, owner_id, responses
 from jobs.models import Job, JobCreate, JobPage, JobStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 app = build_resolver()
+#: A job's id in a path: a UUID as the API issues them (any other text is a 404, as for someone else's job).
+JobId = Annotated[str, Path(description="The job's id.", json_schema_extra={"format": "uuid"})]
 
 
 @app.post(
     "/api/v1/jobs",
     status_code=201,
     summary="Submit a job",
+    operation_id="createJob",
+    tags=[JOBS_TAG],
     responses=responses(
         {
             201: {
                 "description": "The job, QUEUED (or the first response to this Idempotency-Key).",
                 "headers": {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}},
-                "content": {"application/json": {"model": Job}},
+                "content": {"application/json": {"model": Job, "examples": {"seed": {"value": examples.QUEUED_JOB}}}},
             }
         },
         400,
@@ -42,11 +46,14 @@ app = build_resolver()
     ),
 )
 def create_job(
-    request: Annotated[JobCreate, Body()],
+    request: Annotated[
+        JobCreate,
+        Body(openapi_examples={"seed": {"summary": "The seed's quarterly audit", "value": examples.SEED_REQUEST}}),
+    ],
     idempotency_key: Annotated[
         str | None,
         Header(
-            alias="idempotency-key",
+            alias="Idempotency-Key",
             pattern=IDEMPOTENCY_KEY_PATTERN,
             description="Makes a retried POST return the first response: 1 to 255 visible ASCII characters, "
             "unique per request of this caller (a UUID). Remembered for a day.",
@@ -68,8 +75,16 @@ def create_job(
 @app.get(
     "/api/v1/jobs",
     summary="List your jobs, newest first",
+    operation_id="listJobs",
+    tags=[JOBS_TAG],
     responses=responses(
-        {200: {"description": "One page of your jobs.", "content": {"application/json": {"model": JobPage}}}}, 400, 422
+        {
+            200: {
+                "description": "One page of your jobs.",
+                "content": {"application/json": {"model": JobPage, "examples": {"seed": {"value": examples.JOB_PAGE}}}},
+            }
+        },
+        400,
     ),
 )
 def list_jobs(
@@ -90,9 +105,21 @@ def list_jobs(
 @app.get(
     "/api/v1/jobs/<job_id>",
     summary="Get one of your jobs",
-    responses=responses({200: {"description": "The job.", "content": {"application/json": {"model": Job}}}}, 404),
+    operation_id="getJob",
+    tags=[JOBS_TAG],
+    responses=responses(
+        {
+            200: {
+                "description": "The job.",
+                "content": {
+                    "application/json": {"model": Job, "examples": {"seed": {"value": examples.SUCCEEDED_JOB}}}
+                },
+            }
+        },
+        404,
+    ),
 )
-def get_job(job_id: str) -> Job:
+def get_job(job_id: JobId) -> Job:
     """One of the caller's jobs; 404 when absent or someone else's."""
     return bootstrap.api_service().get_job(owner_id(app), job_id)
 
@@ -101,9 +128,11 @@ def get_job(job_id: str) -> Job:
     "/api/v1/jobs/<job_id>",
     status_code=204,
     summary="Delete one of your jobs",
+    operation_id="deleteJob",
+    tags=[JOBS_TAG],
     responses=responses({204: {"description": "Deleted."}}, 404),
 )
-def delete_job(job_id: str) -> Response[None]:
+def delete_job(job_id: JobId) -> Response[None]:
     """Delete one of the caller's jobs whatever its status: 204, or 404 when absent or someone else's."""
     bootstrap.api_service().delete_job(owner_id(app), job_id)
     return Response(status_code=204)

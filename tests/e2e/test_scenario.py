@@ -75,7 +75,7 @@ def test_the_owner_deletes_a_job(stack: RunningStack) -> None:
 
     assert (deleted.status, deleted.body) == (204, None)
     assert stack.request("GET", path, token=token("alice")).status == 404
-    assert f"Job {job['job_id']} was successfully hit and removed" in stack.logs()
+    assert f"Chuck Norris Success: Job {job['job_id']} was successfully hit and removed" in stack.logs()
 
 
 @pytest.mark.parametrize("bad", [None, "garbage", sign("alice", secret="wrong-secret-wrong-secret-wrong-secret-01")])
@@ -108,7 +108,10 @@ def test_function_logs_are_json_with_the_expected_lines_and_no_token(stack: Runn
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
 
     assert any(r.get("message") == "User frank authenticated successfully" for r in records)
-    assert any(r.get("message") == "Retrieved 0 job(s) for user frank" for r in records)
+    assert any(
+        r.get("message") == "\N{WHITE MEDIUM STAR} Chuck Norris List Job: Retrieved 0 job(s) for user frank"
+        for r in records
+    )
     assert {r.get("function_name") for r in records if "function_name" in r} >= {"ApiFunction", "ProcessJobsFunction"}
     assert secret_token not in logs
     assert SECRET not in logs

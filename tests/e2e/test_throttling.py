@@ -46,7 +46,7 @@ def test_requests_beyond_the_burst_get_api_gateways_429_and_the_rate_refills(
         other_route = get(stack.base_url, "/api/v1/jobs/01a226ee-fede-7c74-8f78-000000000000")[0]
         time.sleep(1.2)
         refilled = get(stack.base_url, "/api/v1/jobs")[0]
-        invocations = stack.log.read_text().count('"message":"Retrieved')
+        invocations = stack.log.read_text().count("Chuck Norris List Job: Retrieved")
 
     assert statuses[:3] == [200, 200, 200]
     assert 429 in statuses[3:]

@@ -124,7 +124,10 @@ def test_delete_removes_the_job_and_logs_it(api: ModuleType, aws: Aws, caplog: p
     assert call(api, api_event("get_job", token=sign("alice"), job_id=job["job_id"]))[0] == 404
     assert call(api, api_event("delete_job", token=sign("alice"), job_id=job["job_id"]))[0] == 404
     assert aws.item_count() == 0
-    assert f"Job {job['job_id']} was successfully hit and removed" in caplog.text
+    assert (
+        f"\N{WHITE MEDIUM STAR} Chuck Norris Success: Job {job['job_id']} was successfully hit and removed"
+        in caplog.text
+    )
 
 
 def test_the_list_is_logged_with_its_count(api: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
@@ -133,7 +136,7 @@ def test_the_list_is_logged_with_its_count(api: ModuleType, caplog: pytest.LogCa
 
     call(api, api_event("list_jobs", token=sign("alice")))
 
-    assert "Retrieved 2 job(s) for user alice" in caplog.text
+    assert "\N{WHITE MEDIUM STAR} Chuck Norris List Job: Retrieved 2 job(s) for user alice" in caplog.text
 
 
 @pytest.mark.parametrize(

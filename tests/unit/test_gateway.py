@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import socket
+import struct
+import threading
+import time
+from typing import Any, cast
 
 import pytest
 
 from local.gateway import (
     CorsPolicy,
+    Gateway,
     HttpResponse,
     Route,
     ThrottlePolicy,
@@ -19,7 +24,7 @@ from local.gateway import (
     find_route,
     to_http_response,
 )
-from local.runtime import Invocation
+from local.runtime import FunctionPool, Invocation
 from tests.helpers import load_event
 
 # The keys of a payload format 2.0 event ("Working with AWS Lambda proxy integrations for HTTP APIs").
@@ -248,3 +253,49 @@ def test_throttling_comes_from_the_route_settings_one_bucket_per_route() -> None
     buckets = policy.buckets(routes, FakeClock())
     assert [buckets["GET /api/v1/jobs"].take(), buckets["GET /api/v1/jobs"].take()] == [True, False]
     assert buckets["POST /api/v1/jobs"].take() is True
+
+
+class LargePage:
+    """A pool whose function answers every request with a body of ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        return Invocation(
+            payload={"statusCode": 200, "headers": {"Content-Type": "text/html"}, "body": "x" * self.size}
+        )
+
+
+def hang_up_early(port: int, path: str, received: int) -> None:
+    """Send a GET, read ``received`` bytes, and close with a reset (SO_LINGER 0), as ``curl | head -c 15`` does."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        connection.recv(received)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("received", [0, 15, 4096])
+def test_a_client_that_hangs_up_early_is_one_json_line_and_no_traceback(
+    capsys: pytest.CaptureFixture[str], received: int
+) -> None:
+    lines: list[str] = []
+    route = Route("GET", "/api/v1/docs", cast(FunctionPool, LargePage(8 * 1024 * 1024)))
+    gateway = Gateway([route], "127.0.0.1", 0, lines.append)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hang_up_early(gateway.port, "/api/v1/docs", received)
+        deadline = time.monotonic() + 5
+        while not any('"client disconnected"' in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gateway.shutdown()
+        thread.join(timeout=5)
+
+    records = [json.loads(line) for line in lines]  # every line the gateway wrote is JSON
+    assert [r for r in records if "gateway" in r and r["gateway"] != "access"] == [
+        {"gateway": "client disconnected", "client": "127.0.0.1", "error": records[-1].get("error")}
+    ]
+    assert records[-1]["error"] in {"BrokenPipeError", "ConnectionResetError", "ConnectionAbortedError"}
+    assert capsys.readouterr().err == ""  # socketserver prints its traceback on stderr

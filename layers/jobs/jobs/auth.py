@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import aws
 from jobs.models import AuthUnavailable, Unauthenticated, is_owner_id
-from jobs.observability import logger
+from jobs.observability import SEED_AUTH_LINE, logger
 from jobs.settings import AuthSettings
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ class Authenticator:
             raise Unauthenticated("token has no sub", description=NO_SUB)
         if not is_owner_id(sub):
             raise Unauthenticated("token sub breaks the identity rule", description=BAD_SUB)
-        logger.info("User %s authenticated successfully", sub)
+        logger.info(SEED_AUTH_LINE, sub)
         return Principal(sub=sub, claims=claims)
 
     def _verification_key(self, token: str) -> Any:

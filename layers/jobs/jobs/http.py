@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
+import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
+from functools import cache, partial
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -40,11 +44,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import bootstrap
+from jobs import bootstrap, examples
 from jobs.auth import Principal, header_value
 from jobs.models import (
     MAX_REQUEST_BYTES,
     AuthUnavailable,
+    ErrorBody,
     GatewayError,
     InvalidPageToken,
     InvalidPayload,
@@ -66,6 +71,8 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 API_TITLE = "Chuck Norris Asynchronous Job System"
 API_VERSION = "1.0.0"
 BEARER_SCHEME = "bearerAuth"
+#: The tag of every jobs operation (Swagger UI groups operations by tag).
+JOBS_TAG = "jobs"
 #: An ``Idempotency-Key``: 1 to 255 visible ASCII characters, with optional whitespace around (trimmed).
 IDEMPOTENCY_KEY_PATTERN = r"^[ \t]*[!-~]{1,255}[ \t]*$"
 #: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
@@ -251,12 +258,25 @@ _CHALLENGE: dict[str, OpenAPIResponseHeader] = {
 }
 
 
-def _content(*, problem: bool = True, gateway: bool = False) -> _Content:
+def _content(status: int) -> _Content:
+    """How an error status's body is documented, from who sends it: the function (``examples.PROBLEMS``, a
+    ``Problem`` as problem+json), API Gateway (``examples.GATEWAY_ERRORS``, a ``GatewayError`` as JSON), or both.
+
+    Where both may answer a status, each media type carries the same schema, either body: a client generated
+    from the document reads the status's body with one parser whichever media type it picks (generators take
+    one per status), so API Gateway's ``{"message": "Not Found"}`` parses as well as the function's problem.
+    """
+    problems = examples.PROBLEMS.get(status)
+    gateway = examples.GATEWAY_ERRORS.get(status)
+    model: Any = ErrorBody if problems and gateway else Problem if problems else GatewayError
     content: _Content = {}
-    if problem:
-        content[PROBLEM_JSON] = {"model": Problem}
+    if problems:
+        content[PROBLEM_JSON] = {
+            "model": model,
+            "examples": {name: {"value": body} for name, body in problems.items()},
+        }
     if gateway:
-        content["application/json"] = {"model": GatewayError}
+        content["application/json"] = {"model": model, "examples": {"apiGateway": {"value": gateway}}}
     return content
 
 
@@ -264,38 +284,46 @@ def _content(*, problem: bool = True, gateway: bool = False) -> _Content:
 _ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
     400: {
         "description": "The body is not JSON, or next_token was not issued to this caller for this query.",
-        "content": _content(),
+        "content": _content(400),
     },
-    401: {"description": "No bearer token, or one that fails any check.", "headers": _CHALLENGE, "content": _content()},
+    401: {
+        "description": "No bearer token, or one that fails any check.",
+        "headers": _CHALLENGE,
+        "content": _content(401),
+    },
     404: {
-        "description": "No such job for this caller (or no such route: API Gateway's body).",
-        "content": _content(gateway=True),
+        "description": "No such job for this caller; or no such route (API Gateway's own body).",
+        "content": _content(404),
     },
     409: {
         "description": "A request with this Idempotency-Key is still in progress.",
         "headers": _RETRY_AFTER,
-        "content": _content(),
+        "content": _content(409),
     },
-    413: {"description": "The request body is larger than the API accepts.", "content": _content()},
-    415: {"description": "The body is not application/json.", "content": _content()},
-    422: {"description": "The request breaks the model; errors lists where and why.", "content": _content()},
-    429: {
-        "description": "Throttled by API Gateway (the stage's rate and burst).",
-        "content": _content(problem=False, gateway=True),
+    413: {
+        "description": f"The request body is larger than {MAX_REQUEST_BYTES} bytes.",
+        "content": _content(413),
     },
-    500: {"description": "An unexpected error.", "content": _content(gateway=True)},
+    415: {"description": "The body is not application/json.", "content": _content(415)},
+    422: {"description": "The request breaks the model; errors lists where and why.", "content": _content(422)},
+    429: {"description": "Throttled by API Gateway (the stage's rate and burst).", "content": _content(429)},
+    500: {
+        "description": "An unexpected error in the function; or the function crashed (API Gateway's own body).",
+        "content": _content(500),
+    },
     503: {
-        "description": "A dependency is throttled or unreachable, or tokens cannot be verified now.",
+        "description": "A dependency is throttled or unreachable, or tokens cannot be verified now; or the "
+        "function outlived API Gateway's 30 s (API Gateway's own body).",
         "headers": _RETRY_AFTER,
-        "content": _content(gateway=True),
+        "content": _content(503),
     },
 }
-_ALWAYS = (401, 429, 500, 503)
+_ALWAYS = (401, 422, 429, 500, 503)
 
 
 def responses(success: dict[int, OpenAPIResponse], *errors: int) -> dict[int, OpenAPIResponse]:
     """The OpenAPI responses of a route: its ``success`` responses, the errors every route may answer (401,
-    429, 500, 503) and ``errors``."""
+    422, 429, 500, 503) and ``errors``."""
     return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*_ALWAYS, *errors})}}
 
 
@@ -394,45 +422,143 @@ def build_resolver() -> APIGatewayHttpResolver:
     app.exception_handler(RequestValidationError)(partial(_invalid_request, app))
     app.not_found(lambda error: problem(HTTPStatus.NOT_FOUND, "No such resource."))
 
-    @app.get(OPENAPI_PATH, include_in_schema=False)
-    def serve_openapi() -> Response[str]:
-        return Response(status_code=200, content_type="application/json", body=openapi_json(app))
+    @cache
+    def description() -> tuple[Representation, Representation]:
+        """The document and its Swagger UI page: built once per function instance (~1.7 MB of page, which never
+        changes within a deployment), on the first request for either."""
+        document = openapi_json(app)
+        return Representation.of("application/json", document), Representation.of("text/html", swagger_html(document))
 
-    @app.get(DOCS_PATH, include_in_schema=False)
-    def serve_docs() -> Response[str]:
-        return Response(status_code=200, content_type="text/html", body=swagger_html(openapi_json(app)))
+    # No validation: no input, and no model for a body that may be gzip.
+    @app.get(OPENAPI_PATH, include_in_schema=False, enable_validation=False)
+    def serve_openapi() -> Response[Any]:
+        return description()[0].response(app.current_event.headers)
+
+    @app.get(DOCS_PATH, include_in_schema=False, enable_validation=False)
+    def serve_docs() -> Response[Any]:
+        # The page's spec link (Swagger UI's, as powertools writes it) is this path with ?format=json.
+        document, page = description()
+        wanted = document if app.current_event.get_query_string_value("format") == "json" else page
+        return wanted.response(app.current_event.headers)
 
     return app
+
+
+#: The docs' caching: a browser keeps them 5 minutes, then revalidates with the ETag (a 304 without body).
+DOCS_CACHE_CONTROL = "public, max-age=300"
+
+
+@dataclass(frozen=True)
+class Representation:
+    """A body that never changes within a deployment (the document, the docs page), ready to send: its text,
+    its gzip (base64 encoded, as a Lambda response carries bytes), and a weak ETag (the same for both: they are
+    the same content, RFC 9110 section 8.8.1).
+
+    powertools' ``compress=True`` would gzip and encode the page again on every request, and its
+    ``cache_control`` writes ``no-cache`` on a 304; this sends what it computed once, and answers
+    ``If-None-Match`` (which powertools does not). HTTP APIs do not compress, so the function does: the gzip goes
+    with ``isBase64Encoded``, which API Gateway decodes before sending.
+    """
+
+    media_type: str
+    text: str
+    gzipped: str
+    etag: str
+
+    @classmethod
+    def of(cls, media_type: str, text: str) -> Representation:
+        """``text`` as ``media_type``, gzipped at level 9 once."""
+        body = text.encode("utf-8")
+        etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+        gzipped = base64.b64encode(gzip.compress(body, compresslevel=9, mtime=0)).decode("ascii")
+        return cls(media_type, text, gzipped, etag)
+
+    def response(self, headers: Mapping[str, str]) -> Response[Any]:
+        """200 with the text, or its gzip when ``Accept-Encoding`` takes gzip; 304 without body when
+        ``If-None-Match`` names the ETag (RFC 9110 section 13.1.2). Headers as API Gateway passes them
+        (lowercased names)."""
+        common = {"ETag": self.etag, "Cache-Control": DOCS_CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if etag_matches(headers.get("if-none-match"), self.etag):
+            return Response(status_code=304, headers=common)
+        if not accepts_gzip(headers.get("accept-encoding")):
+            return Response(200, self.media_type, self.text, common)
+        response = Response(200, self.media_type, self.gzipped, {**common, "Content-Encoding": "gzip"})
+        response.base64_encoded = True  # already encoded: powertools sends a str body as it is
+        return response
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """True when an ``If-None-Match`` value is ``*`` or lists ``etag`` (weak comparison, RFC 9110 section 8.8.3.2)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in tags}
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when an ``Accept-Encoding`` value takes gzip: ``gzip``, ``x-gzip`` or ``*`` with a weight above 0
+    (RFC 9110 section 12.5.3; an explicit ``gzip;q=0`` refuses it whatever ``*`` says)."""
+    weights: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
 
 
 def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``app``'s routes, generated from the same models that validate requests.
 
-    powertools documents every validation failure as its own 422 body and a response validation failure as a
-    500; this API answers both as problem+json, so those entries are replaced by the ones ``responses``
-    declares, and a 204 has no content.
+    powertools builds it from the routes (operation ids, tags, examples, responses); three rules of this API's
+    are applied after, for every operation:
+
+    - a response validation failure is documented by powertools as its own 500 body; this API answers it like
+      any other 500 (``_ERROR_RESPONSES[500]``), and a 204 has no content;
+    - an optional parameter is absent or a value, never ``null``: its schema is the value's alone (pydantic
+      writes ``anyOf [T, null]`` for ``T | None``, which generators and Swagger UI show as two types);
+    - a header parameter is named as its alias was spelled (``Idempotency-Key``, kept as the schema's title):
+      powertools lowercases header aliases to match them, header names being case-insensitive (RFC 9110
+      section 5.1), and API Gateway sends them lowercased;
+    - ``JobCreate.type`` lists the deployed job types (``jobs.processors.BUILT_IN_TYPES``); the responses'
+      ``type`` has no enum, so that a job type added later never breaks an older client.
     """
     # powertools' OpenAPI models take ~200 ms to import: configured here, on the first request for the document,
     # not at cold start (measured in bench/RESULTS.md).
-    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
+
+    from jobs.processors import BUILT_IN_TYPES
 
     app.configure_openapi(
         title=API_TITLE,
         version=API_VERSION,
         description="Submit jobs, follow them, list and delete your own. Every operation needs a Bearer JWT; "
-        "errors are application/problem+json (RFC 9457).",
+        "errors are application/problem+json (RFC 9457), except those API Gateway itself sends "
+        '(`{"message": ...}`).',
+        tags=[Tag(name=JOBS_TAG, description="Your jobs: submit, follow, list, delete.")],
         security_schemes={BEARER_SCHEME: HTTPBearer(bearerFormat="JWT")},
         security=[{BEARER_SCHEME: []}],
     )
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
+    schemas = document["components"]["schemas"]
     for operations in document["paths"].values():
         for operation in operations.values():
             answers = operation["responses"]
-            answers["422"] = _openapi_response(_ERROR_RESPONSES[422])
             answers["500"] = _openapi_response(_ERROR_RESPONSES[500])
             if "204" in answers:
                 answers["204"].pop("content", None)
-    schemas = document["components"]["schemas"]
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _absent_not_null(parameter["schema"], required=parameter["required"])
+                if parameter["in"] == "header":
+                    parameter["name"] = parameter["schema"].get("title", parameter["name"])
+    schemas["JobCreate"]["properties"]["type"]["enum"] = sorted(BUILT_IN_TYPES)
     for name in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):  # users before used
         others = {**document, "components": {"schemas": {k: v for k, v in schemas.items() if k != name}}}
         if f'"#/components/schemas/{name}"' not in json.dumps(others):
@@ -440,11 +566,22 @@ def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
     return document
 
 
+def _absent_not_null(schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    """An optional parameter's schema without its ``null`` branch (its other keys kept)."""
+    kinds = schema.get("anyOf", [])
+    values = [kind for kind in kinds if kind != {"type": "null"}]
+    if required or len(values) != 1 or len(kinds) != 2:
+        return schema
+    return {**values[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
+
+
 def _openapi_response(response: OpenAPIResponse) -> dict[str, Any]:
-    content = {
-        media: {"schema": {"$ref": f"#/components/schemas/{cast(Any, entry)['model'].__name__}"}}
-        for media, entry in response.get("content", {}).items()
-    }
+    """``response`` as powertools writes a declared response: each ``model`` (a class) becomes a reference to its
+    schema in ``#/components/schemas``."""
+    content: dict[str, Any] = {}
+    for media, entry in response.get("content", {}).items():
+        reference = {"$ref": f"#/components/schemas/{cast(Any, entry)['model'].__name__}"}
+        content[media] = {"schema": reference, **{k: v for k, v in entry.items() if k != "model"}}
     return {**response, "content": content}
 
 
@@ -454,17 +591,33 @@ def openapi_json(app: APIGatewayHttpResolver) -> str:
 
 
 def swagger_html(document: str) -> str:
-    """A Swagger UI page for ``document``, with the Swagger UI that powertools bundles (no CDN)."""
+    """A Swagger UI page for ``document``, with the Swagger UI that powertools bundles (no CDN): titled after the
+    API, with an empty inline icon (a browser asks for ``/favicon.ico`` otherwise, which no route serves), and
+    without powertools' ``no-store`` meta tag (the page is cached: ``Representation``).
+
+    Raises:
+        AssertionError: powertools' page no longer has what this replaces (a test builds the page).
+    """
+    from html import escape
     from pathlib import Path
 
     from aws_lambda_powertools.event_handler.openapi import swagger_ui
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     assets = Path(swagger_ui.__file__).parent
-    return generate_swagger_html(
+    page = generate_swagger_html(
         document.replace("</", "<\\/"),
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
         (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
         "",
         None,
     )
+    head = page[: page.index("</head>")]
+    replaced = re.sub(
+        r'<title>Swagger UI</title>\s*<meta\s+http-equiv="Cache-control"\s+content="[^"]*"\s*/>',
+        f'<title>{escape(API_TITLE)}: API</title>\n    <link rel="icon" href="data:,">',
+        head,
+        count=1,
+    )
+    assert replaced != head, "powertools' Swagger UI page changed: update swagger_html"
+    return replaced + page[len(head) :]

@@ -20,7 +20,9 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    RootModel,
     StringConstraints,
+    WithJsonSchema,
 )
 
 #: DynamoDB allows 32 levels of nested attributes (DynamoDB developer guide, "Quotas": nested attributes).
@@ -79,7 +81,12 @@ def format_timestamp(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
+#: A point in time: RFC 3339 in UTC with milliseconds (``format: date-time`` in the OpenAPI document).
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 def _check_text(value: str) -> str:
@@ -120,7 +127,7 @@ Payload = Annotated[dict[str, JsonValue], AfterValidator(_check_payload)]
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle: ``QUEUED → RUNNING → SUCCEEDED | FAILED``."""
+    """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -134,7 +141,7 @@ class JobStatus(StrEnum):
 
 
 class JobError(BaseModel):
-    """Why a job FAILED: the error's ``type`` (an exception class name) and a human ``message``."""
+    """Why a job FAILED: the error's type (an exception class name) and a human message."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -143,58 +150,67 @@ class JobError(BaseModel):
 
 
 class JobCreate(BaseModel):
-    """Body of ``POST /api/v1/jobs``: a title, an optional job ``type`` (default ``report``) and a payload.
+    """Body of POST /api/v1/jobs: a title, an optional job type and a payload. Unknown fields are refused; no
+    text may hold a lone surrogate; valid Unicode is kept exactly as sent (no normalisation)."""
 
-    Unknown fields are rejected. ``title`` is trimmed, then 1 to ``MAX_TITLE_LENGTH`` characters without
-    control characters. ``payload`` is any JSON object of finite numbers DynamoDB can hold, at most
-    ``MAX_PAYLOAD_DEPTH`` levels deep and ``MAX_PAYLOAD_BYTES`` bytes as compact UTF-8 JSON, whose strings and
-    keys hold no control characters but tab, CR and LF. No text may hold a lone surrogate. Valid Unicode is
-    kept exactly as sent (no normalisation).
-    """
-
+    # The numbers in the descriptions come from the constants, so the OpenAPI document states the real limits.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     title: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH),
         AfterValidator(_check_text),
-    ]
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_text)] = "report"
-    payload: Payload = Field(default_factory=dict)
+    ] = Field(
+        description=f"Trimmed, then 1 to {MAX_TITLE_LENGTH} characters without control characters.",
+        examples=["Chuck Norris Job: Triple Roundhouse Compliance Report"],
+    )
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_text)] = Field(
+        default="report",
+        description="The job type; report, the default, runs the quarterly audit of your jobs.",
+    )
+    payload: Payload = Field(
+        default_factory=dict,
+        description=f"Any JSON object of finite numbers (at most 38 digits, 1e-130 to 9.9e125), at most "
+        f"{MAX_PAYLOAD_DEPTH} levels deep and {MAX_PAYLOAD_BYTES} bytes as compact UTF-8 JSON, whose strings and "
+        "keys hold no control characters but tab, CR and LF. A report's: report_type (quarterly_audit), "
+        "target_user_ids, complexity_level, priority.",
+    )
+
+
+#: A job's id: a lowercase UUID (a UUIDv7, so ids sort by creation time).
+JobIdText = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 
 
 class Job(BaseModel):
-    """A job as stored and as returned to its owner.
-
-    ``owner_id`` (the JWT ``sub``) is the partition key; it is never serialised into API responses.
-    """
+    """A job: what was submitted, where it is in its lifecycle, its result or its error."""
 
     model_config = ConfigDict(frozen=True)
 
+    # The owner (the JWT sub) keys every read and write; it is never part of a response.
     owner_id: str = Field(exclude=True)
-    job_id: str
+    job_id: JobIdText
     title: str
-    type: str
+    type: str = Field(description="The job type (a name the API knew when the job was submitted).")
     status: JobStatus
     payload: dict[str, Any]
     created_at: Timestamp
     updated_at: Timestamp
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    attempts: int = 0
-    result: dict[str, Any] | None = None
-    error: JobError | None = None
+    attempts: int = Field(default=0, description="How many runs started (a retry is another).")
+    result: dict[str, Any] | None = Field(default=None, description="What the job's processor returned.")
+    error: JobError | None = Field(default=None, description="Why the job FAILED.")
 
 
 class JobPage(BaseModel):
-    """Body of ``GET /api/v1/jobs``: jobs newest first, and the opaque token of the next page (or null)."""
+    """Body of GET /api/v1/jobs: jobs newest first, and the opaque token of the next page (or null)."""
 
     items: list[Job]
     next_token: str | None = None
 
 
 class ValidationIssue(BaseModel):
-    """One reason a request is not valid: where (``loc``, e.g. ``["body", "title"]``), why, and its kind."""
+    """One reason a request is not valid: where (loc, e.g. ["body", "title"]), why (msg), and its kind (type)."""
 
     loc: list[str | int]
     msg: str
@@ -202,7 +218,7 @@ class ValidationIssue(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error the function produces, as ``application/problem+json`` (RFC 9457)."""
+    """An error the function produces, as application/problem+json (RFC 9457)."""
 
     type: str = Field(default="about:blank", description="Always about:blank: the status says it all.")
     title: str = Field(description="The status code's phrase.")
@@ -215,6 +231,11 @@ class GatewayError(BaseModel):
     """An error API Gateway itself produces (no route, throttled, function crashed or timed out)."""
 
     message: str
+
+
+class ErrorBody(RootModel[Problem | GatewayError]):
+    """The body of an error status both the function and API Gateway may answer: a Problem, or API Gateway's own
+    GatewayError."""
 
 
 class JobMessage(BaseModel):

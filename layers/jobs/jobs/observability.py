@@ -22,6 +22,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 if TYPE_CHECKING:
     from jobs.models import Job
 
+#: The seed's "logging proof", word for word (with the seed's star before the last two): what operators search
+#: CloudWatch for, and what template.yaml's saved queries (``${AWS::StackName}/seed: ...``) find. %-style, for
+#: the logger's arguments: the caller's ``sub``; the page's job count and ``sub``; the deleted job's id.
+SEED_AUTH_LINE = "User %s authenticated successfully"
+SEED_LIST_LINE = "\N{WHITE MEDIUM STAR} Chuck Norris List Job: Retrieved %d job(s) for user %s"
+SEED_DELETE_LINE = "\N{WHITE MEDIUM STAR} Chuck Norris Success: Job %s was successfully hit and removed"
+
 logger = Logger()
 metrics = Metrics()
 # powertools warns on stderr, as a plain-text line in the function's log stream, for every invocation that
@@ -37,4 +44,12 @@ def record_queue_wait(job: Job) -> None:
         metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=seconds)
 
 
-__all__ = ["MetricUnit", "logger", "metrics", "record_queue_wait"]
+__all__ = [
+    "SEED_AUTH_LINE",
+    "SEED_DELETE_LINE",
+    "SEED_LIST_LINE",
+    "MetricUnit",
+    "logger",
+    "metrics",
+    "record_queue_wait",
+]

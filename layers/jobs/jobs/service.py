@@ -40,7 +40,7 @@ from jobs.models import (
     is_owner_id,
     utc_now,
 )
-from jobs.observability import MetricUnit, logger, metrics, record_queue_wait
+from jobs.observability import SEED_DELETE_LINE, SEED_LIST_LINE, MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
 from jobs.queue import MAX_BATCH, DiscardedBatchQueue, JobQueue, SendResult
 from jobs.store import QUEUED_SHARDS, JobStore
@@ -419,14 +419,14 @@ class JobService:
         """
         after = decode_page_token(next_token, owner_id, status) if next_token is not None else None
         jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after, status=status)
-        logger.info("Retrieved %d job(s) for user %s", len(jobs), owner_id)
+        logger.info(SEED_LIST_LINE, len(jobs), owner_id)
         return JobPage(items=jobs, next_token=encode_page_token(owner_id, last, status) if last else None)
 
     def delete_job(self, owner_id: str, job_id: str) -> None:
         """Delete the owner's job, whatever its status. Raises ``JobNotFound`` when there is none."""
         if not (is_job_id(job_id) and self.store.delete(owner_id, job_id)):
             raise JobNotFound(job_id)
-        logger.info("Job %s was successfully hit and removed", job_id, extra={"job_id": job_id})
+        logger.info(SEED_DELETE_LINE, job_id, extra={"job_id": job_id})
 
     def run_job(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
         """Run the job a queue message names: QUEUED → RUNNING → SUCCEEDED | FAILED.
