@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from jobs import aws as jobs_aws
 from jobs.models import JobMessage, ServiceUnavailable
@@ -20,7 +21,15 @@ from jobs.settings import AwsSettings
 from jobs.store import DynamoJobStore
 from local.poller import to_record
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, SilentEndpoint, api_event, load_function, sign, silent_http_endpoint
+from tests.helpers import (
+    FakeLambdaContext,
+    SilentEndpoint,
+    api_event,
+    load_event,
+    load_function,
+    sign,
+    silent_http_endpoint,
+)
 
 #: The defaults: what every deployed function runs with.
 BUDGET = AwsSettings()
@@ -126,3 +135,20 @@ def test_the_consumer_reports_every_record_before_its_timeout(aws: Aws, silent_d
         message["MessageId"] for message in messages
     )
     assert elapsed < timeout - BUDGET.response_margin_seconds + 0.5
+
+
+def test_the_outbox_relay_fails_its_batch_before_its_timeout(
+    aws: Aws, silent_endpoint: SilentEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every record unsent: powertools raises (a function error), and the stream mapping retries the batch
+    # within its bounded retries, as after a timeout, only sooner and with the reason in the log.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", silent_endpoint.url)
+    relay = load_function("enqueue_jobs")
+    timeout = 12
+    started = time.monotonic()
+
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        relay.lambda_handler(load_event("dynamodb/job_inserted.json"), Context(seconds=timeout))
+
+    assert time.monotonic() - started < timeout - BUDGET.response_margin_seconds + 0.5
+    assert silent_endpoint.accepted, "the relay did call the silent endpoint"
