@@ -151,7 +151,8 @@ def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[bytes]:
 def test_a_closed_output_ends_quietly_with_141(args: tuple[str, ...]) -> None:
     finished = run_into_closed_pipe(*args)
 
-    assert finished.returncode == ExitCode.CLOSED_PIPE == 141
+    assert finished.returncode == ExitCode.CLOSED_PIPE
+    assert int(ExitCode.CLOSED_PIPE) == 141
     assert finished.stderr == b""
 
 
