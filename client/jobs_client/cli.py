@@ -11,12 +11,14 @@ create a second job; when the outcome is unknown (no answer, a 5xx or 409 after 
 stderr, for a retry that returns the job if the first try created it.
 
 Exit status: 0 done; 1 a waited job FAILED (its error is shown); 2 a usage error; 3 the API refused the request
-or could not be reached; 4 ``--wait`` timed out with the job still QUEUED or RUNNING.
+or could not be reached; 4 ``--wait`` timed out with the job still QUEUED or RUNNING; 141 the output was closed
+before the command finished writing (``jobsctl list | head -1``), quietly, as shells report a command that
+SIGPIPE ended; 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -30,7 +32,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from jobs.models import Job, JobStatus
+from jobs.models import DuplicateMemberName, Job, JobStatus, read_json
 from jobs_client import render
 from jobs_client.client import DEFAULT_API_URL, JobsClient, check_idempotency_key, new_idempotency_key
 from jobs_client.dev_token import LocalStackUnavailable, issue_local_token
@@ -47,7 +49,8 @@ from jobs_client.errors import (
 
 
 class ExitCode(IntEnum):
-    """The command's exit statuses (130 on Ctrl-C, as shells report SIGINT)."""
+    """The command's exit statuses (130 on Ctrl-C and 141 on a closed output, as shells report SIGINT and
+    SIGPIPE: 128 plus the signal's number, so neither reads as another outcome)."""
 
     OK = 0
     JOB_FAILED = 1
@@ -55,6 +58,57 @@ class ExitCode(IntEnum):
     API_ERROR = 3
     TIMED_OUT = 4
     INTERRUPTED = 130
+    CLOSED_PIPE = 141
+
+
+def _silence_output() -> None:
+    """Point standard output and error at the null device, so that nothing left in their buffers is written to a
+    closed pipe at exit (Python would print "Exception ignored ... BrokenPipeError" and exit 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (AttributeError, ValueError, OSError):  # not a file descriptor (tests' captured streams)
+                continue
+    finally:
+        os.close(devnull)
+
+
+class _Commands(typer.core.TyperGroup):
+    """The command group: a closed output ends the command quietly with ``ExitCode.CLOSED_PIPE``, whether it is
+    found while parsing (``--help``) or while running. typer would catch the ``BrokenPipeError`` itself and exit
+    1, the status of a FAILED job here."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _closed_pipe_exits():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        with _closed_pipe_exits():
+            return super().invoke(ctx)
+
+
+def _raise_broken_pipe(console: Console) -> None:
+    console.quiet = True
+    raise BrokenPipeError
+
+
+class _Console(Console):
+    """A rich console whose closed output raises ``BrokenPipeError`` (rich's documented hook), to end the command
+    with ``ExitCode.CLOSED_PIPE``; rich's own answer is ``SystemExit(1)``, the status of a FAILED job here."""
+
+    def on_broken_pipe(self) -> None:
+        _raise_broken_pipe(self)
+
+
+@contextmanager
+def _closed_pipe_exits() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        _silence_output()
+        raise typer.Exit(ExitCode.CLOSED_PIPE) from None
 
 
 #: The name of the command for hints when it is not known (the shells' ``jobs`` builtin hides the other one).
@@ -80,10 +134,11 @@ JobId = Annotated[str, typer.Argument(help="The job's id (a UUID).", show_defaul
 
 
 def parse_payload(text: str) -> dict[str, Any]:
-    """A ``--payload`` value as a JSON object: inline JSON (``'{...}'``), ``@file.json``, or ``@-`` for stdin.
+    """A ``--payload`` value as a JSON object: inline JSON (``'{...}'``), ``@file.json``, or ``@-`` for stdin,
+    read by the API's own rule (``jobs.models.read_json``).
 
     Raises:
-        typer.BadParameter: the file cannot be read, or the text is not a JSON object.
+        typer.BadParameter: the file cannot be read, the text is not a JSON object, or it names a member twice.
     """
     source = "--payload"
     if text.startswith("@"):
@@ -94,8 +149,10 @@ def parse_payload(text: str) -> dict[str, Any]:
         except OSError as error:
             raise typer.BadParameter(f"cannot read {name}: {error.strerror or error}") from None
     try:
-        value = json.loads(text)
-    except ValueError as error:
+        value = read_json(text)  # the API's rule: unique member names, numbers kept as written or refused
+    except DuplicateMemberName as error:
+        raise typer.BadParameter(f"{source}: {error}") from None
+    except (ValueError, RecursionError) as error:
         raise typer.BadParameter(f"{source} is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise typer.BadParameter(f"{source} must be a JSON object, not {type(value).__name__}")
@@ -109,7 +166,7 @@ def check_key_option(key: str | None) -> str | None:
     try:
         return check_idempotency_key(key)
     except ValidationFailed:
-        raise typer.BadParameter("must be 1 to 255 visible ASCII characters (no spaces)") from None
+        raise typer.BadParameter("must be 1 to 255 visible ASCII characters (no spaces, no commas)") from None
 
 
 #: Errors after which a submit may or may not have created its job (the answer never came, or came 5xx or 409).
@@ -125,7 +182,7 @@ def _prog() -> str:
 
 def _stderr() -> Console:
     # Messages are lines, never wrapped at 80 columns: they end up in logs and get grepped.
-    return Console(stderr=True, soft_wrap=True)
+    return _Console(stderr=True, soft_wrap=True)
 
 
 def _default_client(api_url: str, token: str | None) -> JobsClient:
@@ -139,6 +196,7 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         help="Submit, follow and manage jobs of the Chuck Norris job API.",
         no_args_is_help=True,
         add_completion=False,
+        cls=_Commands,
         # A traceback must never print its locals: they hold the bearer token.
         pretty_exceptions_show_locals=False,
     )
@@ -185,7 +243,7 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
                 callback=check_key_option,
                 show_default=False,
                 help="Makes a repeat of this submit (same key and request, within a day) return the first job, not "
-                "a second: 1 to 255 visible ASCII characters. A new UUID when omitted.",
+                "a second: 1 to 255 visible ASCII characters but the comma. A new UUID when omitted.",
             ),
         ] = None,
         wait: Wait = False,
@@ -240,11 +298,11 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         if as_json:
             typer.echo(render.dumps([render.job_json(job) for job in jobs]))
             return
-        console = Console()
+        console = _Console()
         if not jobs:
             console.print("No jobs" + (f" with status {status.value}." if status else "."))
             return
-        render.print_wide(console, render.jobs_table(jobs))
+        render.print_jobs(console, jobs)
         if not every and len(jobs) == limit:
             console.print(f"The newest {limit}; --all lists every job.", style="dim")
 
@@ -278,7 +336,7 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         if as_json:
             typer.echo(render.dumps({"job_id": job_id, "deleted": True}))
         else:
-            Console().print(f"Deleted job {job_id}.", markup=False, highlight=False)
+            _Console().print(f"Deleted job {job_id}.", markup=False, highlight=False)
 
     @app.command()
     def token(
@@ -333,7 +391,7 @@ def _show(job: Job, as_json: bool, note: str | None = None) -> None:
     if as_json:
         typer.echo(render.dumps(render.job_json(job)))
         return
-    console = Console()
+    console = _Console()
     console.print(render.job_detail(job))
     if note:
         console.print(note, style="dim", markup=False, highlight=False)
@@ -347,12 +405,22 @@ def _show_notes(err: Console, error: Exception) -> None:
 def _show_api_error(err: Console, error: JobsApiError) -> None:
     err.print(f"[red]Error {error.status} {escape(error.title)}:[/] {escape(error.detail)}", highlight=False)
     for item in error.errors:
-        location = ".".join(str(part) for part in item.get("loc", []))
+        loc = item.get("loc")
+        location = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
         err.print(f"  {location}: {item.get('msg', '')}", markup=False, highlight=False)
     if isinstance(error, Unauthorized):
         err.print("Check JOBS_TOKEN (or --token) and that it was signed for this API.", highlight=False)
 
 
 def main() -> None:
-    """Entry point of the ``jobsctl`` and ``jobs`` console scripts."""
-    build_app()()
+    """Entry point of the ``jobsctl`` and ``jobs`` console scripts. A closed output, even one found only when
+    the last of it is flushed, ends the command quietly with ``ExitCode.CLOSED_PIPE`` (141)."""
+    Console.on_broken_pipe = _raise_broken_pipe  # type: ignore[method-assign,assignment]  # typer's help consoles too
+    try:
+        try:
+            build_app()()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_output()
+        sys.exit(ExitCode.CLOSED_PIPE)

@@ -44,9 +44,10 @@ RETRYABLE_STATUSES = frozenset({429, 503})
 KEY_IN_PROGRESS = 409
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 #: The API's rule for the key (``jobs.http.IDEMPOTENCY_KEY_PATTERN``, which the client distribution does not ship):
-#: 1 to 255 visible ASCII characters. The API also strips blanks around it; the client refuses them instead, so the
-#: key it sends is the key the API remembers.
-_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+#: 1 to 255 visible ASCII characters but the comma (API Gateway joins a repeated header's values with commas). The
+#: API also strips blanks around it; the client refuses them instead, so the key it sends is the key the API
+#: remembers.
+_IDEMPOTENCY_KEY = re.compile(r"[!-+\--~]{1,255}")
 #: Errors raised before any byte of the request left: safe to retry for every method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Errors after the request may have arrived: retried only for methods that are safe to repeat.
@@ -102,23 +103,29 @@ def normalise_base_url(url: str) -> str:
     return base
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """A ``Retry-After`` header value (RFC 9110 section 10.2.3) in seconds from ``now``.
 
-    Accepts delay-seconds (``"5"``) or an HTTP-date; a date in the past is 0. None when absent or unreadable.
+    Accepts delay-seconds (ASCII digits, ``"5"``) or an HTTP-date; a date in the past is 0. Anything else is
+    treated as absent (None), never an error: another number form (``1.5``, ``-1``, ``5e3``, Unicode digits), a
+    repeated header joined by a comma (``5, 5``), a date that is not one (``Mon, 99 Jan ...``) or a date without
+    a zone.
     """
-    if value is None or not value.strip():
+    if value is None or not value.strip(" \t"):
         return None
-    text = value.strip()
-    if text.isdigit():
+    text = value.strip(" \t")
+    if _DELAY_SECONDS.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def new_idempotency_key() -> str:
@@ -127,7 +134,8 @@ def new_idempotency_key() -> str:
 
 
 def check_idempotency_key(key: str) -> str:
-    """``key`` when it is a valid ``Idempotency-Key`` by the API's rule: 1 to 255 visible ASCII characters.
+    """``key`` when it is a valid ``Idempotency-Key`` by the API's rule: 1 to 255 visible ASCII characters but the
+    comma.
 
     Raises:
         ValidationFailed: empty, longer than 255, or holding anything else (blanks, control or non-ASCII
@@ -142,7 +150,7 @@ def check_idempotency_key(key: str) -> str:
         [
             {
                 "loc": ["header", "idempotency-key"],
-                "msg": "must be 1 to 255 visible ASCII characters",
+                "msg": "must be 1 to 255 visible ASCII characters but the comma",
                 "type": "string_pattern_mismatch",
             }
         ],
@@ -436,9 +444,12 @@ def _job_path(job_id: str) -> str:
 
 
 def _json(response: httpx.Response) -> Any:
+    """The answer's body as JSON, whatever its ``Content-Type`` says (the API's ``application/json`` and
+    ``application/problem+json``, or a malformed or missing one). A body that is not JSON (an HTML page from a
+    proxy, bytes that are not UTF-8, nesting too deep to read) is an ``UnexpectedResponse``, never another error."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UnexpectedResponse(
             f"{response.request.method} {response.request.url.path} answered {response.status_code} "
             f"with a body that is not JSON: {response.text[:200]!r}"
@@ -448,6 +459,6 @@ def _json(response: httpx.Response) -> Any:
 def _error(response: httpx.Response, retry_after: float | None) -> JobsApiError:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     return api_error(response.status_code, body, response.text, retry_after=retry_after)

@@ -55,8 +55,9 @@ def create_job(
         Header(
             alias="Idempotency-Key",
             pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="Makes a retried POST return the first response: 1 to 255 visible ASCII characters, "
-            "unique per request of this caller (a UUID). Remembered for a day.",
+            description="Makes a retried POST return the first response: 1 to 255 visible ASCII characters but "
+            "the comma (a header sent twice arrives joined by one), unique per request of this caller (a UUID). "
+            "Remembered for a day.",
         ),
     ] = None,
 ) -> Response[Job]:
@@ -142,5 +143,6 @@ def delete_job(job_id: JobId) -> Response[None]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0)."""
+    """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0); any other event gets a well-formed
+    500 and one log line naming the misconfiguration (``jobs.http.misconfigured``)."""
     return app.resolve(event, context)

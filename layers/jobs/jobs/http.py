@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cache, partial
 from http import HTTPStatus
 from typing import Any, cast
@@ -49,6 +48,7 @@ from jobs.auth import Principal, header_value
 from jobs.models import (
     MAX_REQUEST_BYTES,
     AuthUnavailable,
+    DuplicateMemberName,
     ErrorBody,
     GatewayError,
     InvalidPageToken,
@@ -58,6 +58,7 @@ from jobs.models import (
     ServiceUnavailable,
     Unauthenticated,
     UnknownJobType,
+    read_json,
 )
 from jobs.observability import MetricUnit, logger, metrics
 
@@ -73,8 +74,10 @@ API_VERSION = "1.0.0"
 BEARER_SCHEME = "bearerAuth"
 #: The tag of every jobs operation (Swagger UI groups operations by tag).
 JOBS_TAG = "jobs"
-#: An ``Idempotency-Key``: 1 to 255 visible ASCII characters, with optional whitespace around (trimmed).
-IDEMPOTENCY_KEY_PATTERN = r"^[ \t]*[!-~]{1,255}[ \t]*$"
+#: An ``Idempotency-Key``: 1 to 255 visible ASCII characters but the comma, with optional whitespace around
+#: (trimmed). API Gateway joins the values of a repeated header with commas, so a key holding one could not be
+#: told from a key sent twice (``K,K`` is not ``K``): a single-valued header never holds a comma.
+IDEMPOTENCY_KEY_PATTERN = r"^[ \t]*[!-+\--~]{1,255}[ \t]*$"
 #: The realm named in every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
 REALM = "jobs"
 
@@ -168,6 +171,8 @@ def _invalid_request(app: APIGatewayHttpResolver, error: RequestValidationError)
     errors = _public_errors(error.errors())
     if any(e["type"] == "json_invalid" for e in errors):
         return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.", errors=errors)
+    if any(e["type"] == DUPLICATE_MEMBER for e in errors):
+        return problem(HTTPStatus.BAD_REQUEST, "The request body names a member twice in one object.", errors=errors)
     return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The request is not valid.", errors=errors)
 
 
@@ -283,7 +288,8 @@ def _content(status: int) -> _Content:
 #: Every error status a route may answer, how it is documented (the bodies this module and API Gateway send).
 _ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
     400: {
-        "description": "The body is not JSON, or next_token was not issued to this caller for this query.",
+        "description": "The body is not JSON or names a member twice, Content-Type is repeated, or next_token "
+        "was not issued to this caller for this query.",
         "content": _content(400),
     },
     401: {
@@ -327,20 +333,41 @@ def responses(success: dict[int, OpenAPIResponse], *errors: int) -> dict[int, Op
     return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*_ALWAYS, *errors})}}
 
 
-def parse_json_body(text: str) -> Any:
-    """A request body as JSON. Nesting too deep for Python's stack is not JSON this API reads:
-    ``JSONDecodeError`` (a 400), never a 500. An integer of more than 100 digits parses as a ``Decimal`` (Python's
-    int parser refuses very long ones), NaN and Infinity as floats: the models refuse all three (422)."""
+#: The validation error type of a body that names one member twice in one object (a 400).
+DUPLICATE_MEMBER = "json_duplicate_member"
+#: The validation error type of a body that is JSON but not one object (an array, a string, a number, null: 422).
+NOT_AN_OBJECT = "body_not_object"
+
+
+def parse_json_body(text: str) -> dict[str, Any]:
+    """A request body as JSON, by ``jobs.models.read_json``'s rule: unique member names at every depth, integers
+    exact, other numbers doubles that hold them as written. The body of every route that reads one is one JSON
+    object.
+
+    Raises:
+        json.JSONDecodeError: not JSON, or nesting too deep for Python's stack (a 400), never a 500.
+        RequestValidationError: a member name repeated in one object (``DUPLICATE_MEMBER``, a 400); JSON that
+            is not an object (``NOT_AN_OBJECT``, a 422, whatever powertools would do with it: it validates the
+            first element of an array against the model and drops the rest).
+    """
     try:
-        return json.loads(text, parse_int=_parse_int)
+        value = read_json(text)
     except json.JSONDecodeError:
         raise
+    except DuplicateMemberName as error:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(error), "type": DUPLICATE_MEMBER}]) from None
     except (ValueError, RecursionError) as error:
         raise json.JSONDecodeError(f"unreadable JSON ({type(error).__name__})", "", 0) from None
+    if not isinstance(value, dict):
+        kind = "null" if value is None else "an array" if isinstance(value, list) else "a " + _json_kind(value)
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": f"the body must be one JSON object, not {kind}", "type": NOT_AN_OBJECT}]
+        )
+    return value
 
 
-def _parse_int(text: str) -> int | Decimal:
-    return int(text) if len(text) <= 100 else Decimal(text)
+def _json_kind(value: Any) -> str:
+    return "boolean" if isinstance(value, bool) else "string" if isinstance(value, str) else "number"
 
 
 def request_bytes(event: Mapping[str, Any]) -> int:
@@ -362,6 +389,29 @@ def _utf8_body(event: Mapping[str, Any]) -> bool:
     return True
 
 
+def list_members(value: str) -> list[str]:
+    """The members of a header value by the list rule of RFC 9110 section 5.6.1: split at each comma outside a
+    quoted string (section 5.6.4), each member trimmed of optional whitespace, empty members kept (a
+    single-valued header is checked with this: ``len(list_members(v)) == 1``)."""
+    members: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            members.append("".join(current).strip(" \t"))
+            current = []
+            continue
+        current.append(char)
+    members.append("".join(current).strip(" \t"))
+    return members
+
+
 def media_type(content_type: str | None) -> str:
     """The media type of a ``Content-Type`` value, lowercased, without parameters (``application/json``)."""
     return (content_type or "").split(";", 1)[0].strip(" \t").lower()
@@ -378,22 +428,76 @@ def _canonical_content_type(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**event, "headers": {**kept, "content-type": "application/json"}}
 
 
+def foreign_event(event: object) -> str | None:
+    """Why ``event`` is not an API Gateway HTTP API event of payload format 2.0 (``version`` "2.0", ``rawPath``,
+    ``requestContext.http.method``: "Working with AWS Lambda proxy integrations for HTTP APIs"), or None when it
+    is one. A REST API's event (payload format 1.0: ``httpMethod``, ``requestContext`` without ``http``), an HTTP
+    API integration set to payload format 1.0, or any other service's event means the function is wired wrong."""
+    if not isinstance(event, Mapping):
+        return f"the event is a JSON {type(event).__name__}, not an object"
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, Mapping) else None
+    if "httpMethod" in event or event.get("version") == "1.0":
+        return "payload format 1.0 (a REST API, or an HTTP API integration with PayloadFormatVersion 1.0)"
+    if not isinstance(http, Mapping) or not isinstance(http.get("method"), str):
+        return "no requestContext.http.method (not an API Gateway HTTP API event)"
+    if event.get("version") != "2.0" or not isinstance(event.get("rawPath"), str):
+        return "not payload format 2.0 (version or rawPath missing)"
+    return None
+
+
+def misconfigured(reason: str) -> dict[str, Any]:
+    """The answer to an event this function is not configured for: one error log line naming the
+    misconfiguration, and a well-formed 500 problem (a Lambda proxy response that both payload formats read),
+    never an unhandled exception. The event itself is not logged: it may carry a token."""
+    logger.error(
+        "ApiFunction serves API Gateway HTTP API events of payload format 2.0 only; this one is %s: check the "
+        "integration (HttpApi event, PayloadFormatVersion 2.0) that invokes it",
+        reason,
+        extra={"misconfiguration": reason},
+    )
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+        "status": HTTPStatus.INTERNAL_SERVER_ERROR.value,
+        "detail": "The API is not configured for this kind of request.",
+    }
+    return {
+        "statusCode": HTTPStatus.INTERNAL_SERVER_ERROR.value,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
 class JobsResolver(APIGatewayHttpResolver):
     """The API's resolver. Before powertools parses a POST's body, a body larger than ``MAX_REQUEST_BYTES`` is a
     413, one that is not ``application/json`` a 415 (powertools would parse form and multipart bodies, and fail
     with a 500 on a multipart type without a boundary) and one of bytes that are not UTF-8 a 400 (a 500 in
-    powertools' decoding). All come after authentication, so that a caller without a valid token still learns
-    nothing but 401. Other methods read no body."""
+    powertools' decoding), and a ``Content-Type`` that holds several values (a repeated header, joined) a 400.
+    All come after authentication, so that a caller without a valid token still learns nothing but 401. Other
+    methods read no body. An event that is not an HTTP API payload format 2.0 event gets ``misconfigured``."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        misfit = foreign_event(event)
+        if misfit is not None:
+            return misconfigured(misfit)
         proxy_event = APIGatewayProxyEventV2(dict(event))
         if proxy_event.request_context.http.method != "POST":  # only POST reads a body
             return super().resolve(event, context)
+        content_type = proxy_event.headers.get("content-type")
         if request_bytes(event) > MAX_REQUEST_BYTES:
             refusal = problem(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {MAX_REQUEST_BYTES} bytes."
             )
-        elif event.get("body") and media_type(proxy_event.headers.get("content-type")) not in ("", "application/json"):
+        elif content_type is not None and len(list_members(content_type)) > 1:
+            refusal = problem(
+                HTTPStatus.BAD_REQUEST,
+                "Content-Type holds one media type; this request's holds several (a header sent twice arrives "
+                "joined by commas).",
+                errors=[{"loc": ["header", "content-type"], "msg": "one value expected", "type": "header_repeated"}],
+            )
+        elif event.get("body") and media_type(content_type) not in ("", "application/json"):
             refusal = problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
         elif not _utf8_body(event):
             refusal = problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON (JSON is UTF-8).")

@@ -13,10 +13,17 @@ raises. So the attempt returns instead, recording the job it tried to write as `
 request answers 503, and the retry, finding that record, settles the same job id: the stored job when the write
 landed, else the job written now. A record written before this change holds the job itself, and reads as before.
 An attempt that fails for any other reason (a validation error) leaves no record, so its retry runs again.
+
+powertools stores a record's response as JSON with its keys sorted, which would reorder a payload's members on
+every replay; so a record holds the job with its payload as JSON text (``payload_json``), and a replay returns
+the members in the order they were sent. A record written before (the payload an object) reads as before. The
+validation hash covers ``request`` (the parsed ``JobCreate``) exactly as before, so a retry that spans an
+upgrade matches the record its first attempt wrote.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -28,12 +35,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import BaseError as 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.models import Job, JobCreate, ServiceUnavailable
+from jobs.models import Job, JobCreate, ServiceUnavailable, payload_text
 from jobs.observability import logger
 from jobs.service import JobService
 
 #: The member of a record's response that holds a job whose write was in doubt.
 IN_DOUBT = "in_doubt"
+#: The member of a record's job that holds its payload as JSON text, in the order it was sent.
+PAYLOAD_JSON = "payload_json"
 #: The prefix of every record's key (``<prefix>#<hash>``), fixed so that renaming code never orphans records.
 KEY_PREFIX = "jobs.create_job"
 
@@ -87,15 +96,15 @@ class JobCreator:
         attempt = {"owner_id": owner_id, "key": key, "request": request.model_dump(mode="json")}
         created: dict[str, Any] = self._create_once(attempt=attempt)
         if IN_DOUBT in created:
-            return self._settle(attempt, Job.model_validate({**created[IN_DOUBT], "owner_id": owner_id}))
-        return Job.model_validate({**created, "owner_id": owner_id})
+            return self._settle(attempt, recalled(created[IN_DOUBT], owner_id))
+        return recalled(created, owner_id)
 
     def _settle(self, attempt: dict[str, Any], job: Job) -> Job:
         """Settle an in-doubt create, then remember the job itself for the key, so that later retries return it
         without writing (a job deleted after it was settled is never written again)."""
         settled = self.service.settle_in_doubt(job)
         try:
-            self.persistence.save_success(data=attempt, result=settled.model_dump(mode="json"))
+            self.persistence.save_success(data=attempt, result=remembered(settled))
         except (ClientError, BotoCoreError, IdempotencyError) as error:
             # The record still says in doubt: the next retry settles again and finds the same job.
             logger.warning("Settled job not remembered for its key: %s", type(error).__name__)
@@ -106,5 +115,21 @@ class JobCreator:
         try:
             self.service.store_new(job)
         except ServiceUnavailable:
-            return {IN_DOUBT: job.model_dump(mode="json")}  # keeps the key: the retry settles this very job
-        return job.model_dump(mode="json")
+            return {IN_DOUBT: remembered(job)}  # keeps the key: the retry settles this very job
+        return remembered(job)
+
+
+def remembered(job: Job) -> dict[str, Any]:
+    """A job as an idempotency record holds it: its JSON, with the payload as JSON text (``PAYLOAD_JSON``)."""
+    data = job.model_dump(mode="json", exclude={"payload"})
+    data[PAYLOAD_JSON] = payload_text(job.payload)
+    return data
+
+
+def recalled(data: dict[str, Any], owner_id: str) -> Job:
+    """The job an idempotency record holds, whether written by ``remembered`` or before it (``payload``, an
+    object whose members powertools sorted)."""
+    fields = {name: value for name, value in data.items() if name != PAYLOAD_JSON}
+    if PAYLOAD_JSON in data:
+        fields["payload"] = json.loads(data[PAYLOAD_JSON])
+    return Job.model_validate({**fields, "owner_id": owner_id})

@@ -10,12 +10,14 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -95,6 +97,93 @@ def _check_text(value: str) -> str:
     return value
 
 
+class DuplicateMemberName(ValueError):
+    """A JSON object names one member twice (``name``: the name, as parsed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"member name {name[:64]!r} appears more than once in one object")
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMemberName(name)
+            seen.add(name)
+    return found
+
+
+def _read_int(text: str) -> int | Decimal:
+    # Python refuses to parse integers of more than 4,300 digits (ValueError); past 100 a Decimal, which the
+    # payload rule refuses by name (at most 38 digits).
+    return int(text) if len(text) <= 100 else Decimal(text)
+
+
+def _read_float(text: str) -> float | Decimal:
+    value = float(text)
+    try:
+        written = Decimal(text)
+    except ArithmeticError:  # an exponent past even Decimal's range: no double holds it
+        return Decimal("Infinity")
+    if written != Decimal(repr(value)):  # rounded, overflowed to infinity or underflowed to 0
+        return written
+    return value
+
+
+def read_json(text: str | bytes) -> Any:
+    """A JSON text read by the one rule this system has for JSON it receives (RFC 8259):
+
+    - **member names are unique** in every object, at every depth (compared after unescaping, code point by code
+      point, as RFC 8259 section 8.3 compares strings): a repeat raises ``DuplicateMemberName`` instead of
+      keeping the last value silently;
+    - **an integer** (no fraction, no exponent) is read exactly, as ``int``; one of more than 100 digits as a
+      ``Decimal``, which the payload rule refuses;
+    - **a number with a fraction or an exponent** is an IEEE 754 double (RFC 8259 section 6): read as ``float``
+      when the double is the number as written (``0.1``, ``1e100``, ``1.0``, ``-0.0``, ``1.50``), else as a
+      ``Decimal`` that the payload rule refuses (``3.14159265358979323846``, ``1e400``, ``1e-400``: they
+      would come back as another number);
+    - ``NaN`` and ``Infinity`` (which Python's reader accepts) as floats, refused by the payload rule.
+
+    Member order is kept (a ``dict`` keeps insertion order).
+
+    Raises:
+        DuplicateMemberName: an object names a member twice.
+        json.JSONDecodeError: not JSON.
+        ValueError, RecursionError: as Python's reader raises them for text it cannot read.
+    """
+    return json.loads(text, object_pairs_hook=_unique_members, parse_int=_read_int, parse_float=_read_float)
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """A payload as stored: compact JSON text, members in their order, non-ASCII as is, every number as
+    ``read_json`` read it (an ``int`` exactly, a ``float`` as the shortest text that reads back as it)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _check_payload_numbers(value: Any) -> Any:
+    """Refuse the numbers ``read_json`` could not keep as sent, by name (before the JSON value rule, which
+    would only say "not a valid JSON value")."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Decimal):
+            text = str(node)[:40]
+            if node.is_finite() and node == node.to_integral_value() and node.as_tuple().exponent == 0:
+                raise ValueError(f"payload integers must have at most 38 digits ({text}...)")
+            raise ValueError(
+                f"payload number {text} would not come back as sent: a number with a fraction or an exponent "
+                "must be one an IEEE 754 double holds exactly as written (about 17 significant digits)"
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return value
+
+
 def _check_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     def depth(node: object, level: int) -> None:
         if level > MAX_PAYLOAD_DEPTH:
@@ -123,7 +212,7 @@ def _check_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     return value
 
 
-Payload = Annotated[dict[str, JsonValue], AfterValidator(_check_payload)]
+Payload = Annotated[dict[str, JsonValue], BeforeValidator(_check_payload_numbers), AfterValidator(_check_payload)]
 
 
 class JobStatus(StrEnum):

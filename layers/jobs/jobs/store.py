@@ -15,6 +15,7 @@ tests. ``tests/integration/test_store_contract.py`` runs one suite against both.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.models import Job, JobError, JobStatus, TransitionRejected, WriteRefused, format_timestamp
+from jobs.models import Job, JobError, JobStatus, TransitionRejected, WriteRefused, format_timestamp, payload_text
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -41,8 +42,10 @@ def to_attribute_value(value: Any) -> Any:
 
 
 def from_attribute_value(value: Mapping[str, Any]) -> Any:
-    """A DynamoDB ``AttributeValue`` as a JSON-like Python value: integral numbers as ``int``, others as
-    ``float``, so a payload's ``9000`` comes back as the JSON number 9000 and ``0.1`` as 0.1."""
+    """A DynamoDB ``AttributeValue`` as a JSON-like Python value: an integral number of at most 38 digits as
+    ``int``, any other as ``float``, so ``9000`` comes back as the JSON number 9000, ``0.1`` as 0.1, and a
+    ``1E+100`` (a float when it was written) as the double 1e100, never as a 101-digit integer no request could
+    send back."""
     return _numbers_in(_deserializer.deserialize(value))
 
 
@@ -56,14 +59,47 @@ def _decimals_in(value: Any) -> Any:
     return value
 
 
+#: DynamoDB holds at most 38 significant digits, so an integral number of more digits was written as a float.
+_LARGEST_INT = 10**38
+
+
 def _numbers_in(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value == value.to_integral_value() and abs(value) < _LARGEST_INT:
+            return int(value)
+        return float(value)
     if isinstance(value, dict):
         return {key: _numbers_in(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_numbers_in(item) for item in value]
     return value
+
+
+#: The attribute that holds a job's payload: the compact JSON text of the payload (``jobs.models.payload_text``),
+#: a String, so that numbers and member order come back as they were sent. Items written before it hold a Map,
+#: still read (``payload_of``).
+PAYLOAD = "payload"
+
+
+def payload_of(attribute: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A job's payload from its ``payload`` attribute, whichever form it is stored in: a String of JSON text
+    (written since issue 13: members in order, every number as it was read), or a Map (written before: member
+    order as DynamoDB returns it, numbers by ``from_attribute_value``'s rule). No attribute is an empty payload.
+
+    Raises:
+        ValueError: the attribute is neither (no version of this code writes one).
+    """
+    if attribute is None:
+        return {}
+    if "S" in attribute:
+        found = json.loads(attribute["S"])
+    elif "M" in attribute:
+        found = from_attribute_value(attribute)
+    else:
+        raise ValueError(f"a payload attribute of type {sorted(attribute)} is not one this code writes")
+    if not isinstance(found, dict):
+        raise ValueError("a stored payload is not a JSON object")
+    return found
 
 
 #: The ``ByStatus`` index (partition ``owner_id``, sort ``status_job_id``): an owner's jobs of one status, newest
@@ -112,18 +148,23 @@ def holdable_key(owner_id: str, job_id: str) -> bool:
 
 
 def job_to_item(job: Job) -> dict[str, Any]:
-    """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out."""
-    data = job.model_dump(mode="json", exclude_none=True)
+    """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out; the payload
+    as its JSON text (``PAYLOAD``)."""
+    data = job.model_dump(mode="json", exclude_none=True, exclude={"payload"})
     data["owner_id"] = job.owner_id
     data[STATUS_KEY] = status_key(job.status, job.job_id)
     if job.status == JobStatus.QUEUED:
         data[QUEUED_SHARD] = queued_shard(job.job_id)
-    return {name: to_attribute_value(value) for name, value in data.items()}
+    item = {name: to_attribute_value(value) for name, value in data.items()}
+    item[PAYLOAD] = {"S": payload_text(job.payload)}
+    return item
 
 
 def item_to_job(item: Mapping[str, Any]) -> Job:
-    """The ``Job`` of a DynamoDB item (``AttributeValue`` map)."""
-    return Job.model_validate({name: from_attribute_value(value) for name, value in item.items()})
+    """The ``Job`` of a DynamoDB item (``AttributeValue`` map), its payload in either stored form
+    (``payload_of``)."""
+    data = {name: from_attribute_value(value) for name, value in item.items() if name != PAYLOAD}
+    return Job.model_validate({**data, "payload": payload_of(item.get(PAYLOAD))})
 
 
 class JobStore(Protocol):
