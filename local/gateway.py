@@ -342,8 +342,10 @@ def make_handler(
     log: Callable[[str], None],
     cors: CorsPolicy | None = None,
     throttle: ThrottlePolicy | None = None,
+    integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
 ) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a gateway that serves ``routes`` with the API's CORS and throttling."""
+    """The request handler class of a gateway that serves ``routes`` with the API's CORS and throttling;
+    ``integration_timeout`` is the integration's timeout, seconds (an HTTP API's is 50 ms to 30 s, 30 by default)."""
     buckets = throttle.buckets(routes) if throttle is not None else {}
 
     class GatewayHandler(BaseHTTPRequestHandler):
@@ -394,7 +396,7 @@ def make_handler(
                 return
             started = time.monotonic()
             invocation = route.pool.invoke(event)
-            if time.monotonic() - started > INTEGRATION_TIMEOUT_SECONDS:
+            if time.monotonic() - started > integration_timeout:
                 response = gateway_error(503, "Service Unavailable")
             else:
                 response = to_http_response(invocation)
@@ -442,8 +444,10 @@ class Gateway:
         log: Callable[[str], None],
         cors: CorsPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
-        self.server = ThreadingHTTPServer((host, port), make_handler(routes, log, cors, throttle))
+        handler = make_handler(routes, log, cors, throttle, integration_timeout)
+        self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
 
     @property

@@ -20,8 +20,18 @@ from local.runtime import MAX_PAYLOAD_BYTES, FunctionPool
 
 #: Answers with a body of ``n`` times ``char`` (query parameters), or echoes the size of the body it got.
 HANDLER = """
+import os
+import time
+
+
 def lambda_handler(event, context):
     query = event.get("queryStringParameters") or {}
+    if "crash" in query:
+        os._exit(1)
+    if "sleep" in query:
+        time.sleep(float(query["sleep"]))
+    if "malformed" in query:
+        return {"statusCode": query["malformed"], "body": "x"}
     if "n" in query:
         return {"statusCode": 200, "body": query.get("char", "a") * int(query["n"])}
     return {"statusCode": 200, "body": str(len(event.get("body", "")))}
@@ -46,7 +56,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     )
     pool = FunctionPool(spec, 1, {"PATH": "/usr/bin:/bin"}, Path(folder))
     pool.start()
-    server = Gateway([Route("ANY", "/probe", pool)], "127.0.0.1", 0, lambda line: None)
+    server = Gateway([Route("ANY", "/probe", pool)], "127.0.0.1", 0, lambda line: None, integration_timeout=1)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.port
     server.shutdown()
@@ -113,3 +123,17 @@ def test_a_body_whose_event_fits_reaches_the_function(gateway: int) -> None:
     status, body = request(gateway, "POST", "/probe", b"a" * size, {"Content-Type": "text/plain"})
 
     assert (status, body) == (200, str(size).encode())
+
+
+@pytest.mark.parametrize("query", ["malformed=abc", "malformed=700", "malformed=", "crash=1"])
+def test_a_malformed_response_or_a_crash_is_api_gateways_500(gateway: int, query: str) -> None:
+    status, body = request(gateway, "GET", f"/probe?{query}")
+
+    assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
+    assert request(gateway, "GET", "/probe")[0] == 200  # a fresh worker took the crashed one's place
+
+
+def test_an_integration_past_its_timeout_is_api_gateways_503(gateway: int) -> None:
+    status, body = request(gateway, "GET", "/probe?sleep=1.5")  # this gateway's integration timeout: 1 s
+
+    assert (status, json.loads(body)) == (503, {"message": "Service Unavailable"})
