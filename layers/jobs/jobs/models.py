@@ -157,9 +157,10 @@ def _cut(text: object, length: int) -> object:
 
 
 class JobError(BaseModel):
-    """Why a job FAILED: the error's ``type`` (an exception class name) and a human ``message``, cut to
-    ``MAX_ERROR_TYPE_LENGTH`` and ``MAX_ERROR_MESSAGE_LENGTH`` characters so that an item stays within its size."""
+    """Why a job FAILED: the error's ``type`` (an exception class name) and a human ``message``."""
 
+    # Both are cut to MAX_ERROR_TYPE_LENGTH and MAX_ERROR_MESSAGE_LENGTH characters, so that an item holding an
+    # exception's text of any length stays within DynamoDB's 400 KB (this docstring is the OpenAPI description).
     model_config = ConfigDict(frozen=True)
 
     type: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_TYPE_LENGTH))]
