@@ -6,6 +6,18 @@ Errors that API Gateway itself produces look as it makes them: ``404 {"message":
 ``500 {"message":"Internal Server Error"}`` for a function error, ``503 {"message":"Service Unavailable"}``
 when the integration outlives API Gateway's 30 s limit.
 
+Sizes, as API Gateway's quotas for HTTP APIs give them ("Amazon API Gateway quotas", HTTP APIs:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html): a request line and header
+values of more than 10,240 bytes combined, or a body of more than 10 MB, never reach the function; nor does an event
+past Lambda's synchronous request limit (6,291,556 bytes, "Lambda quotas"), which a body between about 6 and 10 MB
+makes. A function's response past Lambda's response limit is a function error (``local.runtime`` measures it), so
+the client gets API Gateway's ``500 {"message":"Internal Server Error"}``, as for any function error ("Troubleshooting
+issues with HTTP API Lambda integrations",
+https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-troubleshooting-lambda.html). AWS documents
+the limits, not the answers to requests past them; the local stack assumes API Gateway's own error shape:
+``431 {"message":"Request Header Fields Too Large"}`` (RFC 6585's status for it) for the request line and headers,
+``413 {"message":"Request Entity Too Large"}`` for the body and for an event Lambda would refuse.
+
 Route throttling follows the stage's ``DefaultRouteSettings``: each route has a token bucket of
 ``ThrottlingBurstLimit`` tokens refilled at ``ThrottlingRateLimit`` per second, and a request that finds it
 empty gets API Gateway's ``429 {"message":"Too Many Requests"}`` without reaching the function.
@@ -33,12 +45,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.runtime import FunctionPool, Invocation
+from local.runtime import MAX_PAYLOAD_BYTES, FunctionPool, Invocation, payload_bytes
 from local.template import ACCOUNT_ID, REGION
 
 API_ID = "local"
 #: API Gateway's maximum integration timeout for HTTP APIs, seconds.
 INTEGRATION_TIMEOUT_SECONDS = 30
+#: HTTP API quota: "Maximum size of request line and header values combined", bytes.
+MAX_REQUEST_HEAD_BYTES = 10_240
+#: HTTP API quota: "Payload size", 10 MB, bytes.
+MAX_BODY_BYTES = 10 * 1024 * 1024
 _TEXT_TYPES = re.compile(
     r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|x-www-form-urlencoded|problem\+json))$"
 )
@@ -328,8 +344,10 @@ def make_handler(
     log: Callable[[str], None],
     cors: CorsPolicy | None = None,
     throttle: ThrottlePolicy | None = None,
+    integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
 ) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a gateway that serves ``routes`` with the API's CORS and throttling."""
+    """The request handler class of a gateway that serves ``routes`` with the API's CORS and throttling;
+    ``integration_timeout`` is the integration's timeout, seconds (an HTTP API's is 50 ms to 30 s, 30 by default)."""
     buckets = throttle.buckets(routes) if throttle is not None else {}
 
     class GatewayHandler(BaseHTTPRequestHandler):
@@ -339,7 +357,17 @@ def make_handler(
         def _serve(self) -> None:
             split = urlsplit(self.path)
             raw_path = split.path or "/"
+            head = len(self.requestline.encode("latin-1", "replace"))
+            head += sum(len(value.encode("latin-1", "replace")) for value in self.headers.values())
+            if head > MAX_REQUEST_HEAD_BYTES:
+                self.close_connection = True  # the body, if any, is left unread
+                self._send(gateway_error(431, "Request Header Fields Too Large"), "-")
+                return
             length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._send(gateway_error(413, "Request Entity Too Large"), "-")
+                return
             body = self.rfile.read(length) if length > 0 else b""
             origin = self.headers.get("Origin")
             requested_method = self.headers.get("Access-Control-Request-Method")
@@ -365,9 +393,12 @@ def make_handler(
                 path_parameters=parameters,
                 source_ip=self.client_address[0],
             )
+            if payload_bytes(event) > MAX_PAYLOAD_BYTES:  # Lambda refuses the invocation itself
+                self._send(gateway_error(413, "Request Entity Too Large"), event["requestContext"]["requestId"])
+                return
             started = time.monotonic()
             invocation = route.pool.invoke(event)
-            if time.monotonic() - started > INTEGRATION_TIMEOUT_SECONDS:
+            if time.monotonic() - started > integration_timeout:
                 response = gateway_error(503, "Service Unavailable")
             else:
                 response = to_http_response(invocation)
@@ -446,8 +477,10 @@ class Gateway:
         log: Callable[[str], None],
         cors: CorsPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
-        self.server = JsonLinesServer((host, port), make_handler(routes, log, cors, throttle), log)
+        handler = make_handler(routes, log, cors, throttle, integration_timeout)
+        self.server = JsonLinesServer((host, port), handler, log)
 
     @property
     def port(self) -> int:

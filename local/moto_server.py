@@ -33,6 +33,23 @@ Where AWS documents nothing, the local stack assumes:
   and system attributes are left to moto;
 - in a batch, AWS's whole-request errors (entry ids, count, total size) come before any entry's characters.
 
+Message group ids. A ``MessageGroupId`` is 1 to 128 characters, each alphanumeric or punctuation
+(``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~``: the SendMessage API reference, MessageGroupId, for FIFO and fair standard
+queues alike); moto takes any length and any character. ``enforce_message_group_ids`` refuses the rest as
+``InvalidParameterValue`` (HTTP 400, SQS's code for a parameter outside its constraints; the text is an assumption),
+and, in a batch, fails just that entry (``SenderFault: true``), as for a message's characters.
+
+Message move tasks. moto 5.2.5 does not implement ``StartMessageMoveTask``, ``ListMessageMoveTasks`` or
+``CancelMessageMoveTask``, so the README's redrive command failed locally. ``play_message_move_tasks`` serves them on
+SQS's wire: a task moves the source queue's messages (visible ones, as SQS moves what it can receive) to
+``DestinationArn``, or, without one, back to the queue whose redrive policy names the source, which must be a
+dead-letter queue (else ``InvalidParameterValue``, as the API reference says: "only ... queues that are configured
+as dead-letter queues of other Amazon SQS queues"); an unknown queue is ``ResourceNotFoundException``. Locally a task
+runs to its end at once and is listed ``COMPLETED``, with ``ApproximateNumberOfMessagesMoved``; moved messages are new
+messages (new ids, receive count 0) with the same body and attributes. Assumed where AWS is silent: a source with
+several source queues needs ``DestinationArn`` locally (moto does not record which queue a dead letter came from),
+and ``MaxNumberOfMessagesPerSecond`` is accepted and not paced.
+
 The rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse`` or ``replace``),
 which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT`` (moto.server's options).
 """
@@ -43,9 +60,12 @@ import functools
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.responses import ActionResult
+from moto.moto_api._internal import mock_random
 from moto.sqs.constants import MAXIMUM_MESSAGE_LENGTH
 from moto.sqs.exceptions import (
     BatchEntryIdsNotDistinct,
@@ -54,10 +74,14 @@ from moto.sqs.exceptions import (
     SQSException,
     TooManyEntriesInBatchRequest,
 )
-from moto.sqs.models import Queue, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
+from moto.sqs.responses import SQSResponse
 
 _PATCHED = "_jobs_local_locked"
 _CHECKED = "_jobs_local_characters"
+_GROUPS_CHECKED = "_jobs_local_group_ids"
+#: SendMessage, MessageGroupId: 1 to 128 alphanumeric or punctuation characters.
+MESSAGE_GROUP_ID = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
 
 #: The environment variable that chooses what moto's server does with a character SQS does not allow.
 INVALID_CHARACTERS_VARIABLE = "JOBS_LOCAL_SQS_INVALID_CHARACTERS"
@@ -190,12 +214,159 @@ def enforce_message_characters(mode: str = INVALID_CHARACTERS_MODES[0]) -> None:
     SQSBackend.send_message_batch = send_message_batch  # type: ignore[method-assign]
 
 
+class InvalidMessageGroupId(SQSException):
+    """SQS's error for a ``MessageGroupId`` outside its constraints (HTTP 400, a sender fault)."""
+
+    code = "InvalidParameterValue"
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"Value {value[:200]!r} for parameter MessageGroupId is invalid. Reason: MessageGroupId can only include "
+            "1 to 128 alphanumeric and punctuation characters."
+        )
+
+
+def check_group_id(value: object) -> None:
+    """Raise ``InvalidMessageGroupId`` unless ``value`` is None or follows SQS's ``MessageGroupId`` rule."""
+    if value is not None and not (isinstance(value, str) and MESSAGE_GROUP_ID.fullmatch(value)):
+        raise InvalidMessageGroupId(str(value))
+
+
+def enforce_message_group_ids() -> None:
+    """Hold moto's SendMessage and SendMessageBatch to SQS's ``MessageGroupId`` rule (idempotent): SendMessage
+    fails with ``InvalidParameterValue``; SendMessageBatch fails each such entry and sends the others."""
+    send: Callable[..., Any] = SQSBackend.send_message
+    send_batch: Callable[..., Any] = SQSBackend.send_message_batch
+    if getattr(send, _GROUPS_CHECKED, False):
+        return
+
+    @functools.wraps(send)
+    def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        self.get_queue(queue_name)
+        check_group_id(kwargs.get("group_id"))
+        return send(self, queue_name, *args, **kwargs)
+
+    @functools.wraps(send_batch)
+    def send_message_batch(self: Any, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
+        refused: dict[str, dict[str, Any]] = {}
+        for key, entry in entries.items():
+            try:
+                check_group_id(entry.get("MessageGroupId"))
+            except InvalidMessageGroupId as error:
+                refused[key] = {"Id": entry["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
+        if not refused:
+            return send_batch(self, queue_name, entries)
+        self.get_queue(queue_name)
+        _check_batch_request(entries)
+        rest = {key: entry for key, entry in entries.items() if key not in refused}
+        messages, failed = send_batch(self, queue_name, rest) if rest else ([], [])
+        return messages, [*refused.values(), *failed]
+
+    for patched in (send_message, send_message_batch):
+        setattr(patched, _GROUPS_CHECKED, True)
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    SQSBackend.send_message_batch = send_message_batch  # type: ignore[method-assign]
+
+
+class ResourceNotFound(SQSException):
+    """SQS's error for a message move task naming a queue that does not exist."""
+
+    code = "ResourceNotFoundException"
+
+    def __init__(self, arn: str) -> None:
+        super().__init__(f"The resource that you specified for the SourceArn parameter doesn't exist: {arn}")
+
+
+class InvalidMoveTask(SQSException):
+    """SQS's error for a message move task it cannot run (a source that is no dead-letter queue)."""
+
+    code = "InvalidParameterValue"
+
+
+def _queue_by_arn(backend: Any, arn: object) -> Queue:
+    for queue in backend.queues.values():
+        if queue.queue_arn == arn:
+            return queue  # type: ignore[no-any-return]
+    raise ResourceNotFound(str(arn))
+
+
+def move_messages(backend: Any, source_arn: str, destination_arn: str | None) -> dict[str, Any]:
+    """Run a message move task to its end: every visible message of the source queue to ``destination_arn``, or
+    back to the one queue whose redrive policy names the source. Returns the task as ListMessageMoveTasks lists it.
+
+    Raises:
+        ResourceNotFound: a queue that does not exist.
+        InvalidMoveTask: the source is no queue's dead-letter queue, or (locally) several queues'.
+    """
+    source = _queue_by_arn(backend, source_arn)
+    if destination_arn is not None:
+        destination = _queue_by_arn(backend, destination_arn)
+    else:
+        origins = [queue for queue in backend.queues.values() if queue.dead_letter_queue is source]
+        if len(origins) != 1:
+            raise InvalidMoveTask(
+                f"Source queue {source_arn} must be configured as a dead-letter queue of "
+                + ("another queue" if not origins else "one queue locally; give DestinationArn")
+            )
+        destination = origins[0]
+    with source._messages_lock:
+        moving = [message for message in source._messages if message.visible and not message.delayed]
+        source._messages = [message for message in source._messages if message not in moving]
+    for message in moving:
+        fresh = Message(str(mock_random.uuid4()), message.body, system_attributes=message.system_attributes)
+        fresh.message_attributes = dict(message.message_attributes)
+        fresh.group_id = message.group_id
+        fresh.mark_sent()
+        destination.add_message(fresh)
+    task = {
+        "TaskHandle": str(mock_random.uuid4()),
+        "Status": "COMPLETED",
+        "SourceArn": source_arn,
+        "ApproximateNumberOfMessagesMoved": len(moving),
+        "ApproximateNumberOfMessagesToMove": len(moving),
+        "StartedTimestamp": int(time.time() * 1000),
+    }
+    if destination_arn is not None:
+        task["DestinationArn"] = destination_arn
+    _tasks.setdefault(source_arn, []).insert(0, task)
+    return task
+
+
+#: The message move tasks run, newest first, by source queue ARN (ListMessageMoveTasks lists up to 10).
+_tasks: dict[str, list[dict[str, Any]]] = {}
+
+
+def play_message_move_tasks() -> None:
+    """Serve ``StartMessageMoveTask``, ``ListMessageMoveTasks`` and ``CancelMessageMoveTask`` on moto's SQS."""
+
+    def start_message_move_task(self: Any) -> ActionResult:
+        task = move_messages(self.sqs_backend, self._get_param("SourceArn"), self._get_param("DestinationArn"))
+        return ActionResult({"TaskHandle": task["TaskHandle"]})
+
+    def list_message_move_tasks(self: Any) -> ActionResult:
+        source_arn = self._get_param("SourceArn")
+        _queue_by_arn(self.sqs_backend, source_arn)
+        limit = int(self._get_param("MaxResults") or 1)
+        return ActionResult({"Results": [dict(task) for task in _tasks.get(source_arn, [])[: max(1, min(10, limit))]]})
+
+    def cancel_message_move_task(self: Any) -> ActionResult:
+        # Tasks here finish as they start, so none is ever running to cancel (SQS's answer for a finished task).
+        raise InvalidMoveTask("Only a task that is RUNNING can be cancelled; this task is COMPLETED")
+
+    SQSResponse.start_message_move_task = start_message_move_task  # type: ignore[attr-defined]
+    SQSResponse.list_message_move_tasks = list_message_move_tasks  # type: ignore[attr-defined]
+    SQSResponse.cancel_message_move_task = cancel_message_move_task  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """moto.server's command line, with ``lock_deletes()`` and ``enforce_message_characters()`` (in the mode
+    """moto.server's command line, with ``lock_deletes()``, ``enforce_message_group_ids()``,
+    ``play_message_move_tasks()`` and ``enforce_message_characters()`` (in the mode
     ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
     from moto.server import main as moto_main
 
     lock_deletes()
+    enforce_message_group_ids()
+    play_message_move_tasks()
     try:
         enforce_message_characters(os.environ.get(INVALID_CHARACTERS_VARIABLE) or INVALID_CHARACTERS_MODES[0])
     except ValueError as error:

@@ -20,6 +20,15 @@ from local.template import REGION
 
 #: Long-poll wait of one ReceiveMessage, seconds (short, so the stack stops promptly).
 WAIT_SECONDS = 1
+#: How often a disabled mapping looks whether it is enabled again, seconds.
+DISABLED_PAUSE_SECONDS = 0.2
+
+
+def enabled_event() -> threading.Event:
+    """An event that is set: a mapping starts enabled."""
+    event = threading.Event()
+    event.set()
+    return event
 
 
 def to_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -77,6 +86,8 @@ class SqsPoller:
         batch_size: the mapping's ``BatchSize`` (1 to 10 per receive).
         pollers: concurrent batches (Lambda starts several pollers per mapping).
         log: writes one line to the stack's output.
+        enabled: set while the mapping is enabled (``UpdateEventSourceMapping``'s ``Enabled``); while it is clear,
+            nothing is received, and the batches in flight finish.
     """
 
     def __init__(
@@ -89,6 +100,7 @@ class SqsPoller:
         batch_size: int,
         pollers: int,
         log: Callable[[str], None],
+        enabled: threading.Event | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -97,6 +109,9 @@ class SqsPoller:
         self.batch_size = max(1, min(10, batch_size))
         self.log = log
         self._stop = threading.Event()
+        self.enabled = enabled or enabled_event()
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, name=f"sqs-poller-{i}", daemon=True) for i in range(pollers)
         ]
@@ -114,6 +129,11 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.enabled.is_set():
+                self._stop.wait(DISABLED_PAUSE_SECONDS)
+                continue
+            with self._in_flight_lock:
+                self._in_flight += 1
             try:
                 self.poll_once()
             except Exception as error:  # noqa: BLE001 - the mapping keeps polling, as Lambda's does
@@ -121,6 +141,13 @@ class SqsPoller:
                     return
                 self.log(json.dumps({"poller": self.queue_arn, "level": "ERROR", "error": repr(error)}))
                 self._stop.wait(1)
+            finally:
+                with self._in_flight_lock:
+                    self._in_flight -= 1
+
+    def busy(self) -> bool:
+        """True while a receive or a batch is in flight (a disabled mapping is still ``Disabling`` then)."""
+        return self._in_flight > 0
 
     def poll_once(self) -> int:
         """Receive one batch, invoke the function, settle the batch; returns the batch size (0 if empty)."""

@@ -5,6 +5,14 @@ event at a time per execution environment.
 An invocation that raises is a function error (``errorType``/``errorMessage``, as the Invoke API reports it);
 one that outlives the function's ``Timeout`` is ended by killing its worker ("Task timed out"), and a fresh
 worker takes its place, as Lambda replaces a timed-out execution environment.
+
+Every invocation here is synchronous (the gateway's, the Invoke API's, the event source mappings'), so Lambda's
+synchronous response limit holds for each: a result whose serialised form passes ``MAX_PAYLOAD_BYTES`` is the
+function error ``Function.ResponseSizeTooLarge``, with Lambda's own message ("Lambda quotas",
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html: invocation payload, request and response,
+6 MB synchronous; the exact figure is the one Lambda's error message gives). The result is measured as
+``json.dumps`` writes it, every non-ASCII character escaped: the serialisation of Python runtimes before 3.12,
+never smaller than later runtimes' UTF-8, so that the local stack refuses whatever Lambda may refuse.
 """
 
 from __future__ import annotations
@@ -29,6 +37,21 @@ from local.resources import FunctionSpec
 from local.template import ACCOUNT_ID, REGION
 
 _SPAWN = multiprocessing.get_context("spawn")
+#: Lambda's synchronous invocation payload limit, request and response each, bytes ("Lambda quotas").
+MAX_PAYLOAD_BYTES = 6_291_556
+
+
+def payload_bytes(value: Any) -> int:
+    """``value``'s size as Lambda's Python runtime serialises it (JSON, non-ASCII escaped), bytes."""
+    return len(json.dumps(value))
+
+
+def response_too_large(size: int) -> dict[str, str]:
+    """The function error Lambda reports for a result of ``size`` bytes past ``MAX_PAYLOAD_BYTES``."""
+    return {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": f"Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes).",
+    }
 
 
 @dataclass(frozen=True)
@@ -99,10 +122,14 @@ def _worker_main(connection: Connection, spec: dict[str, Any]) -> None:
         context = LambdaContext(spec, request_id, deadline)
         try:
             result = handler(event, context)
-            json.dumps(result)  # Lambda serialises the result; an unserialisable one is a function error
+            size = payload_bytes(result)  # Lambda serialises the result; an unserialisable one is a function error
         except Exception as error:  # noqa: BLE001 - a function error, as Lambda reports it
             _print_error(type(error).__name__, error)
             connection.send(("error", {"errorType": type(error).__name__, "errorMessage": str(error)}))
+            continue
+        if size > MAX_PAYLOAD_BYTES:
+            print(json.dumps({"level": "ERROR", **response_too_large(size), "size": size}), flush=True)
+            connection.send(("error", response_too_large(size)))
             continue
         connection.send(("ok", result))
 

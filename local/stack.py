@@ -49,9 +49,9 @@ from botocore.exceptions import EndpointConnectionError
 
 from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
-from local.lambda_api import LambdaApi
+from local.lambda_api import EventSourceMapping, LambdaApi
 from local.moto_server import INVALID_CHARACTERS_MODES, INVALID_CHARACTERS_VARIABLE
-from local.poller import SqsPoller
+from local.poller import SqsPoller, enabled_event
 from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
@@ -118,6 +118,21 @@ def cli_usage(port: int) -> list[str]:
         "              .venv/bin/jobsctl submit --title Audit --payload @events/seed-report-payload.json --wait",
         "              (and list, get, delete, token; pip install -e . puts it on PATH; README: Command line)",
     ]
+
+
+def aws_cli_environment(stack: Stack) -> str:
+    """The banner's line that points the AWS CLI (v1 or v2) and the SDKs at this stack, service by service
+    (``AWS_ENDPOINT_URL_<SERVICE>``, which botocore reads), so that the README's commands run unchanged."""
+    variables = {
+        "AWS_ENDPOINT_URL_SQS": stack.endpoint,
+        "AWS_ENDPOINT_URL_SSM": stack.endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": stack.dynamodb_endpoint,
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{stack.lambda_port}",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105 - the local stack takes any credentials
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    return "export " + " ".join(f"{name}={value}" for name, value in variables.items())
 
 
 def start_moto(port: int, sqs_invalid_characters: str = INVALID_CHARACTERS_MODES[0]) -> subprocess.Popen[bytes]:
@@ -225,6 +240,8 @@ class Stack:
         self._moto: subprocess.Popen[bytes] | None = None
         self._pools: list[FunctionPool] = []
         self._pollers: list[SqsPoller | StreamPoller | Schedule] = []
+        #: The SQS and stream event source mappings, as the Lambda API lists them.
+        self.mappings: list[EventSourceMapping] = []
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
@@ -310,6 +327,8 @@ class Stack:
             self._pools.append(pool)
             routes.extend(Route(method, path, pool) for method, path in http_api_routes(spec, stack.resolver))
             for source in event_sources(spec, stack.resolver, "DynamoDB"):
+                mapping = EventSourceMapping(spec.logical_id, source["Stream"], source, enabled_event())
+                self.mappings.append(mapping)
                 stream = StreamPoller(
                     self.client("dynamodbstreams"),
                     source["Stream"],
@@ -322,6 +341,7 @@ class Stack:
                     maximum_record_age_seconds=int(source.get("MaximumRecordAgeInSeconds", -1)),
                     bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
                     on_failure=self._on_failure_destination(source),
+                    enabled=mapping.enabled,
                 )
                 stream.start()
                 self._pollers.append(stream)
@@ -332,6 +352,8 @@ class Stack:
             for source in event_sources(spec, stack.resolver, "SQS"):
                 queue_arn = source["Queue"]
                 queue_url = next(p["Ref"] for p in self.physical.values() if p.get("Arn") == queue_arn)
+                mapping = EventSourceMapping(spec.logical_id, queue_arn, source, enabled_event())
+                self.mappings.append(mapping)
                 poller = SqsPoller(
                     self.client("sqs"),
                     queue_url,
@@ -341,7 +363,9 @@ class Stack:
                     # ScalingConfig.MaximumConcurrency caps the concurrent invocations a mapping starts.
                     pollers=min(self.concurrency, int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1000))),
                     log=_emit,
+                    enabled=mapping.enabled,
                 )
+                mapping.busy = poller.busy
                 poller.start()
                 self._pollers.append(poller)
         apis = stack.http_apis()
@@ -358,7 +382,11 @@ class Stack:
         threading.Thread(target=self._gateway.serve_forever, name="gateway", daemon=True).start()
         try:
             self._lambda_api = LambdaApi(
-                {pool.spec.logical_id: pool for pool in self._pools}, "127.0.0.1", self.lambda_port, _emit
+                {pool.spec.logical_id: pool for pool in self._pools},
+                "127.0.0.1",
+                self.lambda_port,
+                mappings=self.mappings,
+                log=_emit,
             )
         except OSError as error:
             raise SystemExit(f"the Lambda API cannot listen on port {self.lambda_port} ({error})") from error
@@ -460,10 +488,11 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     f"Jobs API      http://127.0.0.1:{stack.port}/api/v1/jobs",
                     f"AWS endpoint  {stack.endpoint}  (moto: SQS, SSM; region {REGION}, any credentials)",
-                    f"Lambda API    http://127.0.0.1:{stack.lambda_port}  (Invoke by logical id; make replay-stream)",
+                    f"Lambda API    http://127.0.0.1:{stack.lambda_port}  (Invoke, event source mappings)",
                     f"DynamoDB      {stack.dynamodb_endpoint}  ({stack.dynamodb_engine()})",
                     "Resources     "
                     + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),
+                    "AWS CLI       " + aws_cli_environment(stack),
                     "Get a token   make token SUB=alice",
                     *cli_usage(stack.port),
                     *(

@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from local.poller import DISABLED_PAUSE_SECONDS, enabled_event
 from local.runtime import FunctionPool, Invocation
 from local.template import ACCOUNT_ID, REGION, UnsupportedTemplate
 
@@ -86,6 +87,7 @@ class StreamPoller:
         on_failure: sends one discarded batch's invocation record (a JSON text) to the on-failure destination;
             None drops it, as Lambda does without a destination.
         retry_pause_seconds: the pause before a retry.
+        enabled: set while the mapping is enabled; while it is clear, no shard is read.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class StreamPoller:
         bisect_on_error: bool = False,
         on_failure: Callable[[str], None] | None = None,
         retry_pause_seconds: float = 1.0,
+        enabled: threading.Event | None = None,
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn
@@ -119,6 +122,7 @@ class StreamPoller:
         name = pool.spec.logical_id if hasattr(pool, "spec") else "function"
         self._function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
         self._stop = threading.Event()
+        self.enabled = enabled or enabled_event()
         self._iterators: dict[str, str | None] = {}
         self._last: dict[str, str] = {}  # the last sequence number read, per shard
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
@@ -134,6 +138,9 @@ class StreamPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.enabled.is_set():
+                self._stop.wait(DISABLED_PAUSE_SECONDS)
+                continue
             try:
                 delivered = self.poll_once()
             except Exception as error:  # noqa: BLE001 - the mapping keeps polling, as Lambda's does

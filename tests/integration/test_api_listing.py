@@ -174,3 +174,41 @@ def test_an_expired_job_never_appears_in_a_response(api: ModuleType, aws: Aws) -
     assert walk(api, "alice", status="QUEUED") == [[kept]]
     assert (got[0], deleted[0]) == (404, 404)
     assert got[2] == call(api, api_event("get_job", token=sign("alice"), job_id=kept[:-4] + "0000"))[2]
+
+
+#: Payload characters whose escapes cost the most in the serialised response (see tests/unit/test_response_sizes.py).
+_COSTLY = ['"', "\\", "\t", "é", "中", "😀", "a"]
+
+
+def test_a_hundred_jobs_of_64_kib_walk_in_pages_that_each_fit_lambdas_response_limit(api: ModuleType) -> None:
+    from jobs.models import MAX_PAYLOAD_BYTES, json_bytes
+    from jobs.service import LAMBDA_RESPONSE_LIMIT_BYTES
+
+    created = []
+    for n in range(100):
+        character = _COSTLY[n % len(_COSTLY)]
+        payload = {"x": character * ((MAX_PAYLOAD_BYTES - 8) // (json_bytes(character) - 2))}
+        event = api_event(
+            "create_job", token=sign("alice"), body={"title": f"j{n}", "type": "noop", "payload": payload}
+        )
+        status, _, job = call(api, event)
+        assert status == 201, job
+        created.append(job["job_id"])
+
+    sizes: list[int] = []
+    listed: list[str] = []
+    token: str | None = None
+    while True:
+        query = {"limit": "100", **({"next_token": token} if token else {})}
+        response = api.lambda_handler(api_event("list_jobs", token=sign("alice"), query=query), FakeLambdaContext())
+        sizes.append(len(json.dumps(response).encode()))  # as the runtime serialises it, non-ASCII escaped
+        body = json.loads(response["body"])
+        listed.extend(job["job_id"] for job in body["items"])
+        token = body["next_token"]
+        if token is None:
+            break
+
+    assert listed == created[::-1]
+    assert len(sizes) > 1
+    assert max(sizes) <= LAMBDA_RESPONSE_LIMIT_BYTES, sizes
+    print(f"pages: {len(sizes)}, bytes: {sizes}")

@@ -12,7 +12,13 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
-from local.moto_server import InvalidMessageContents, allowed, enforce_message_characters, lock_deletes
+from local.moto_server import (
+    InvalidMessageContents,
+    allowed,
+    enforce_message_characters,
+    enforce_message_group_ids,
+    lock_deletes,
+)
 from local.stack import Stack
 
 
@@ -57,10 +63,13 @@ def test_a_delete_waits_for_the_queue_lock_that_sends_hold() -> None:
 def test_the_character_rule_patches_moto_once_and_a_later_call_only_switches_the_mode() -> None:
     enforce_message_characters("replace")
     enforce_message_characters("refuse")  # the tests' rule (tests/conftest.py), restored
+    enforce_message_group_ids()  # tests/conftest.py applied it once already
     for method in (SQSBackend.send_message, SQSBackend.send_message_batch):
-        wrapped = getattr(method, "__wrapped__", None)
-        assert wrapped is not None
-        assert getattr(wrapped, "__wrapped__", None) is None
+        layers = []
+        while hasattr(method, "__wrapped__"):
+            layers.append(method)
+            method = method.__wrapped__
+        assert len(layers) == 2  # the character rule's and the group id rule's, each once
 
 
 def test_a_lone_surrogate_that_reaches_moto_is_outside_the_set() -> None:

@@ -32,6 +32,15 @@ MAX_PAYLOAD_DEPTH = 32
 #: A payload's size as compact UTF-8 JSON, bytes: far below DynamoDB's 400 KB item limit, with room for the
 #: result and the other attributes.
 MAX_PAYLOAD_BYTES = 64 * 1024
+#: A result's size, measured as a payload's: twice the payload's limit, since a result may record what its payload
+#: held (the report records ``target_user_ids`` as given). With every other field at its limit an item stays far
+#: under DynamoDB's 400 KB (a payload or result of N bytes of JSON takes at most 1.5 N in DynamoDB: a list of
+#: one-digit numbers), and a job's JSON, escaped into the API function's response, at most about 600 KB.
+MAX_RESULT_BYTES = 128 * 1024
+#: The longest ``error.message`` stored, characters; a longer one (an exception's text) is cut to this length.
+MAX_ERROR_MESSAGE_LENGTH = 1024
+#: The longest ``error.type`` stored, characters.
+MAX_ERROR_TYPE_LENGTH = 128
 MAX_TITLE_LENGTH = 200
 #: The longest delay this system asks of ChangeMessageVisibility, seconds (SQS allows up to 12 hours).
 MAX_VISIBILITY_SECONDS = 900
@@ -215,6 +224,12 @@ def _check_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
 Payload = Annotated[dict[str, JsonValue], BeforeValidator(_check_payload_numbers), AfterValidator(_check_payload)]
 
 
+def json_bytes(value: object) -> int:
+    """The size of ``value`` as compact UTF-8 JSON, bytes: how ``payload`` and ``result`` are measured."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 class JobStatus(StrEnum):
     """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED."""
 
@@ -229,13 +244,22 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
+def _cut(text: object, length: int) -> object:
+    """``text`` cut to ``length`` characters (an ellipsis in the last place), so an error of any length is stored."""
+    if isinstance(text, str) and len(text) > length:
+        return text[: length - 1] + "\u2026"
+    return text
+
+
 class JobError(BaseModel):
     """Why a job FAILED: the error's type (an exception class name) and a human message."""
 
+    # Both are cut to MAX_ERROR_TYPE_LENGTH and MAX_ERROR_MESSAGE_LENGTH characters, so that an item holding an
+    # exception's text of any length stays within DynamoDB's 400 KB (this docstring is the OpenAPI description).
     model_config = ConfigDict(frozen=True)
 
-    type: str
-    message: str
+    type: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_TYPE_LENGTH))]
+    message: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_MESSAGE_LENGTH))]
 
 
 class JobCreate(BaseModel):

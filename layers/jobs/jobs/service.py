@@ -22,6 +22,7 @@ import uuid6
 from pydantic import ValidationError
 
 from jobs.models import (
+    MAX_RESULT_BYTES,
     InvalidPageToken,
     Job,
     JobCreate,
@@ -38,6 +39,7 @@ from jobs.models import (
     WriteRefused,
     format_timestamp,
     is_owner_id,
+    json_bytes,
     utc_now,
 )
 from jobs.observability import SEED_DELETE_LINE, SEED_LIST_LINE, MetricUnit, logger, metrics, record_queue_wait
@@ -50,6 +52,26 @@ from jobs.streams import DiscardedBatch, RecordsExpired, StreamReader, job_messa
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+#: Lambda's synchronous response limit, bytes of the serialised invocation response ("Lambda quotas",
+#: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html: 6 MB each for request and response).
+LAMBDA_RESPONSE_LIMIT_BYTES = 6_291_556
+#: What a list page's jobs may take in the API function's serialised response, bytes: two thirds of Lambda's limit.
+#: A page stops before the job that would pass it; that job starts the next page. One job takes at most about
+#: 600 KB there (``MAX_PAYLOAD_BYTES`` and ``MAX_RESULT_BYTES`` escaped, ``job_response_bytes``), and the envelope
+#: (status, headers, ``next_token``) under 1 KB, so a page always fits, with more than 1.5 MB to spare.
+LIST_PAGE_BUDGET_BYTES = 4_194_304
+
+
+def job_response_bytes(job: Job) -> int:
+    """What ``job`` adds to the API function's serialised invocation response, bytes.
+
+    The page's body is JSON text (``model_dump_json``) inside the proxy response's ``body`` string, which the
+    Lambda runtime serialises again: every ``"`` and ``\\`` of the body costs two bytes, a control character's
+    escape seven, and a non-ASCII character six (twelve outside the Basic Multilingual Plane) when the runtime
+    escapes it, as Python runtimes before 3.12 do (later ones write UTF-8, which is never larger). This measures the
+    larger: ``json.dumps`` of the job's text, less its two quotes, plus the comma between items.
+    """
+    return len(json.dumps(job.model_dump_json())) - 1
 
 
 def is_job_id(text: str) -> bool:
@@ -127,6 +149,7 @@ class JobService:
         lease_seconds: how long a RUNNING job belongs to the run that started it.
         retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
         retention_days: how long a finished (SUCCEEDED or FAILED) job stays readable before it expires.
+        page_budget_bytes: what a list page's jobs may take in the API's response (``LIST_PAGE_BUDGET_BYTES``).
     """
 
     def __init__(
@@ -139,8 +162,10 @@ class JobService:
         lease_seconds: int = 35,
         retry_base_seconds: int = 5,
         retention_days: int = 30,
+        page_budget_bytes: int = LIST_PAGE_BUDGET_BYTES,
     ) -> None:
         self.store = store
+        self.page_budget_bytes = page_budget_bytes
         self.queue = queue
         self.registry = registry or Registry()
         self.clock = clock
@@ -407,7 +432,9 @@ class JobService:
         next_token: str | None = None,
         status: JobStatus | None = None,
     ) -> JobPage:
-        """One page of the owner's jobs, newest first, only those in ``status`` when given.
+        """One page of the owner's jobs, newest first, only those in ``status`` when given: ``limit`` jobs, or fewer
+        when more would take more than ``page_budget_bytes`` of the API's response (``job_response_bytes``), so no
+        page passes Lambda's response limit; ``next_token`` then continues after the last job returned.
 
         Args:
             limit: page size, 1 to ``MAX_PAGE_SIZE``.
@@ -419,6 +446,13 @@ class JobService:
         """
         after = decode_page_token(next_token, owner_id, status) if next_token is not None else None
         jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after, status=status)
+        size = 0
+        for count, job in enumerate(jobs):
+            size += job_response_bytes(job)
+            if count and size > self.page_budget_bytes:
+                # The rest of the page would pass Lambda's response limit: it starts the next page instead.
+                jobs, last = jobs[:count], jobs[count - 1].job_id
+                break
         logger.info(SEED_LIST_LINE, len(jobs), owner_id)
         return JobPage(items=jobs, next_token=encode_page_token(owner_id, last, status) if last else None)
 
@@ -542,6 +576,11 @@ class JobService:
         self, job: Job, *, result: dict[str, object] | None = None, error: JobError | None = None
     ) -> Job | None:
         assert job.started_at is not None
+        if result is not None and (size := json_bytes(result)) > MAX_RESULT_BYTES:
+            # A result that large would put the item near DynamoDB's 400 KB and a list page near Lambda's limit.
+            message = f"result is {size} bytes as JSON; the limit is {MAX_RESULT_BYTES}"
+            error = JobError(type="ResultTooLarge", message=message)
+            result = None
         status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
         now = self.clock()
         try:

@@ -1,0 +1,98 @@
+"""The local Lambda API's event source mappings, through boto3's Lambda client: listed, filtered, paged, read,
+disabled and enabled (the event its poller waits on), and refused as the API refuses."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local.lambda_api import EventSourceMapping, LambdaApi
+
+QUEUE = "arn:aws:sqs:us-east-1:123456789012:dead-letters"
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/Jobs/stream/2026-11-29T00:00:00.000"
+
+
+def _event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+@pytest.fixture
+def mappings() -> list[EventSourceMapping]:
+    return [
+        EventSourceMapping("DeadLettersFunction", QUEUE, {"BatchSize": 10, "Queue": QUEUE}, _event()),
+        EventSourceMapping("EnqueueJobsFunction", STREAM, {"BatchSize": 100, "MaximumRetryAttempts": 10}, _event()),
+    ]
+
+
+@pytest.fixture
+def client(mappings: list[EventSourceMapping]) -> Iterator[Any]:
+    api = LambdaApi({}, "127.0.0.1", 0, mappings)
+    api.start()
+    yield boto3.client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{api.port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    api.shutdown()
+
+
+def test_mappings_are_listed_filtered_and_paged(client: Any, mappings: list[EventSourceMapping]) -> None:
+    every = client.list_event_source_mappings()["EventSourceMappings"]
+    by_source = client.list_event_source_mappings(EventSourceArn=QUEUE)["EventSourceMappings"]
+    by_function = client.list_event_source_mappings(FunctionName="EnqueueJobsFunction")["EventSourceMappings"]
+    first = client.list_event_source_mappings(MaxItems=1)
+    second = client.list_event_source_mappings(MaxItems=1, Marker=first["NextMarker"])
+
+    assert [m["UUID"] for m in every] == [m.uuid for m in mappings]
+    assert [m["UUID"] for m in by_source] == [mappings[0].uuid]
+    assert [m["UUID"] for m in by_function] == [mappings[1].uuid]
+    assert by_function[0]["MaximumRetryAttempts"] == 10
+    assert "Queue" not in by_source[0]
+    assert [m["UUID"] for m in first["EventSourceMappings"] + second["EventSourceMappings"]] == [
+        m.uuid for m in mappings
+    ]
+    assert "NextMarker" not in second
+
+
+def test_disabling_and_enabling_a_mapping_clears_and_sets_its_pollers_event(
+    client: Any, mappings: list[EventSourceMapping]
+) -> None:
+    uuid = mappings[0].uuid
+
+    disabling = client.update_event_source_mapping(UUID=uuid, Enabled=False)
+    disabled = client.get_event_source_mapping(UUID=uuid)
+    held = mappings[0].enabled.is_set()
+    enabling = client.update_event_source_mapping(UUID=uuid, Enabled=True)
+
+    assert (disabling["State"], disabled["State"], held) == ("Disabling", "Disabled", False)
+    assert (enabling["State"], client.get_event_source_mapping(UUID=uuid)["State"]) == ("Enabling", "Enabled")
+    assert mappings[0].enabled.is_set()
+
+
+def test_a_busy_poller_keeps_a_disabled_mapping_disabling(client: Any, mappings: list[EventSourceMapping]) -> None:
+    mappings[0].busy = lambda: True
+    client.update_event_source_mapping(UUID=mappings[0].uuid, Enabled=False)
+
+    assert client.get_event_source_mapping(UUID=mappings[0].uuid)["State"] == "Disabling"
+
+
+def test_an_unknown_mapping_is_not_found_and_other_updates_are_refused(
+    client: Any, mappings: list[EventSourceMapping]
+) -> None:
+    with pytest.raises(ClientError) as missing:
+        client.update_event_source_mapping(UUID="00000000-0000-0000-0000-000000000000", Enabled=False)
+    with pytest.raises(ClientError) as other:
+        client.update_event_source_mapping(UUID=mappings[0].uuid, BatchSize=5)
+
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert other.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert mappings[0].enabled.is_set()
