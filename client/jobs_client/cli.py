@@ -307,13 +307,13 @@ def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None
     def progress(current: Job) -> None:
         if live is not None:
             live.update(f"Job {current.job_id} is [bold]{current.status.value}[/]")
-        elif current.status != last[0] and not current.status.is_terminal and not as_json:
+        elif current.status != last[0] and not current.is_finished and not as_json:
             err.print(f"Job {current.job_id} is {current.status.value}", markup=False, highlight=False)
         last[0] = current.status
 
     try:
         with live if live is not None else nullcontext():
-            done = job if job.status.is_terminal else client.wait(job.job_id, timeout, on_poll=progress)
+            done = job if job.is_finished else client.wait(job.job_id, timeout, on_poll=progress)
     except WaitTimedOut as timed_out:
         _show(timed_out.job, as_json)
         err.print(

@@ -350,7 +350,8 @@ class JobsClient:
         self._request("DELETE", _job_path(job_id))
 
     def wait(self, job_id: str, timeout: float = 60.0, *, on_poll: Callable[[Job], None] | None = None) -> Job:
-        """Poll a job until it is SUCCEEDED or FAILED and return it (a FAILED job is returned, not raised).
+        """Poll a job until it is finished (``Job.is_finished``: SUCCEEDED, FAILED, or a status added after this
+        client whose job has ``finished_at``) and return it (a FAILED job is returned, not raised).
 
         Polls at once, then with ``poll``'s backoff, waiting at least as long as a ``Retry-After`` on the answer,
         and once more at the deadline.
@@ -370,7 +371,7 @@ class JobsClient:
             job, retry_after = self._get(job_id)
             if on_poll is not None:
                 on_poll(job)
-            if job.status.is_terminal:
+            if job.is_finished:
                 return job
             remaining = deadline - self._clock()
             if remaining <= 0:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import aws, bootstrap, examples
 from jobs.http import IDEMPOTENCY_KEY_PATTERN, JOBS_TAG, build_resolver, header_value, owner_id, responses
-from jobs.models import Job, JobCreate, JobPage, JobStatus
+from jobs.models import Job, JobCreate, JobPage, KnownStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -90,7 +90,7 @@ def create_job(
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
-    status: Annotated[JobStatus | None, Query(description="Only the jobs in this status.")] = None,
+    status: Annotated[KnownStatus | None, Query(description="Only the jobs in this status.")] = None,
 ) -> Response[str]:
     """The caller's jobs, newest first, one page at a time (a ``JobPage``, as the responses above document).
 

@@ -501,10 +501,10 @@ class JobService:
             # The outbox sends a message only once its item exists, so a missing item was deleted.
             logger.info("Job %s no longer exists (deleted); its message is acknowledged", job_id)
             return None
-        if current.status.is_terminal:
-            logger.info("Job %s is already %s; duplicate message ignored", job_id, current.status)
+        if current.status != JobStatus.RUNNING or current.started_at is None:
+            # Finished, or in a status this version does not know (a newer version's): not this run's to touch.
+            logger.info("Job %s is %s; its message is acknowledged", job_id, current.status)
             return current
-        assert current.started_at is not None  # a job that is not startable here is RUNNING
         remaining = (current.started_at + self.lease - now).total_seconds()
         raise JobInProgress(f"job {job_id} is running under another delivery", delay_seconds=math.ceil(remaining) + 1)
 
