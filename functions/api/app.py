@@ -138,9 +138,34 @@ def delete_job(job_id: JobId) -> Response[None]:
     return Response(status_code=204)
 
 
+@app.post(
+    "/api/v1/jobs/<job_id>/cancel",
+    summary="Cancel one of your jobs",
+    operation_id="cancelJob",
+    tags=[JOBS_TAG],
+    responses=responses(
+        {
+            200: {
+                "description": "The job: CANCELLED when it was QUEUED (or already CANCELLED); RUNNING with "
+                "cancel_requested_at when it was running, until its run ends it CANCELLED.",
+                "content": {
+                    "application/json": {"model": Job, "examples": {"queued": {"value": examples.CANCELLED_JOB}}}
+                },
+            }
+        },
+        404,
+        409,
+    ),
+)
+def cancel_job(job_id: JobId) -> Job:
+    """Cancel one of the caller's jobs and keep its record: 200 with the job; 409 when it already SUCCEEDED or
+    FAILED; 404 when absent or someone else's."""
+    return bootstrap.api_service().cancel_job(owner_id(app), job_id)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0)."""
+    """Lambda entry point for the five ``HttpApi`` routes (payload format 2.0)."""
     return app.resolve(event, context)

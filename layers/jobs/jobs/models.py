@@ -138,13 +138,14 @@ _STATUS_NAME = re.compile(r"[A-Z][A-Z_]{0,31}")
 # known nor terminal; ``Job.is_finished`` tells whether the job reached its end (``finished_at`` is set then).
 # Requests still name known statuses only (``KnownStatus``). The docstring is the OpenAPI document's description.
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED. Later versions may add statuses:
-    a job in a status you do not know is finished when its finished_at is set."""
+    """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED. Later versions may add
+    statuses: a job in a status you do not know is finished when its finished_at is set."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @classmethod
     def _missing_(cls, value: object) -> JobStatus | None:
@@ -162,8 +163,8 @@ class JobStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        """True for the known final statuses, which never change again."""
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        """True for the known final statuses (SUCCEEDED, FAILED, CANCELLED), which never change again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def _known_status(status: JobStatus) -> JobStatus:
@@ -200,6 +201,20 @@ class JobError(BaseModel):
 
     type: str
     message: str
+
+
+#: The longest progress message, characters.
+MAX_PROGRESS_MESSAGE_LENGTH = 200
+
+
+class JobProgress(BaseModel):
+    """How far a RUNNING job's processor says it is: a percentage and a short message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    percent: float = Field(ge=0, le=100, description="0 to 100.")
+    message: str = Field(default="", max_length=MAX_PROGRESS_MESSAGE_LENGTH, description="At most 200 characters.")
+    updated_at: Timestamp = Field(description="When the processor reported it.")
 
 
 class JobCreate(BaseModel):
@@ -269,12 +284,33 @@ class Job(BaseModel):
     attempts: int = Field(default=0, description="How many runs started (a retry is another).")
     result: dict[str, Any] | None = Field(default=None, description="What the job's processor returned.")
     error: JobError | None = Field(default=None, description="Why the job FAILED.")
+    cancel_requested_at: Timestamp | None = Field(
+        default=None, description="When a cancel was asked of the job while it ran; its run then ends it CANCELLED."
+    )
+    progress: JobProgress | None = Field(default=None, description="What the job's processor last reported.")
+    # The run's own state, never part of a response: the lease token of the run that holds the job, when that run
+    # took it (RFC 3339), when it asked to be continued, and the checkpoint the next run resumes from.
+    run_id: str | None = Field(default=None, exclude=True)
+    leased_at: str | None = Field(default=None, exclude=True)
+    continued_at: str | None = Field(default=None, exclude=True)
+    checkpoint: dict[str, Any] | None = Field(default=None, exclude=True)
 
     @property
     def is_finished(self) -> bool:
         """True when the job reached a final status: a known terminal one, or, for a status this version does not
         know, when ``finished_at`` is set (every version sets it exactly when a job ends)."""
         return self.status.is_terminal or (not self.status.is_known and self.finished_at is not None)
+
+
+#: The attributes of a job that its responses leave out, which its stored item keeps.
+HIDDEN_JOB_FIELDS = ("owner_id", "run_id", "leased_at", "continued_at", "checkpoint")
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """Every attribute of a job as JSON-like values, the hidden ones included; None values left out."""
+    data = job.model_dump(mode="json", exclude_none=True)
+    data.update({name: getattr(job, name) for name in HIDDEN_JOB_FIELDS if getattr(job, name) is not None})
+    return data
 
 
 class JobPage(BaseModel):
@@ -394,6 +430,14 @@ class TransitionRejected(JobsError):
         self.current = current
 
 
+class JobFinished(JobsError):
+    """A cancel asked of a job that already SUCCEEDED or FAILED (409); ``status`` is its status."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}, it can no longer be cancelled")
+        self.status = status
+
+
 class RetryLater(JobsError):
     """This delivery cannot finish now; its message should come back after ``delay_seconds``."""
 
@@ -410,6 +454,15 @@ class ProcessorError(JobsError):
     """A processor could not finish a job. ``retryable`` asks for another delivery instead of FAILED."""
 
     retryable: bool = False
+
+
+class ContinueLater(JobsError):
+    """Raised by ``JobContext.continue_later``: the run saved ``checkpoint`` and asks a new delivery to resume from
+    it (not a retry: no attempt is spent)."""
+
+    def __init__(self, checkpoint: dict[str, Any]) -> None:
+        super().__init__("the run asks to be continued")
+        self.checkpoint = checkpoint
 
 
 class RetryableProcessorError(ProcessorError):
