@@ -88,7 +88,7 @@ class JobContext:
         self._seconds_left = seconds_left
         self._interval = progress_interval
         self._last_progress = -math.inf
-        self._last_read = monotonic()
+        self._last_read = -math.inf
         self._cancel = job.cancel_requested_at is not None
 
     @property
@@ -138,7 +138,8 @@ class JobContext:
         )
 
     def cancel_requested(self) -> bool:
-        """True once a cancel was asked of the job (read again at most once per ``progress_interval``)."""
+        """True once a cancel was asked of the job (read from the table at the first call, then at most once per
+        ``progress_interval``; a progress report reads it too)."""
         if not self._cancel and self._monotonic() - self._last_read >= self._interval:
             self._last_read = self._monotonic()
             current = self._store.get(self._job.owner_id, self._job.job_id)
