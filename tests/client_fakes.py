@@ -33,6 +33,8 @@ def job_body(status: str = "QUEUED", job_id: str = JOB_ID, **fields: Any) -> dic
         "attempts": 0,
         "result": None,
         "error": None,
+        "cancel_requested_at": None,
+        "progress": None,
     }
     if status in ("RUNNING", "SUCCEEDED", "FAILED"):
         body.update(started_at="2026-11-29T10:52:06.900Z", attempts=1)

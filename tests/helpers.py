@@ -56,7 +56,8 @@ def api_event(
         event["body"] = json.dumps(body)
     if job_id is not None:
         event["pathParameters"] = {"job_id": job_id}
-        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/api/v1/jobs/{job_id}"
+        suffix = "/cancel" if event["rawPath"].endswith("/cancel") else ""
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/api/v1/jobs/{job_id}{suffix}"
     if query is not None:
         event["queryStringParameters"] = query
         event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())

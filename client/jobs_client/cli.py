@@ -1,4 +1,5 @@
-"""The ``jobsctl`` command (also installed as ``jobs``): submit, list, get, wait for and delete jobs of the API.
+"""The ``jobsctl`` command (also installed as ``jobs``): submit, list, get, wait for, cancel and delete jobs of the
+API.
 
 ``jobs`` is the name the issue gave it, but ``jobs`` is a builtin of bash, zsh, dash and fish, which run their
 builtin rather than a command of that name found on ``PATH``; ``jobsctl`` is the name a shell user can type.
@@ -31,6 +32,7 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from jobs.models import DuplicateMemberName, Job, JobStatus, read_json
 from jobs_client import render
@@ -339,6 +341,26 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
             _Console().print(f"Deleted job {job_id}.", markup=False, highlight=False)
 
     @app.command()
+    def cancel(
+        job_id: JobId,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Wait until the job is finished (a RUNNING job ends when its run stops).")
+        ] = False,
+        timeout: Timeout = 120.0,
+        api_url: ApiUrl = DEFAULT_API_URL,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Cancel one of your jobs and keep its record: QUEUED ends at once, RUNNING when its run stops."""
+        with session(api_url, token) as client:
+            job = client.cancel(job_id)
+            if wait:
+                _finish(client, job, timeout, as_json)
+                return
+        note = None if job.is_finished else f"Cancel requested. Follow it with: {_prog()} get {job.job_id} --wait"
+        _show(job, as_json, note=note)
+
+    @app.command()
     def token(
         sub: Annotated[str, typer.Option("--sub", help="The subject: the user whose jobs the token touches.")],
         lifetime: Annotated[int, typer.Option("--lifetime", min=1, help="Seconds until the token expires.")] = 3600,
@@ -358,20 +380,32 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
 def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None:
     """Wait for ``job`` with a live status on stderr, show it; exit 1 when it FAILED, 4 when time ran out."""
     err = _stderr()
-    # On a terminal, a spinner that names the status; elsewhere (logs, CI), one line per change of status.
-    live = err.status(f"Job {job.job_id} is [bold]{job.status.value}[/]") if err.is_terminal else None
-    last = [job.status]
+    # On a terminal, a live bar of the job's progress and status; elsewhere (logs, CI), one plain line per change
+    # of status or progress.
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[note]}", markup=False),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task(render.status_line(job), total=100, completed=round(_percent(job)), note=_note(job))
+    last = [render.plain_progress(job)]
 
     def progress(current: Job) -> None:
-        if live is not None:
-            live.update(f"Job {current.job_id} is [bold]{current.status.value}[/]")
-        elif current.status != last[0] and not current.status.is_terminal and not as_json:
-            err.print(f"Job {current.job_id} is {current.status.value}", markup=False, highlight=False)
-        last[0] = current.status
+        if err.is_terminal:
+            bar.update(task, description=render.status_line(current), completed=_percent(current), note=_note(current))
+            return
+        line = render.plain_progress(current)
+        if line != last[0] and not current.is_finished and not as_json:
+            err.print(line, markup=False, highlight=False)
+        last[0] = line
 
     try:
-        with live if live is not None else nullcontext():
-            done = job if job.status.is_terminal else client.wait(job.job_id, timeout, on_poll=progress)
+        with bar if err.is_terminal else nullcontext():
+            done = job if job.is_finished else client.wait(job.job_id, timeout, on_poll=progress)
     except WaitTimedOut as timed_out:
         _show(timed_out.job, as_json)
         err.print(
@@ -385,6 +419,14 @@ def _finish(client: JobsClient, job: Job, timeout: float, as_json: bool) -> None
         failure = f"{done.error.type}: {done.error.message}" if done.error else "no error recorded"
         err.print(f"[bold red]Job {done.job_id} FAILED[/] {escape(failure)}", highlight=False)
         raise typer.Exit(ExitCode.JOB_FAILED)
+
+
+def _percent(job: Job) -> float:
+    return job.progress.percent if job.progress is not None else 0.0
+
+
+def _note(job: Job) -> str:
+    return job.progress.message if job.progress is not None else ""
 
 
 def _show(job: Job, as_json: bool, note: str | None = None) -> None:

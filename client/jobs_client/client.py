@@ -357,8 +357,21 @@ class JobsClient:
         """
         self._request("DELETE", _job_path(job_id))
 
+    def cancel(self, job_id: str) -> Job:
+        """Cancel one of the caller's jobs and keep its record (``POST /api/v1/jobs/{job_id}/cancel``): a QUEUED job
+        comes back CANCELLED; a RUNNING one with ``cancel_requested_at``, until its run ends it CANCELLED (``wait``
+        for that). Cancelling a CANCELLED job is harmless, so a cancel is retried like a GET.
+
+        Raises:
+            Conflict: the job already SUCCEEDED or FAILED.
+            NotFound: no such job for this caller.
+            JobsApiError, ConnectionFailed: as for ``submit``.
+        """
+        return self._job(_json(self._request("POST", f"{_job_path(job_id)}/cancel", repeatable=True)))
+
     def wait(self, job_id: str, timeout: float = 60.0, *, on_poll: Callable[[Job], None] | None = None) -> Job:
-        """Poll a job until it is SUCCEEDED or FAILED and return it (a FAILED job is returned, not raised).
+        """Poll a job until it is finished (``Job.is_finished``: SUCCEEDED, FAILED, or a status added after this
+        client whose job has ``finished_at``) and return it (a FAILED job is returned, not raised).
 
         Polls at once, then with ``poll``'s backoff, waiting at least as long as a ``Retry-After`` on the answer,
         and once more at the deadline.
@@ -378,7 +391,7 @@ class JobsClient:
             job, retry_after = self._get(job_id)
             if on_poll is not None:
                 on_poll(job)
-            if job.status.is_terminal:
+            if job.is_finished:
                 return job
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -410,11 +423,12 @@ class JobsClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        repeatable: bool = False,
     ) -> httpx.Response:
         # With an Idempotency-Key the API answers a repeat with the first response, so the request is as safe to
         # repeat as a GET; the same headers, key included, go with every try.
         keyed = headers is not None and IDEMPOTENCY_KEY_HEADER in headers
-        repeatable = method == "GET" or keyed
+        repeatable = repeatable or method == "GET" or keyed
         statuses = RETRYABLE_STATUSES | {KEY_IN_PROGRESS} if keyed else RETRYABLE_STATUSES
         attempts = max(1, self.retry.attempts)
         for attempt in range(attempts):

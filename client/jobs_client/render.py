@@ -21,6 +21,7 @@ STATUS_STYLES = {
     JobStatus.RUNNING: "cyan",
     JobStatus.SUCCEEDED: "green",
     JobStatus.FAILED: "bold red",
+    JobStatus.CANCELLED: "magenta",
 }
 
 
@@ -37,6 +38,24 @@ def dumps(value: Any) -> str:
 def status_text(status: JobStatus) -> Text:
     """The status, coloured."""
     return Text(status.value, style=STATUS_STYLES.get(status, ""))
+
+
+def status_line(job: Job) -> str:
+    """``Job <id> is <STATUS>`` (rich markup, the status bold), with ``(cancel requested)`` when one was asked."""
+    asked = " (cancel requested)" if job.cancel_requested_at is not None and not job.is_finished else ""
+    return f"Job {job.job_id} is [bold]{job.status.value}[/]{asked}"
+
+
+def plain_progress(job: Job) -> str:
+    """One plain line of a job's status and progress, for output that is not a terminal (logs, CI)."""
+    line = f"Job {job.job_id} is {job.status.value}"
+    if job.cancel_requested_at is not None and not job.is_finished:
+        line += " (cancel requested)"
+    if job.progress is not None:
+        line += f" {job.progress.percent:g}%"
+        if job.progress.message:
+            line += f" {job.progress.message}"
+    return line
 
 
 def when(moment: datetime | None) -> str:
@@ -157,6 +176,10 @@ def job_detail(job: Job) -> RenderableType:
     grid.add_row("created", when(job.created_at))
     grid.add_row("started", when(job.started_at))
     grid.add_row("finished", when(job.finished_at))
+    if job.cancel_requested_at is not None:
+        grid.add_row("cancel asked", when(job.cancel_requested_at))
+    if job.progress is not None:
+        grid.add_row("progress", Text(f"{job.progress.percent:g}% {job.progress.message}".rstrip()))
     parts: list[RenderableType] = [grid]
     if job.error is not None:
         parts.append(Text(f"error: {job.error.type}: {job.error.message}", style="bold red"))

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import aws, bootstrap, examples
 from jobs.http import IDEMPOTENCY_KEY_PATTERN, JOBS_TAG, build_resolver, header_value, owner_id, responses
-from jobs.models import Job, JobCreate, JobPage, JobStatus
+from jobs.models import Job, JobCreate, JobPage, KnownStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -91,7 +91,7 @@ def create_job(
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(description="The next_token of the previous page; opaque.")] = None,
-    status: Annotated[JobStatus | None, Query(description="Only the jobs in this status.")] = None,
+    status: Annotated[KnownStatus | None, Query(description="Only the jobs in this status.")] = None,
 ) -> Response[str]:
     """The caller's jobs, newest first, one page at a time (a ``JobPage``, as the responses above document).
 
@@ -139,10 +139,35 @@ def delete_job(job_id: JobId) -> Response[None]:
     return Response(status_code=204)
 
 
+@app.post(
+    "/api/v1/jobs/<job_id>/cancel",
+    summary="Cancel one of your jobs",
+    operation_id="cancelJob",
+    tags=[JOBS_TAG],
+    responses=responses(
+        {
+            200: {
+                "description": "The job: CANCELLED when it was QUEUED (or already CANCELLED); RUNNING with "
+                "cancel_requested_at when it was running, until its run ends it CANCELLED.",
+                "content": {
+                    "application/json": {"model": Job, "examples": {"queued": {"value": examples.CANCELLED_JOB}}}
+                },
+            }
+        },
+        404,
+        409,
+    ),
+)
+def cancel_job(job_id: JobId) -> Job:
+    """Cancel one of the caller's jobs and keep its record: 200 with the job; 409 when it already SUCCEEDED or
+    FAILED; 404 when absent or someone else's."""
+    return bootstrap.api_service().cancel_job(owner_id(app), job_id)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @aws.time_budget
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point for the four ``HttpApi`` routes (payload format 2.0); any other event gets a well-formed
+    """Lambda entry point for the ``HttpApi`` routes (payload format 2.0); any other event gets a well-formed
     500 and one log line naming the misconfiguration (``jobs.http.misconfigured``)."""
     return app.resolve(event, context)

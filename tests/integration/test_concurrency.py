@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from jobs.context import JobContext
 from jobs.models import JobCreate, JobMessage, JobStatus, RetryLater
 from jobs.processors import JobType, Registry
 from jobs.queue import InMemoryJobQueue
@@ -33,7 +34,7 @@ def store(request: pytest.FixtureRequest) -> JobStore:
 def test_concurrent_deliveries_run_the_job_once_and_finish_it_once(store: JobStore, deliveries: int) -> None:
     runs: list[str] = []  # counted outside the job item
 
-    def slow(job: Any, _: JobStore) -> dict[str, Any]:
+    def slow(job: Any, _: JobContext) -> dict[str, Any]:
         runs.append(job.job_id)
         time.sleep(0.3)
         return {"done": True}

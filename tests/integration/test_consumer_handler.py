@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from jobs import bootstrap
+from jobs.context import JobContext
 from jobs.models import Job, JobCreate, JobMessage, JobStatus, format_timestamp, utc_now
 from jobs.processors import BUILT_IN_TYPES, JobType, Registry
 from jobs.queue import SqsJobQueue
 from jobs.service import JobService
-from jobs.store import DynamoJobStore, JobStore
+from jobs.store import DynamoJobStore
 from local.poller import to_record
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_event, load_function, race
@@ -195,10 +196,10 @@ def test_a_run_that_died_after_running_is_taken_over_once_its_lease_expires(
     assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 2)
 
 
-def counting(runs: list[str], seconds: float) -> Callable[[Any, JobStore], dict[str, Any]]:
+def counting(runs: list[str], seconds: float) -> Callable[[Any, JobContext], dict[str, Any]]:
     """A processor that records each run outside the job item, then works for ``seconds``."""
 
-    def run(job: Any, store: JobStore) -> dict[str, Any]:
+    def run(job: Any, context: JobContext) -> dict[str, Any]:
         runs.append(job.job_id)
         time.sleep(seconds)
         return {"runs": len(runs)}

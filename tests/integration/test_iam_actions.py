@@ -165,6 +165,7 @@ def test_the_api_function_is_granted_exactly_what_its_code_calls(
     call("get_job", job_id=created["job_id"])
     call("list_jobs")
     call("list_jobs", query={"status": "QUEUED"})
+    call("cancel_job", job_id=created["job_id"])
     call("delete_job", job_id=created["job_id"])
 
     assert recorder.calls | platform("ApiFunction", secret=True) == granted(generated, "ApiFunctionRole")
@@ -178,6 +179,9 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
     for request in (
         JobCreate(title="audit", payload={"report_type": "quarterly_audit"}),
         JobCreate(title="flaky", type="flaky", payload={"attempts": 1}),
+        # A continuation sends a new message; a sleeping run reads whether a cancel was asked.
+        JobCreate(title="continued", type="steps", payload={"steps": 2, "per_run": 1}),
+        JobCreate(title="sleeps", type="sleep", payload={"seconds": 1.2}),
     ):
         job = service.create_job("alice", request)
         service.enqueue_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the outbox relay does

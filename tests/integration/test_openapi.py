@@ -25,6 +25,7 @@ from jobs.models import (
     MAX_REQUEST_BYTES,
     MAX_TITLE_LENGTH,
     Job,
+    JobFinished,
     JobStatus,
     ServiceUnavailable,
 )
@@ -40,6 +41,7 @@ EXPECTED = {
     ("get", "/api/v1/jobs"): ALWAYS | {"200", "400"},
     ("get", "/api/v1/jobs/{job_id}"): ALWAYS | {"200", "404"},
     ("delete", "/api/v1/jobs/{job_id}"): ALWAYS | {"204", "404"},
+    ("post", "/api/v1/jobs/{job_id}/cancel"): ALWAYS | {"200", "404", "409"},
 }
 
 
@@ -232,6 +234,7 @@ def test_operations_have_short_ids_and_the_jobs_tag() -> None:
         ("get", "/api/v1/jobs"): "listJobs",
         ("get", "/api/v1/jobs/{job_id}"): "getJob",
         ("delete", "/api/v1/jobs/{job_id}"): "deleteJob",
+        ("post", "/api/v1/jobs/{job_id}/cancel"): "cancelJob",
     }
     assert all(op["tags"] == ["jobs"] for ops in paths.values() for op in ops.values())
     assert [tag["name"] for tag in document()["tags"]] == ["jobs"]
@@ -247,10 +250,11 @@ def test_ids_are_uuids_times_date_times_and_only_the_request_lists_job_types() -
         "updated_at",
         "started_at",
         "finished_at",
+        "cancel_requested_at",
     }
     assert schemas["JobCreate"]["properties"]["type"]["enum"] == sorted(BUILT_IN_TYPES)
     assert "enum" not in job["type"]  # a type added later never breaks an older client
-    for path in ("/api/v1/jobs/{job_id}",):
+    for path in ("/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel"):
         for operation in document()["paths"][path].values():
             assert operation["parameters"][0]["schema"]["format"] == "uuid"
 
@@ -321,6 +325,7 @@ def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> Non
     }
     from_the_table = {
         (409, "inProgress"): ERROR_RESPONSES[IdempotencyAlreadyInProgressError](IdempotencyAlreadyInProgressError()),
+        (409, "jobFinished"): ERROR_RESPONSES[JobFinished](JobFinished(examples.SEED_JOB_ID, "SUCCEEDED")),
         (500, "unexpected"): ERROR_RESPONSES[Exception](RuntimeError("boom")),
         (503, "busy"): ERROR_RESPONSES[ServiceUnavailable](ServiceUnavailable("throttled")),
     }

@@ -105,7 +105,7 @@ def test_a_status_filter_pages_through_that_status_only_newest_first(store: JobS
     for n in (1, 4, 5, 8):
         store.start("alice", make_job(n).job_id, now_text=T0, stale_before_text=T0)
     for n in (4, 8):
-        store.finish("alice", make_job(n).job_id, started_at_text=T0, status=JobStatus.FAILED, now_text=T1)
+        store.finish("alice", make_job(n).job_id, run_id=T0, status=JobStatus.FAILED, now_text=T1)
     store.start("bob", make_job(20).job_id, now_text=T0, stale_before_text=T0)
 
     assert _walk(store, "alice", 2, JobStatus.QUEUED) == [["07", "06"], ["03", "02"], ["00"]]
@@ -123,7 +123,7 @@ def test_a_requeued_or_abandoned_job_moves_to_its_new_status(store: JobStore) ->
     store.put_new(make_job(2))
     job_id = make_job(1).job_id
     store.start("alice", job_id, now_text=T0, stale_before_text=T0)
-    store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=JobError(type="R", message="again"))
+    store.requeue("alice", job_id, run_id=T0, now_text=T1, error=JobError(type="R", message="again"))
     store.fail_abandoned(
         "alice", make_job(2).job_id, now_text=T2, stale_before_text=T0, error=JobError(type="D", message="dlq")
     )
@@ -162,14 +162,12 @@ def test_the_lifecycle_moves_forward_only(store: JobStore) -> None:
     running = store.start("alice", job_id, now_text=T0, stale_before_text=T0)
     with pytest.raises(TransitionRejected) as again:
         store.start("alice", job_id, now_text=T1, stale_before_text=T0)
-    done = store.finish(
-        "alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={"n": 1, "r": 0.5}
-    )
+    done = store.finish("alice", job_id, run_id=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={"n": 1, "r": 0.5})
     with pytest.raises(TransitionRejected) as twice:
         store.finish(
             "alice",
             job_id,
-            started_at_text=T0,
+            run_id=T0,
             status=JobStatus.FAILED,
             now_text=T1,
             error=JobError(type="X", message="m"),
@@ -192,7 +190,7 @@ def test_a_failure_records_its_error(store: JobStore) -> None:
     failed = store.finish(
         "alice",
         make_job(1).job_id,
-        started_at_text=T0,
+        run_id=T0,
         status=JobStatus.FAILED,
         now_text=T1,
         error=JobError(type="E", message="boom"),
@@ -209,8 +207,8 @@ def test_a_stale_run_is_taken_over_and_can_no_longer_write(store: JobStore) -> N
 
     taken = store.start("alice", job_id, now_text=T2, stale_before_text=T1)  # T0 < T1: the lease has expired
     with pytest.raises(TransitionRejected):
-        store.finish("alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T2, result={})
-    done = store.finish("alice", job_id, started_at_text=T2, status=JobStatus.SUCCEEDED, now_text=T2, result={})
+        store.finish("alice", job_id, run_id=T0, status=JobStatus.SUCCEEDED, now_text=T2, result={})
+    done = store.finish("alice", job_id, run_id=T2, status=JobStatus.SUCCEEDED, now_text=T2, result={})
 
     assert (taken.attempts, taken.started_at) == (2, datetime.fromisoformat(T2))
     assert done.status == JobStatus.SUCCEEDED
@@ -221,7 +219,7 @@ def test_a_requeued_job_is_queued_with_its_error_and_can_start_again(store: JobS
     job_id = make_job(1).job_id
     store.start("alice", job_id, now_text=T0, stale_before_text=T0)
 
-    queued = store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=JobError(type="R", message="blip"))
+    queued = store.requeue("alice", job_id, run_id=T0, now_text=T1, error=JobError(type="R", message="blip"))
     again = store.start("alice", job_id, now_text=T2, stale_before_text=T0)
 
     assert (queued.status, queued.attempts, queued.error) == (JobStatus.QUEUED, 1, JobError(type="R", message="blip"))
@@ -257,9 +255,9 @@ def test_transitions_never_recreate_a_deleted_job(store: JobStore) -> None:
     error = JobError(type="E", message="m")
 
     with pytest.raises(TransitionRejected) as late:
-        store.finish("alice", job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={})
+        store.finish("alice", job_id, run_id=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={})
     with pytest.raises(TransitionRejected):
-        store.requeue("alice", job_id, started_at_text=T0, now_text=T1, error=error)
+        store.requeue("alice", job_id, run_id=T0, now_text=T1, error=error)
     with pytest.raises(TransitionRejected):
         store.start("alice", job_id, now_text=T2, stale_before_text=T2)
     with pytest.raises(TransitionRejected):
@@ -278,9 +276,7 @@ def test_attribute_values_keep_decimal_text_exact() -> None:
 def _finish(store: JobStore, n: int, expires_at: int, owner: str = "alice") -> None:
     job_id = make_job(n).job_id
     store.start(owner, job_id, now_text=T0, stale_before_text=T0)
-    store.finish(
-        owner, job_id, started_at_text=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={}, expires_at=expires_at
-    )
+    store.finish(owner, job_id, run_id=T0, status=JobStatus.SUCCEEDED, now_text=T1, result={}, expires_at=expires_at)
 
 
 def test_an_expired_job_that_is_not_deleted_yet_is_gone_for_every_read(store: JobStore) -> None:
@@ -370,7 +366,7 @@ def test_a_job_leaves_the_queued_index_when_it_starts_and_returns_when_requeued(
     store.requeue(
         "alice",
         job.job_id,
-        started_at_text="2026-11-29T10:00:01.000Z",
+        run_id="2026-11-29T10:00:01.000Z",
         now_text="2026-11-29T10:00:02.000Z",
         error=JobError(type="T", message="retry"),
     )
@@ -430,12 +426,14 @@ def test_an_item_holding_every_field_at_its_maximum_stays_under_400_kb(store: Jo
     error = JobError(type="E" * 1000, message="😀" * 10 * MAX_ERROR_MESSAGE_LENGTH)  # cut to their limits
     result = _ones(MAX_RESULT_BYTES)
     store.put_new(job)
-    store.start(owner, job.job_id, now_text=LATER, stale_before_text=LATER)
-    store.requeue(owner, job.job_id, started_at_text=LATER, now_text=LATER, error=error)
+    first = store.start(owner, job.job_id, now_text=LATER, stale_before_text=LATER)
+    assert first.run_id is not None
+    store.requeue(owner, job.job_id, run_id=first.run_id, now_text=LATER, error=error)
     started = store.start(owner, job.job_id, now_text=LATER, stale_before_text=LATER)
+    assert started.run_id is not None
 
     done = store.finish(
-        owner, job.job_id, started_at_text=LATER, status=JobStatus.SUCCEEDED, now_text=LATER, result=result
+        owner, job.job_id, run_id=started.run_id, status=JobStatus.SUCCEEDED, now_text=LATER, result=result
     )
 
     assert (done.payload, done.result, done.error) == (job.payload, result, error)
@@ -445,12 +443,13 @@ def test_an_item_holding_every_field_at_its_maximum_stays_under_400_kb(store: Jo
     # The engines do measure: the same item with twice the result is past 400 KB, and refused.
     twice = make_job(2, owner=owner).model_copy(update={"title": job.title, "type": job.type, "payload": job.payload})
     store.put_new(twice)
-    store.start(owner, twice.job_id, now_text=LATER, stale_before_text=LATER)
+    twice_run = store.start(owner, twice.job_id, now_text=LATER, stale_before_text=LATER).run_id
+    assert twice_run is not None
     with pytest.raises(WriteRefused):
         store.finish(
             owner,
             twice.job_id,
-            started_at_text=LATER,
+            run_id=twice_run,
             status=JobStatus.SUCCEEDED,
             now_text=LATER,
             result=_ones(2 * MAX_RESULT_BYTES),

@@ -61,7 +61,7 @@ def test_the_layer_is_built_for_the_runtime_with_bytecode() -> None:
     assert "--invalidation-mode unchecked-hash" in makefile
 
 
-def test_the_api_function_serves_the_four_routes_and_its_description() -> None:
+def test_the_api_function_serves_the_five_routes_and_its_description() -> None:
     events = properties("ApiFunction")["Events"].values()
 
     assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events} == {
@@ -69,6 +69,7 @@ def test_the_api_function_serves_the_four_routes_and_its_description() -> None:
         ("GET", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/{job_id}"),
         ("DELETE", "/api/v1/jobs/{job_id}"),
+        ("POST", "/api/v1/jobs/{job_id}/cancel"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/docs"),
     }
@@ -141,7 +142,7 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:PutItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
-        "dynamodb:UpdateItem",  # the idempotency table's records
+        "dynamodb:UpdateItem",  # the idempotency table's records, and a cancel
         "ssm:GetParameter",
         "kms:Decrypt",
         "logs:CreateLogStream",
@@ -150,6 +151,8 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
     assert actions("ProcessJobsFunctionRole") == {
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:GetItem",  # whether a cancel was asked
+        "sqs:SendMessage",  # a continuation's message
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
@@ -268,7 +271,7 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     assert "JOBS_QUEUE_URL" not in api.environment
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
-    assert len(http_api_routes(api, stack.resolver)) == 6
+    assert len(http_api_routes(api, stack.resolver)) == 7
     assert [s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")] == [physical["JobsQueue"]["Arn"]]
 
 

@@ -306,3 +306,16 @@ def test_ctrl_c_while_waiting_exits_130_not_1() -> None:
     result, _ = run("get", JOB_ID, "--wait", answers=[ok(job_body("RUNNING")), interrupt])
 
     assert result.exit_code == ExitCode.INTERRUPTED
+
+
+def test_cancel_wait_follows_a_running_job_to_cancelled_with_plain_progress_lines() -> None:
+    asked = job_body("RUNNING", cancel_requested_at="2026-11-29T10:52:06.950Z")
+    halfway = {**asked, "progress": {"percent": 50, "message": "step 1 of 2", "updated_at": "2026-11-29T10:52:07.000Z"}}
+    done = {**halfway, "status": "CANCELLED", "finished_at": "2026-11-29T10:52:08.000Z"}
+
+    result, api = run("cancel", JOB_ID, "--wait", answers=[ok(asked), ok(halfway), ok(done)])
+
+    assert result.exit_code == 0, result.output
+    assert [r.method for r in api.requests] == ["POST", "GET", "GET"]
+    assert f"Job {JOB_ID} is RUNNING (cancel requested) 50% step 1 of 2" in result.stderr
+    assert "CANCELLED" in result.stdout

@@ -517,3 +517,42 @@ def test_a_token_that_is_not_a_jwt_leaves_the_owner_empty_and_is_still_sent() ->
 
     assert client.get(JOB_ID).owner_id == ""
     assert api.requests[0].headers["authorization"] == "Bearer opaque"
+
+
+def test_wait_reads_a_status_it_does_not_know_and_stops_once_that_job_has_finished_at() -> None:
+    finished = ok(job_body("ARCHIVED", finished_at="2026-11-29T10:52:08.000Z"))
+    client, api, _ = scripted_client(ok(job_body("PAUSED")), ok(job_body("PAUSED")), finished)
+    seen: list[str] = []
+
+    job = client.wait(JOB_ID, timeout=30, on_poll=lambda current: seen.append(current.status.value))
+
+    assert seen == ["PAUSED", "PAUSED", "ARCHIVED"]
+    assert job.status == "ARCHIVED"
+    assert job.is_finished
+    assert len(api.requests) == 3
+
+
+def test_a_listed_job_in_a_status_the_client_does_not_know_is_read() -> None:
+    client, _, _ = scripted_client(ok({"items": [job_body("PAUSED"), job_body("QUEUED")], "next_token": None}))
+
+    assert [job.status.value for job in client.list()] == ["PAUSED", "QUEUED"]
+
+
+def test_cancel_posts_to_the_jobs_cancel_route_and_returns_the_job() -> None:
+    client, api, _ = scripted_client(ok(job_body("CANCELLED", finished_at="2026-11-29T10:52:07.000Z")))
+
+    job = client.cancel(JOB_ID)
+
+    (request,) = api.requests
+    assert (request.method, request.url.path) == ("POST", f"/api/v1/jobs/{JOB_ID}/cancel")
+    assert job.status == JobStatus.CANCELLED
+    assert job.is_finished
+
+
+def test_cancelling_a_finished_job_is_a_conflict() -> None:
+    client, _, _ = scripted_client(problem(409, "The job is SUCCEEDED: only a QUEUED or RUNNING job can be cancelled."))
+
+    with pytest.raises(Conflict) as raised:
+        client.cancel(JOB_ID)
+
+    assert "SUCCEEDED" in raised.value.detail

@@ -23,7 +23,7 @@ def test_by_default_only_the_built_in_types_are_served() -> None:
 def test_jobs_fault_injection_adds_the_fault_types(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("JOBS_FAULT_INJECTION", value)
 
-    assert bootstrap.registry().names() == sorted([*BUILT_IN_TYPES, "crash", "fail", "flaky", "sleep"])
+    assert bootstrap.registry().names() == sorted([*BUILT_IN_TYPES, "crash", "fail", "flaky", "sleep", "steps"])
 
 
 def test_the_template_never_enables_fault_injection() -> None:

@@ -79,8 +79,8 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
     assert format_timestamp(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
 
 
-def test_only_succeeded_and_failed_are_terminal() -> None:
-    assert [s for s in JobStatus if s.is_terminal] == [JobStatus.SUCCEEDED, JobStatus.FAILED]
+def test_only_succeeded_failed_and_cancelled_are_terminal() -> None:
+    assert [s for s in JobStatus if s.is_terminal] == [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 
 @pytest.mark.parametrize(

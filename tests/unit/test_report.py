@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import uuid6
 
+from jobs.context import JobContext
 from jobs.models import Job, JobStatus
 from jobs.processors import job_id_bounds, percentile, quarter_bounds, quarterly_audit, run_report
 from jobs.store import InMemoryJobStore
@@ -91,7 +92,7 @@ def test_the_audit_counts_the_quarter_of_the_jobs_creation() -> None:
     assert report["quarter"] == "2026-Q4"
     assert report["period"] == {"start": "2026-10-01T00:00:00.000Z", "end": "2027-01-01T00:00:00.000Z"}
     assert report["total_jobs"] == 5
-    assert report["by_status"] == {"QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 2, "FAILED": 1}
+    assert report["by_status"] == {"QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 2, "FAILED": 1, "CANCELLED": 0}
     assert report["by_type"] == {"noop": 1, "report": 4}
     assert report["success_rate"] == round(2 / 3, 4)
     assert report["processing_seconds"] == {"count": 3, "p50": 20.0, "p95": 30.0}
@@ -126,6 +127,6 @@ def test_the_report_finds_jobs_whose_id_time_runs_slightly_ahead_of_their_creati
     store.put_new(early)
     store.put_new(this)
 
-    report = run_report(this, store)
+    report = run_report(this, JobContext(this.model_copy(update={"run_id": "run-1"}), store))
 
     assert report["total_jobs"] == 2

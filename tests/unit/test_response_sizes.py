@@ -113,7 +113,7 @@ def test_a_result_over_its_limit_fails_the_job_and_is_not_stored(result: dict[st
 
 @pytest.mark.parametrize("length", [MAX_ERROR_MESSAGE_LENGTH + 1, 10 * MAX_ERROR_MESSAGE_LENGTH, 1_000_000])
 def test_an_error_message_of_any_length_is_cut_to_its_limit(length: int) -> None:
-    def explode(job: Any, store: JobStore) -> dict[str, Any]:
+    def explode(job: Any, context: Any) -> dict[str, Any]:
         raise RuntimeError("😀" * length)
 
     service = JobService(InMemoryJobStore(), registry=Registry([JobType("explode", explode)]))

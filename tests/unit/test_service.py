@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jobs.context import JobContext
 from jobs.models import (
     InvalidPageToken,
     InvalidPayload,
@@ -27,14 +28,14 @@ from jobs.models import (
 from jobs.processors import BUILT_IN_TYPES, JobType, Registry
 from jobs.queue import InMemoryJobQueue
 from jobs.service import Delivery, JobService, decode_page_token, encode_page_token
-from jobs.store import InMemoryJobStore, JobStore
+from jobs.store import InMemoryJobStore
 
 
-def explode(job: Any, store: JobStore) -> dict[str, Any]:
+def explode(job: Any, context: JobContext) -> dict[str, Any]:
     raise RuntimeError("the roundhouse kick missed")
 
 
-def flaky(job: Any, store: JobStore) -> dict[str, Any]:
+def flaky(job: Any, context: JobContext) -> dict[str, Any]:
     raise RetryableProcessorError("try again")
 
 
@@ -314,7 +315,7 @@ def test_a_job_whose_run_died_is_taken_over_after_its_lease(service: JobService,
 
 
 def test_a_run_that_lost_its_lease_writes_nothing(service: JobService, clock: Clock) -> None:
-    def slow(job: Any, store: JobStore) -> dict[str, Any]:
+    def slow(job: Any, context: JobContext) -> dict[str, Any]:
         clock.advance(40)  # this run stalls past its lease; another delivery takes over and finishes
         service.registry = Registry(BUILT_IN_TYPES.values())
         service.run_job(JobMessage(owner_id=job.owner_id, job_id=job.job_id), Delivery(receive_count=2))
@@ -357,7 +358,7 @@ def test_a_retryable_failure_requeues_the_job_with_its_error_until_the_last_deli
 def test_a_retryable_failure_that_recovers_succeeds(service: JobService) -> None:
     runs = {"n": 0}
 
-    def once_flaky(job: Any, store: JobStore) -> dict[str, Any]:
+    def once_flaky(job: Any, context: JobContext) -> dict[str, Any]:
         runs["n"] += 1
         if runs["n"] == 1:
             raise RetryableProcessorError("blip")

@@ -131,6 +131,12 @@ def time_budget[Handler: Callable[..., Any]](handler: Handler) -> Handler:
     return within_budget  # type: ignore[return-value]
 
 
+def current_deadline() -> float | None:
+    """The current invocation's deadline (a ``time.monotonic()`` value, different for each invocation), or None
+    outside ``time_budget``: what tells two invocations of one process apart."""
+    return _deadline.get()
+
+
 def seconds_left() -> float | None:
     """Seconds before the current invocation must have answered, or None outside ``time_budget``."""
     deadline = _deadline.get()

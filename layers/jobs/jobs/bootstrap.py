@@ -70,14 +70,17 @@ def job_creator() -> JobCreator:
 
 @cache
 def consumer_service() -> JobService:
-    """A consumer's service (jobs consumer, dead-letter handler): the DynamoDB store, no queue to send to."""
+    """A consumer's service (jobs consumer, dead-letter handler): the DynamoDB store, and the queue it reads, to
+    which a continuation (or a message handed back unstarted) goes as a new message."""
     config = settings.consumer_settings()
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
+        consumer_queue(),
         registry=registry(),
         lease_seconds=config.lease_seconds,
         retry_base_seconds=config.retry_base_seconds,
         retention_days=config.retention_days,
+        min_start_seconds=config.min_start_seconds,
     )
 
 

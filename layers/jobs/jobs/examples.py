@@ -36,6 +36,8 @@ QUEUED_JOB: dict[str, Any] = {
     "attempts": 0,
     "result": None,
     "error": None,
+    "cancel_requested_at": None,
+    "progress": None,
 }
 
 #: The seed's job a moment later: SUCCEEDED with its quarterly audit (of the owner's one job in the quarter,
@@ -52,7 +54,7 @@ SUCCEEDED_JOB: dict[str, Any] = {
         "quarter": "2026-Q4",
         "period": {"start": "2026-10-01T00:00:00.000Z", "end": "2027-01-01T00:00:00.000Z"},
         "total_jobs": 1,
-        "by_status": {"QUEUED": 0, "RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0},
+        "by_status": {"QUEUED": 0, "RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0},
         "by_type": {"report": 1},
         "success_rate": None,
         "processing_seconds": {"count": 0, "p50": None, "p95": None},
@@ -63,6 +65,14 @@ SUCCEEDED_JOB: dict[str, Any] = {
             "priority": "HIGH",
         },
     },
+}
+
+#: The 200 of ``POST /api/v1/jobs/{job_id}/cancel`` for the seed's job while it was QUEUED: CANCELLED at once.
+CANCELLED_JOB: dict[str, Any] = {
+    **QUEUED_JOB,
+    "status": "CANCELLED",
+    "updated_at": "2026-11-29T10:52:06.801Z",
+    "finished_at": "2026-11-29T10:52:06.801Z",
 }
 
 #: ``GET /api/v1/jobs`` after the seed's job: one page, no next page.
@@ -92,7 +102,10 @@ PROBLEMS: dict[int, dict[str, dict[str, Any]]] = {
     409: {
         "inProgress": _problem(
             409, "Conflict", "A request with this Idempotency-Key is still in progress; retry later."
-        )
+        ),
+        "jobFinished": _problem(
+            409, "Conflict", "The job is SUCCEEDED: only a QUEUED or RUNNING job can be cancelled."
+        ),
     },
     413: {
         "tooLarge": _problem(413, "Content Too Large", "The request body is larger than 262144 bytes."),

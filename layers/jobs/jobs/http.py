@@ -53,6 +53,7 @@ from jobs.models import (
     GatewayError,
     InvalidPageToken,
     InvalidPayload,
+    JobFinished,
     JobNotFound,
     Problem,
     ServiceUnavailable,
@@ -184,6 +185,10 @@ def _job_not_found(error: JobNotFound) -> Response[str]:
     return problem(HTTPStatus.NOT_FOUND, "No such job.")
 
 
+def _job_finished(error: JobFinished) -> Response[str]:
+    return problem(HTTPStatus.CONFLICT, f"The job is {error.status}: only a QUEUED or RUNNING job can be cancelled.")
+
+
 def _unknown_job_type(error: UnknownJobType) -> Response[str]:
     return problem(
         HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -243,6 +248,7 @@ ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
     AuthUnavailable: _auth_unavailable,
     RequestUnsupportedContentType: _unsupported_media_type,
     JobNotFound: _job_not_found,
+    JobFinished: _job_finished,
     UnknownJobType: _unknown_job_type,
     InvalidPayload: _invalid_payload,
     InvalidPageToken: _invalid_page_token,
@@ -302,7 +308,8 @@ _ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
         "content": _content(404),
     },
     409: {
-        "description": "A request with this Idempotency-Key is still in progress.",
+        "description": "A request with this Idempotency-Key is still in progress (submit; Retry-After says when to "
+        "retry), or the job already SUCCEEDED or FAILED (cancel).",
         "headers": _RETRY_AFTER,
         "content": _content(409),
     },

@@ -3,9 +3,10 @@ idempotency utility (``idempotent_function`` over a DynamoDB persistence layer, 
 
 The key is scoped per owner: the record's key is a hash of the verified owner id and the header's value, so bob
 reusing alice's key creates his own job. The request body is the payload validated on a retry: the same key
-with a different body is ``IdempotencyValidationError`` (422), a retry while the first attempt still runs is
-``IdempotencyAlreadyInProgressError`` (409). A retry of a completed attempt returns the first response (the
-same job) without calling the service again: no second job, no second message.
+with a different body is ``IdempotencyValidationError`` (422; the body as ``JobCreate.idempotency_view`` gives it,
+which a field added to the model later leaves unchanged for requests that do not use it), a retry while the first
+attempt still runs is ``IdempotencyAlreadyInProgressError`` (409). A retry of a completed attempt returns the first
+response (the same job) without calling the service again: no second job, no second message.
 
 A write whose outcome is unknown (DynamoDB throttled, failed or did not answer: the item may have landed) must not
 free the key, or the client's retry would make a second job: powertools deletes the record of an attempt that
@@ -93,7 +94,7 @@ class JobCreator:
             return self.service.create_job(owner_id, request)
         if context is not None:
             self.config.register_lambda_context(context)
-        attempt = {"owner_id": owner_id, "key": key, "request": request.model_dump(mode="json")}
+        attempt = {"owner_id": owner_id, "key": key, "request": request.idempotency_view()}
         created: dict[str, Any] = self._create_once(attempt=attempt)
         if IN_DOUBT in created:
             return self._settle(attempt, recalled(created[IN_DOUBT], owner_id))

@@ -20,12 +20,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     PlainSerializer,
     RootModel,
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic.json_schema import JsonSchemaValue
 
 #: DynamoDB allows 32 levels of nested attributes (DynamoDB developer guide, "Quotas": nested attributes).
 MAX_PAYLOAD_DEPTH = 32
@@ -230,18 +232,70 @@ def json_bytes(value: object) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+#: What a status this version does not know looks like: the names every version uses (upper case, underscores).
+_STATUS_NAME = re.compile(r"[A-Z][A-Z_]{0,31}")
+
+
+# The set is open: a status this version does not know (written by a newer version, or met after a rollback) is
+# read as a pseudo-member of its own name (``JobStatus("PAUSED")``), not an error, so that every reader (the API's
+# item parsing, the client, the command line) keeps working when statuses are added. Such a status is neither
+# known nor terminal; ``Job.is_finished`` tells whether the job reached its end (``finished_at`` is set then).
+# Requests still name known statuses only (``KnownStatus``). The docstring is the OpenAPI document's description.
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED."""
+    """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED. Later versions may add
+    statuses: a job in a status you do not know is finished when its finished_at is set."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @classmethod
+    def _missing_(cls, value: object) -> JobStatus | None:
+        if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
+            member = str.__new__(cls, value)
+            member._name_ = value
+            member._value_ = value
+            return member
+        return None
+
+    @property
+    def is_known(self) -> bool:
+        """True for the statuses this version defines (iteration yields only those)."""
+        return self._name_ in type(self).__members__
 
     @property
     def is_terminal(self) -> bool:
-        """True for SUCCEEDED and FAILED, which never change again."""
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        """True for the known final statuses (SUCCEEDED, FAILED, CANCELLED), which never change again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def _known_status(status: JobStatus) -> JobStatus:
+    if not status.is_known:
+        raise ValueError(f"status must be one of {', '.join(JobStatus)}")
+    return status
+
+
+#: A status named in a request (the list's filter): one this version defines, nothing else.
+KnownStatus = Annotated[JobStatus, AfterValidator(_known_status)]
+
+
+class _OpenStatusSchema:
+    """The JSON schema of a status a reader must accept: the known values, or any other string (a status added
+    later), so that a client generated from the document does not fail on a status it has not met yet."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        known = handler(core_schema)
+        other = {
+            "type": "string",
+            "description": "A status added after this document; the job is finished when finished_at is set.",
+        }
+        return {"anyOf": [known, other]}
+
+
+#: A job's status as responses carry it: a ``JobStatus`` whose schema stays open to statuses added later.
+OpenStatus = Annotated[JobStatus, _OpenStatusSchema()]
 
 
 def _cut(text: object, length: int) -> object:
@@ -260,6 +314,20 @@ class JobError(BaseModel):
 
     type: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_TYPE_LENGTH))]
     message: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_MESSAGE_LENGTH))]
+
+
+#: The longest progress message, characters.
+MAX_PROGRESS_MESSAGE_LENGTH = 200
+
+
+class JobProgress(BaseModel):
+    """How far a RUNNING job's processor says it is: a percentage and a short message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    percent: float = Field(ge=0, le=100, description="0 to 100.")
+    message: str = Field(default="", max_length=MAX_PROGRESS_MESSAGE_LENGTH, description="At most 200 characters.")
+    updated_at: Timestamp = Field(description="When the processor reported it.")
 
 
 class JobCreate(BaseModel):
@@ -289,6 +357,20 @@ class JobCreate(BaseModel):
         "target_user_ids, complexity_level, priority.",
     )
 
+    def idempotency_view(self) -> dict[str, Any]:
+        """What an ``Idempotency-Key`` record hashes of this request: the ``IDEMPOTENCY_BASE_FIELDS`` as JSON, and
+        any later field only when it differs from its default, so adding a field to this model does not change the
+        hash of a request that does not use it (a retry spanning a deploy still matches its first attempt)."""
+        everything = self.model_dump(mode="json")
+        used = self.model_dump(mode="json", exclude_defaults=True)
+        return {name: value for name, value in everything.items() if name in IDEMPOTENCY_BASE_FIELDS or name in used}
+
+
+#: The fields of the first ``JobCreate``. An ``Idempotency-Key`` record holds a hash of the request it was first
+#: used with (``jobs.idempotency``), and a retry may span a deploy: a field added later joins the hash only when a
+#: request sets it to something other than its default, so a request that does not use it hashes as before.
+IDEMPOTENCY_BASE_FIELDS = frozenset({"title", "type", "payload"})
+
 
 #: A job's id: a lowercase UUID (a UUIDv7, so ids sort by creation time).
 JobIdText = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -304,15 +386,44 @@ class Job(BaseModel):
     job_id: JobIdText
     title: str
     type: str = Field(description="The job type (a name the API knew when the job was submitted).")
-    status: JobStatus
+    status: OpenStatus
     payload: dict[str, Any]
     created_at: Timestamp
     updated_at: Timestamp
     started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
+    finished_at: Timestamp | None = Field(
+        default=None, description="When the job reached its final status; set then and only then."
+    )
     attempts: int = Field(default=0, description="How many runs started (a retry is another).")
     result: dict[str, Any] | None = Field(default=None, description="What the job's processor returned.")
     error: JobError | None = Field(default=None, description="Why the job FAILED.")
+    cancel_requested_at: Timestamp | None = Field(
+        default=None, description="When a cancel was asked of the job while it ran; its run then ends it CANCELLED."
+    )
+    progress: JobProgress | None = Field(default=None, description="What the job's processor last reported.")
+    # The run's own state, never part of a response: the lease token of the run that holds the job, when that run
+    # took it (RFC 3339), when it asked to be continued, and the checkpoint the next run resumes from.
+    run_id: str | None = Field(default=None, exclude=True)
+    leased_at: str | None = Field(default=None, exclude=True)
+    continued_at: str | None = Field(default=None, exclude=True)
+    checkpoint: dict[str, Any] | None = Field(default=None, exclude=True)
+
+    @property
+    def is_finished(self) -> bool:
+        """True when the job reached a final status: a known terminal one, or, for a status this version does not
+        know, when ``finished_at`` is set (every version sets it exactly when a job ends)."""
+        return self.status.is_terminal or (not self.status.is_known and self.finished_at is not None)
+
+
+#: The attributes of a job that its responses leave out, which its stored item keeps.
+HIDDEN_JOB_FIELDS = ("owner_id", "run_id", "leased_at", "continued_at", "checkpoint")
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """Every attribute of a job as JSON-like values, the hidden ones included; None values left out."""
+    data = job.model_dump(mode="json", exclude_none=True)
+    data.update({name: getattr(job, name) for name in HIDDEN_JOB_FIELDS if getattr(job, name) is not None})
+    return data
 
 
 class JobPage(BaseModel):
@@ -432,6 +543,14 @@ class TransitionRejected(JobsError):
         self.current = current
 
 
+class JobFinished(JobsError):
+    """A cancel asked of a job that already SUCCEEDED or FAILED (409); ``status`` is its status."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}, it can no longer be cancelled")
+        self.status = status
+
+
 class RetryLater(JobsError):
     """This delivery cannot finish now; its message should come back after ``delay_seconds``."""
 
@@ -448,6 +567,15 @@ class ProcessorError(JobsError):
     """A processor could not finish a job. ``retryable`` asks for another delivery instead of FAILED."""
 
     retryable: bool = False
+
+
+class ContinueLater(JobsError):
+    """Raised by ``JobContext.continue_later``: the run saved ``checkpoint`` and asks a new delivery to resume from
+    it (not a retry: no attempt is spent)."""
+
+    def __init__(self, checkpoint: dict[str, Any]) -> None:
+        super().__init__("the run asks to be continued")
+        self.checkpoint = checkpoint
 
 
 class RetryableProcessorError(ProcessorError):

@@ -1,11 +1,13 @@
 """Job types: a registry from a ``type`` name to the processor that runs it.
 
-A processor is ``(job, store) -> result``: it gets the RUNNING job and a read view of the store, and returns
-the JSON object stored as the job's ``result``. Processors must be idempotent: SQS delivers at least once, so
-after a crash one may run again for the same job, while the final status is written once. A processor raises
-``ProcessorError`` (or any exception) to fail the job, ``RetryableProcessorError`` to ask for another delivery.
+A processor is ``(job, context) -> result``: it gets the RUNNING job and its ``jobs.context.JobContext`` (a read
+view of the owner's jobs, progress, cancel, time left, checkpoints; its module docstring is the processor author's
+guide), and returns the JSON object stored as the job's ``result``. Processors must be idempotent: SQS delivers at
+least once, so after a crash one may run again for the same job, while the final status is written once. A processor
+raises ``ProcessorError`` (or any exception) to fail the job, ``RetryableProcessorError`` to ask for another delivery.
 
-Built in: ``report`` (the default type) and ``noop``. ``FAULT_TYPES`` (``flaky``, ``fail``, ``sleep``, ``crash``)
+Built in: ``report`` (the default type) and ``noop``. ``FAULT_TYPES`` (``flaky``, ``fail``, ``sleep``, ``crash``,
+``steps``)
 exist for fault tests and are registered only where ``JOBS_FAULT_INJECTION`` is on (tests, the local stack on
 request; ``jobs.bootstrap.registry``).
 """
@@ -16,13 +18,14 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobs.context import JobContext
 from jobs.models import (
     InvalidPayload,
     Job,
@@ -32,9 +35,8 @@ from jobs.models import (
     UnknownJobType,
     format_timestamp,
 )
-from jobs.store import JobStore
 
-Processor = Callable[[Job, JobStore], dict[str, Any]]
+Processor = Callable[[Job, JobContext], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,11 @@ def _summary(seconds: list[float]) -> dict[str, Any]:
 def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
     """The audit of ``jobs`` (the owner's jobs created in the quarter of ``job``'s creation).
 
-    Returns counts by status and by type, the success rate (SUCCEEDED over finished jobs, None when none
-    finished), processing time (finished_at - started_at) and queue wait (started_at - created_at) as
-    nearest-rank p50/p95 in seconds, and the request's own parameters as given.
+    Returns counts by status and by type, the success rate (SUCCEEDED over SUCCEEDED and FAILED, None when none
+    of those; a CANCELLED job was stopped by its owner, neither a success nor a failure of the work), processing
+    time (finished_at - started_at, of SUCCEEDED and FAILED jobs only: a cancelled run's time says nothing of how
+    long the work takes) and queue wait (started_at - created_at, of every job that started, cancelled ones too)
+    as nearest-rank p50/p95 in seconds, and the request's own parameters as given.
     """
     start, end = quarter_bounds(job.created_at)
     by_status: Counter[str] = Counter({status.value: 0 for status in JobStatus})
@@ -138,7 +142,7 @@ def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
         by_type[item.type] += 1
         if item.started_at is not None:
             waiting.append((item.started_at - item.created_at).total_seconds())
-            if item.finished_at is not None and item.status.is_terminal:
+            if item.finished_at is not None and item.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
                 processing.append((item.finished_at - item.started_at).total_seconds())
     finished = by_status[JobStatus.SUCCEEDED] + by_status[JobStatus.FAILED]
     payload = ReportPayload.model_validate(job.payload)
@@ -165,17 +169,27 @@ def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
 ID_CLOCK_MARGIN = timedelta(minutes=1)
 
 
-def run_report(job: Job, store: JobStore) -> dict[str, Any]:
-    """The ``report`` processor: reads only the owner's partition, within the quarter's id range."""
+def run_report(job: Job, context: JobContext) -> dict[str, Any]:
+    """The ``report`` processor: reads only the owner's partition, within the quarter's id range, and reports its
+    progress as it reads (the share of the quarter, up to the job's creation, whose jobs it has read)."""
     start, end = quarter_bounds(job.created_at)
     low, high = job_id_bounds(start - ID_CLOCK_MARGIN, end + ID_CLOCK_MARGIN)
-    return quarterly_audit(job, store.list_range(job.owner_id, low, high))
+    span = max((min(end, job.created_at) - start).total_seconds(), 1.0)
+
+    def reading() -> Iterator[Job]:
+        for count, item in enumerate(context.list_jobs(low, high), 1):
+            if count % 100 == 0:
+                done = min(max((item.created_at - start).total_seconds() / span, 0.0), 1.0)
+                context.report_progress(round(99 * done, 1), f"{count} jobs read")
+            yield item
+
+    return quarterly_audit(job, reading())
 
 
 # --- noop ---------------------------------------------------------------------------------------------------
 
 
-def run_noop(job: Job, store: JobStore) -> dict[str, Any]:
+def run_noop(job: Job, context: JobContext) -> dict[str, Any]:
     """The ``noop`` processor: returns at once, for benchmarks and load tests."""
     return {"noop": True}
 
@@ -204,7 +218,7 @@ class FaultPayload(BaseModel):
         return self.attempts == 0 or job.attempts <= self.attempts
 
 
-def run_flaky(job: Job, store: JobStore) -> dict[str, Any]:
+def run_flaky(job: Job, context: JobContext) -> dict[str, Any]:
     """``flaky``: a retryable failure on the first ``attempts`` attempts, then success."""
     fault = FaultPayload.model_validate(job.payload)
     if fault.misbehaves(job):
@@ -212,19 +226,56 @@ def run_flaky(job: Job, store: JobStore) -> dict[str, Any]:
     return {"attempts_needed": job.attempts}
 
 
-def run_fail(job: Job, store: JobStore) -> dict[str, Any]:
+def run_fail(job: Job, context: JobContext) -> dict[str, Any]:
     """``fail``: a non-retryable failure on every attempt."""
     raise ProcessorError(FaultPayload.model_validate(job.payload).message)
 
 
-def run_sleep(job: Job, store: JobStore) -> dict[str, Any]:
-    """``sleep``: sleeps ``seconds`` (a long job, to delete or redeliver while it runs)."""
+def run_sleep(job: Job, context: JobContext) -> dict[str, Any]:
+    """``sleep``: sleeps ``seconds`` (a long job, to delete, cancel or redeliver while it runs), in steps of a tenth
+    of a second, reporting progress and stopping early when a cancel is asked."""
     fault = FaultPayload.model_validate(job.payload)
-    time.sleep(fault.seconds)
+    deadline = time.monotonic() + fault.seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if context.cancel_requested():
+            return {"slept_seconds": round(fault.seconds - left, 3), "cancelled": True}
+        context.report_progress(round(100 * (1 - left / fault.seconds), 1), "sleeping")
+        time.sleep(min(left, 0.1))
     return {"slept_seconds": fault.seconds}
 
 
-def run_crash(job: Job, store: JobStore) -> dict[str, Any]:
+class StepsPayload(BaseModel):
+    """Payload of ``steps``: ``steps`` steps of ``seconds`` each, continued by a new delivery whenever the
+    invocation has less than ``seconds`` left (or every ``per_run`` steps, when given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(default=3, ge=1, le=1000)
+    seconds: float = Field(default=0.0, ge=0, le=25)
+    per_run: int | None = Field(default=None, ge=1, le=1000)
+
+
+def run_steps(job: Job, context: JobContext) -> dict[str, Any]:
+    """``steps``: a job longer than one invocation. Resumes from its checkpoint (``{"done": n, "runs": r}``), does
+    steps while time is left, and asks to be continued before it runs out."""
+    spec = StepsPayload.model_validate(job.payload)
+    state = context.checkpoint or {"done": 0, "runs": 0}
+    done, runs = int(state["done"]), int(state["runs"]) + 1
+    in_this_run = 0
+    while done < spec.steps:
+        out_of_time = context.remaining_seconds() < spec.seconds
+        if out_of_time or (spec.per_run is not None and in_this_run >= spec.per_run):
+            context.continue_later({"done": done, "runs": runs})
+        if context.cancel_requested():
+            return {"done": done, "runs": runs, "cancelled": True}
+        time.sleep(spec.seconds)
+        done += 1
+        in_this_run += 1
+        context.report_progress(100 * done / spec.steps, f"step {done} of {spec.steps}")
+    return {"done": done, "runs": runs}
+
+
+def run_crash(job: Job, context: JobContext) -> dict[str, Any]:
     """``crash``: the worker process dies on the first ``attempts`` attempts (as a Lambda runtime crash or
     timeout ends a run mid-job), after the job was marked RUNNING."""
     if FaultPayload.model_validate(job.payload).misbehaves(job):
@@ -237,6 +288,7 @@ FAULT_TYPES: dict[str, JobType] = {
     "fail": JobType("fail", run_fail, FaultPayload),
     "sleep": JobType("sleep", run_sleep, FaultPayload),
     "crash": JobType("crash", run_crash, FaultPayload),
+    "steps": JobType("steps", run_steps, StepsPayload),
 }
 
 

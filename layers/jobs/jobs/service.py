@@ -13,6 +13,7 @@ import hmac
 import json
 import math
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,12 +22,16 @@ from itertools import islice
 import uuid6
 from pydantic import ValidationError
 
+from jobs import aws
+from jobs.context import JobContext
 from jobs.models import (
     MAX_RESULT_BYTES,
+    ContinueLater,
     InvalidPageToken,
     Job,
     JobCreate,
     JobError,
+    JobFinished,
     JobInProgress,
     JobMessage,
     JobNotFound,
@@ -148,8 +153,14 @@ class JobService:
         clock: returns the current UTC time (tests pass a fixed one).
         lease_seconds: how long a RUNNING job belongs to the run that started it.
         retry_base_seconds: the delay before the first retry of a retryable failure, doubled per attempt.
-        retention_days: how long a finished (SUCCEEDED or FAILED) job stays readable before it expires.
+        retention_days: how long a finished (SUCCEEDED, FAILED or CANCELLED) job stays readable before it expires.
         page_budget_bytes: what a list page's jobs may take in the API's response (``LIST_PAGE_BUDGET_BYTES``).
+        min_start_seconds: the least time left in the invocation (``seconds_left``) to start a job; with less, its
+            message is sent again as a new one (a batch of ten shares one invocation's time).
+        seconds_left: seconds before the invocation must answer, or None outside one (``jobs.aws.seconds_left``).
+        invocation: what tells invocations apart (``jobs.aws.current_deadline``): the first job of each invocation
+            is started whatever ``min_start_seconds`` says, so that a consumer whose ``Timeout`` is shorter than it
+            still runs one job per invocation instead of handing every message back forever.
     """
 
     def __init__(
@@ -163,6 +174,9 @@ class JobService:
         retry_base_seconds: int = 5,
         retention_days: int = 30,
         page_budget_bytes: int = LIST_PAGE_BUDGET_BYTES,
+        min_start_seconds: float = 10.0,
+        seconds_left: Callable[[], float | None] = aws.seconds_left,
+        invocation: Callable[[], object | None] = aws.current_deadline,
     ) -> None:
         self.store = store
         self.page_budget_bytes = page_budget_bytes
@@ -172,6 +186,11 @@ class JobService:
         self.lease = timedelta(seconds=lease_seconds)
         self.retry_base_seconds = retry_base_seconds
         self.retention = timedelta(days=retention_days)
+        self.min_start_seconds = min_start_seconds
+        self.invocation = invocation
+        #: The invocation in which this service last started (or tried to start) a job.
+        self._started_in: object | None = None
+        self.seconds_left = seconds_left
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         """Store a new QUEUED job. One write: the table's stream is the outbox, and ``enqueue`` (the outbox
@@ -462,14 +481,57 @@ class JobService:
             raise JobNotFound(job_id)
         logger.info(SEED_DELETE_LINE, job_id, extra={"job_id": job_id})
 
-    def run_job(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
-        """Run the job a queue message names: QUEUED → RUNNING → SUCCEEDED | FAILED.
+    def cancel_job(self, owner_id: str, job_id: str) -> Job:
+        """Cancel the owner's job, keeping its record: a QUEUED job (or one released for continuation, which no run
+        holds) becomes CANCELLED at once; a RUNNING one gets ``cancel_requested_at``, and its run's final write
+        makes it CANCELLED. Cancelling a CANCELLED job changes nothing.
 
-        A RUNNING job whose lease has expired (its run died) is taken over. A retryable failure before the
+        Returns the job as written (or as found, when already CANCELLED).
+
+        Raises:
+            JobNotFound: absent, malformed, or someone else's.
+            JobFinished: the job already SUCCEEDED or FAILED (or ended in a status this version does not know).
+        """
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        for _ in range(3):  # each rejection means the job moved on (started, finished): look at where it is now
+            now = self.clock()
+            try:
+                job = self.store.cancel_unheld(
+                    owner_id, job_id, now_text=format_timestamp(now), expires_at=self._expiry(now)
+                )
+            except TransitionRejected as rejected:
+                current = rejected.current
+            else:
+                self._count_cancelled(job)
+                return job
+            if current is None:
+                raise JobNotFound(job_id)
+            if current.status == JobStatus.CANCELLED:
+                return current
+            if current.is_finished or current.status != JobStatus.RUNNING:
+                raise JobFinished(job_id, current.status.value)
+            try:
+                job = self.store.request_cancel(owner_id, job_id, now_text=format_timestamp(self.clock()))
+            except TransitionRejected:
+                continue
+            logger.info("Job %s: cancel requested of its run", job_id, extra={"job_id": job_id})
+            return job
+        raise ServiceUnavailable("the job changed status while it was being cancelled")
+
+    def run_job(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
+        """Run the job a queue message names: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED.
+
+        A RUNNING job whose lease has expired (its run died) is taken over; one its last run released for
+        continuation is resumed from its checkpoint without counting an attempt. A retryable failure before the
         last try (``Delivery.is_last_try``) puts the job back to QUEUED with its error and asks for the message
-        again later; on the last try it fails the job.
-        Returns the job as last written, or None when it does not exist (deleted: the message is done).
-        A delivery of a finished job returns it unchanged and runs nothing.
+        again later; on the last try it fails the job. A run that asks to be continued (``JobContext.continue_later``)
+        saves its checkpoint, and a new message continues it (a continuation is no retry and spends no receive).
+        Every way out of RUNNING honours a cancel asked meanwhile: the job ends CANCELLED, its result discarded.
+        With less than ``min_start_seconds`` left in the invocation, no job is started but the invocation's
+        first: the message is sent again as a new one, and this one is acknowledged, so that no delivery is spent.
+        Returns the job as last written, or None when it does not exist (deleted: the message is done) or was
+        handed back. A delivery of a finished job returns it unchanged and runs nothing.
 
         Raises:
             RetryLater: the message should come back after ``delay_seconds`` (the job is RUNNING under a live
@@ -477,18 +539,38 @@ class JobService:
         """
         delivery = delivery or Delivery()
         owner_id, job_id = message.owner_id, message.job_id
+        left, invocation = self.seconds_left(), self.invocation()
+        first_in_invocation = invocation is not None and invocation != self._started_in
+        if left is not None and left < self.min_start_seconds and not first_in_invocation:
+            self._send_again(message, f"{left:.1f} s left in the invocation, too little to start it")
+            return None
+        self._started_in = invocation
         now = self.clock()
+        run_id = uuid.uuid4().hex
         try:
             job = self.store.start(
-                owner_id, job_id, now_text=format_timestamp(now), stale_before_text=format_timestamp(now - self.lease)
+                owner_id,
+                job_id,
+                now_text=format_timestamp(now),
+                stale_before_text=format_timestamp(now - self.lease),
+                run_id=run_id,
             )
         except TransitionRejected as rejected:
-            return self._not_started(job_id, rejected.current, now)
-        logger.info("Job %s started, attempt %d", job_id, job.attempts, extra={"receive_count": delivery.receive_count})
-        if job.attempts == 1:
-            record_queue_wait(job)
+            resumed = self._resume_or_settle(rejected.current, run_id, now)
+            if resumed is None or resumed.status != JobStatus.RUNNING:
+                return resumed
+            job = resumed
+        else:
+            logger.info(
+                "Job %s started, attempt %d", job_id, job.attempts, extra={"receive_count": delivery.receive_count}
+            )
+            if job.attempts == 1:
+                record_queue_wait(job)
+        context = JobContext(job, self.store, clock=self.clock, seconds_left=self.seconds_left)
         try:
-            result = self.registry[job.type].run(job, self.store)
+            result = self.registry[job.type].run(job, context)
+        except ContinueLater as later:
+            return self._continue(job, later.checkpoint, message)
         except (RetryableProcessorError, ServiceUnavailable) as error:
             failure = JobError(type=type(error).__name__, message=str(error))
             if delivery.is_last_try(job.attempts):
@@ -500,9 +582,102 @@ class JobService:
             return self._finish(job, error=JobError(type=type(error).__name__, message=str(error)))
         return self._finish(job, result=result)
 
+    def _resume_or_settle(self, current: Job | None, run_id: str, now: datetime) -> Job | None:
+        """After a start was refused: resume a job released for continuation, end CANCELLED one whose cancel no
+        run can honour any more (released, or its lease expired), else as ``_not_started``. Returns a RUNNING job
+        held by ``run_id``, or the job that needs no run."""
+        if current is not None and current.status == JobStatus.RUNNING:
+            if current.cancel_requested_at is not None:
+                settled = self._settle_cancelled(current, run_id=None, now=now)
+                if settled is not None:
+                    return settled
+            elif current.continued_at is not None:
+                try:
+                    job = self.store.resume(
+                        current.owner_id, current.job_id, now_text=format_timestamp(now), run_id=run_id
+                    )
+                except TransitionRejected as rejected:
+                    return (
+                        self._resume_or_settle(rejected.current, run_id, now)
+                        if rejected.current != current
+                        else current
+                    )
+                logger.info("Job %s continued from its checkpoint, attempt %d", job.job_id, job.attempts)
+                metrics.add_metric(name="JobsContinued", unit=MetricUnit.Count, value=1)
+                return job
+        if current is None:
+            return self._not_started(run_id, None, now)
+        return self._not_started(current.job_id, current, now)
+
+    def _settle_cancelled(self, job: Job, *, run_id: str | None, now: datetime | None = None) -> Job | None:
+        """End CANCELLED a RUNNING job a cancel was asked of, held by ``run_id`` or by no live run; None when that
+        is not (or no longer) so."""
+        now = now or self.clock()
+        try:
+            cancelled = self.store.settle_cancelled(
+                job.owner_id,
+                job.job_id,
+                now_text=format_timestamp(now),
+                run_id=run_id,
+                stale_before_text=format_timestamp(now - self.lease),
+                expires_at=self._expiry(now),
+            )
+        except TransitionRejected:
+            return None
+        self._count_cancelled(cancelled)
+        return cancelled
+
+    def _count_cancelled(self, job: Job) -> None:
+        metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
+        logger.info("Job %s CANCELLED", job.job_id, extra={"job_id": job.job_id, "attempts": job.attempts})
+
+    def _send_again(self, message: JobMessage, why: str) -> None:
+        """Send ``message`` again as a new message (its receive count starts afresh), so that the caller can
+        acknowledge the one it holds.
+
+        Raises:
+            RetryLater: the new message could not be sent: the one held must come back instead.
+        """
+        if self.queue is None:
+            raise RetryLater(f"job {message.job_id}: {why}; no queue to send it again", delay_seconds=1)
+        try:
+            (sent,) = self.queue.send_batch([message])
+        except ServiceUnavailable as error:
+            raise RetryLater(f"job {message.job_id}: {why}; not sent again: {error}", delay_seconds=1) from error
+        if not sent.sent:
+            raise RetryLater(f"job {message.job_id}: {why}; not sent again ({sent.code})", delay_seconds=1)
+        logger.info("Job %s sent again as a new message: %s", message.job_id, why, extra={"job_id": message.job_id})
+
+    def _continue(self, job: Job, checkpoint: dict[str, object], message: JobMessage) -> Job | None:
+        """Save the run's checkpoint and release the job for continuation, then send the message that continues
+        it. A job a cancel was asked of ends CANCELLED instead.
+
+        Raises:
+            RetryLater: the continuation's message could not be sent: the current one comes back and resumes it.
+        """
+        assert job.run_id is not None
+        try:
+            released = self.store.save_checkpoint(
+                job.owner_id,
+                job.job_id,
+                run_id=job.run_id,
+                now_text=format_timestamp(self.clock()),
+                checkpoint=checkpoint,
+                release=True,
+            )
+        except TransitionRejected as rejected:
+            return self._lost(job, rejected.current)
+        except WriteRefused as refused:
+            return self._finish(
+                job, error=JobError(type="CheckpointRefused", message=f"DynamoDB refused it ({refused.code})")
+            )
+        self._send_again(message, "continued from its checkpoint")
+        return released
+
     def fail_dead_lettered(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
         """Mark FAILED the job of a message that reached the dead-letter queue, unless it is finished, deleted,
-        or RUNNING under a live lease (then the message should come back when the lease ends).
+        or RUNNING under a live lease (then the message should come back when the lease ends). A job that a cancel
+        was asked of ends CANCELLED instead.
 
         Raises:
             RetryLater: the job's run may still be alive.
@@ -524,7 +699,12 @@ class JobService:
                 expires_at=self._expiry(now),
             )
         except TransitionRejected as rejected:
-            return self._not_started(message.job_id, rejected.current, now)
+            current = rejected.current
+            if current is not None and current.status == JobStatus.RUNNING and current.cancel_requested_at is not None:
+                settled = self._settle_cancelled(current, run_id=None, now=now)
+                if settled is not None:
+                    return settled
+            return self._not_started(message.job_id, current, now)
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
         logger.warning("Job %s FAILED: dead-lettered", message.job_id, extra={"job_id": message.job_id})
@@ -535,20 +715,21 @@ class JobService:
             # The outbox sends a message only once its item exists, so a missing item was deleted.
             logger.info("Job %s no longer exists (deleted); its message is acknowledged", job_id)
             return None
-        if current.status.is_terminal:
-            logger.info("Job %s is already %s; duplicate message ignored", job_id, current.status)
+        if current.status != JobStatus.RUNNING or current.started_at is None:
+            # Finished, or in a status this version does not know (a newer version's): not this run's to touch.
+            logger.info("Job %s is %s; its message is acknowledged", job_id, current.status)
             return current
-        assert current.started_at is not None  # a job that is not startable here is RUNNING
-        remaining = (current.started_at + self.lease - now).total_seconds()
+        lease_start = datetime.fromisoformat(current.leased_at) if current.leased_at else current.started_at
+        remaining = (lease_start + self.lease - now).total_seconds()
         raise JobInProgress(f"job {job_id} is running under another delivery", delay_seconds=math.ceil(remaining) + 1)
 
     def _requeue(self, job: Job, failure: JobError) -> Job | None:
-        assert job.started_at is not None
+        assert job.run_id is not None
         try:
             queued = self.store.requeue(
                 job.owner_id,
                 job.job_id,
-                started_at_text=format_timestamp(job.started_at),
+                run_id=job.run_id,
                 now_text=format_timestamp(self.clock()),
                 error=failure,
             )
@@ -566,16 +747,27 @@ class JobService:
         raise RetryLater(f"job {job.job_id} failed retryably", delay_seconds=delay)
 
     def _lost(self, job: Job, current: Job | None) -> Job | None:
+        """A run's way out of RUNNING was refused: a cancel asked of its job ends it CANCELLED (what the run had is
+        discarded); otherwise the run lost the job (deleted, or taken over) and writes nothing."""
         if current is None:
             logger.info("Job %s was deleted while it ran; its outcome is discarded", job.job_id)
             return None
+        if (
+            current.status == JobStatus.RUNNING
+            and current.cancel_requested_at is not None
+            and current.run_id == job.run_id
+        ):
+            cancelled = self._settle_cancelled(current, run_id=job.run_id)
+            if cancelled is not None:
+                logger.info("Job %s was cancelled while it ran; its outcome is discarded", job.job_id)
+                return cancelled
         logger.warning("Job %s is no longer this run's (now %s); its outcome is discarded", job.job_id, current.status)
         return current
 
     def _finish(
         self, job: Job, *, result: dict[str, object] | None = None, error: JobError | None = None
     ) -> Job | None:
-        assert job.started_at is not None
+        assert job.run_id is not None
         if result is not None and (size := json_bytes(result)) > MAX_RESULT_BYTES:
             # A result that large would put the item near DynamoDB's 400 KB and a list page near Lambda's limit.
             message = f"result is {size} bytes as JSON; the limit is {MAX_RESULT_BYTES}"
@@ -587,7 +779,7 @@ class JobService:
             finished = self.store.finish(
                 job.owner_id,
                 job.job_id,
-                started_at_text=format_timestamp(job.started_at),
+                run_id=job.run_id,
                 status=status,
                 now_text=format_timestamp(now),
                 result=result,

@@ -88,7 +88,9 @@ class ConsumerSettings(BaseSettings):
     which another delivery may take it over; ``retry_base_seconds`` the first retry's delay, doubled per attempt;
     ``retention_days`` how long a finished job stays readable before it expires (the TTL attribute);
     ``dead_letter_max_receives`` the receives after which the dead-letter handler gives up on a record it cannot
-    settle (its queue has no dead-letter queue of its own, so nothing else bounds it).
+    settle (its queue has no dead-letter queue of its own, so nothing else bounds it); ``min_start_seconds`` the
+    least time left in an invocation to start a job (a batch of ten shares one invocation: a job met later is
+    sent again as a new message, spending no delivery).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
@@ -100,6 +102,7 @@ class ConsumerSettings(BaseSettings):
     retry_base_seconds: int = Field(default=5, ge=0, le=900)
     retention_days: int = Field(default=30, ge=1, le=3650)
     dead_letter_max_receives: int = Field(default=20, ge=1, le=1000)
+    min_start_seconds: float = Field(default=12, ge=0, le=900)
 
 
 class JobTypeSettings(BaseSettings):

@@ -26,7 +26,16 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.models import Job, JobError, JobStatus, TransitionRejected, WriteRefused, format_timestamp, payload_text
+from jobs.models import (
+    Job,
+    JobError,
+    JobStatus,
+    TransitionRejected,
+    WriteRefused,
+    format_timestamp,
+    job_record,
+    payload_text,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -148,10 +157,10 @@ def holdable_key(owner_id: str, job_id: str) -> bool:
 
 
 def job_to_item(job: Job) -> dict[str, Any]:
-    """The DynamoDB item (``AttributeValue`` map) of a job; attributes that are None are left out; the payload
-    as its JSON text (``PAYLOAD``)."""
-    data = job.model_dump(mode="json", exclude_none=True, exclude={"payload"})
-    data["owner_id"] = job.owner_id
+    """The DynamoDB item (``AttributeValue`` map) of a job, its hidden attributes included; attributes that are
+    None are left out; the payload as its JSON text (``PAYLOAD``)."""
+    data = job_record(job)
+    data.pop("payload", None)
     data[STATUS_KEY] = status_key(job.status, job.job_id)
     if job.status == JobStatus.QUEUED:
         data[QUEUED_SHARD] = queued_shard(job.job_id)
@@ -216,12 +225,26 @@ class JobStore(Protocol):
         """
         ...
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
-        """QUEUED → RUNNING, or take over a RUNNING job whose lease expired (``started_at`` earlier than
-        ``stale_before_text``); sets ``started_at`` to ``now_text`` and counts one more attempt.
+    def start(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, run_id: str | None = None
+    ) -> Job:
+        """QUEUED → RUNNING, or take over a RUNNING job whose lease expired (the lease began before
+        ``stale_before_text``) and that no cancel was asked of; sets ``started_at`` and the lease (``leased_at``) to
+        ``now_text``, the lease token to ``run_id`` (``now_text`` when None), and counts one more attempt. A job that
+        a run released for continuation (``continue_run``) is not started here but resumed (``resume``).
 
         Raises:
-            TransitionRejected: the job is gone, finished, or RUNNING within its lease (``current`` says which).
+            TransitionRejected: the job is gone, finished, held by a live lease, released for continuation, or has a
+                cancel asked of it (``current`` says which).
+        """
+        ...
+
+    def resume(self, owner_id: str, job_id: str, *, now_text: str, run_id: str) -> Job:
+        """Take a RUNNING job that its last run released for continuation (and no cancel was asked of): a new lease
+        (``run_id``, ``leased_at`` = ``now_text``), no attempt counted, ``started_at`` and the checkpoint kept.
+
+        Raises:
+            TransitionRejected: the job is gone, not released for continuation, or has a cancel asked of it.
         """
         ...
 
@@ -230,28 +253,29 @@ class JobStore(Protocol):
         owner_id: str,
         job_id: str,
         *,
-        started_at_text: str,
+        run_id: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
         expires_at: int | None = None,
     ) -> Job:
-        """RUNNING → ``status`` (SUCCEEDED with ``result`` or FAILED with ``error``), only for the run that
-        started at ``started_at_text`` (a run whose lease was taken over writes nothing). ``expires_at`` (epoch
-        seconds) is when the finished job leaves every read, and DynamoDB's TTL deletes it.
+        """RUNNING → ``status`` (SUCCEEDED with ``result`` or FAILED with ``error``), only for the run whose lease
+        token is ``run_id`` (a run whose lease was taken over writes nothing) and only while no cancel was asked
+        (``settle_cancelled`` ends those). ``expires_at`` (epoch seconds) is when the finished job leaves every
+        read, and DynamoDB's TTL deletes it. The checkpoint is dropped.
 
         Raises:
-            TransitionRejected: the job is gone, or not RUNNING under this run.
+            TransitionRejected: the job is gone, not RUNNING under this run, or has a cancel asked of it.
         """
         ...
 
-    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
-        """RUNNING → QUEUED with the attempt's ``error``, for a retry; only for the run that started at
-        ``started_at_text``.
+    def requeue(self, owner_id: str, job_id: str, *, run_id: str, now_text: str, error: JobError) -> Job:
+        """RUNNING → QUEUED with the attempt's ``error``, for a retry; only for the run ``run_id`` and only while
+        no cancel was asked.
 
         Raises:
-            TransitionRejected: the job is gone, or not RUNNING under this run.
+            TransitionRejected: the job is gone, not RUNNING under this run, or has a cancel asked of it.
         """
         ...
 
@@ -265,12 +289,69 @@ class JobStore(Protocol):
         error: JobError,
         expires_at: int | None = None,
     ) -> Job:
-        """QUEUED, or RUNNING with an expired lease → FAILED with ``error`` (a dead-lettered job), expiring at
-        ``expires_at`` (epoch seconds) when given.
+        """QUEUED, or RUNNING with an expired lease or released for continuation, and no cancel asked → FAILED with
+        ``error`` (a dead-lettered job), expiring at ``expires_at`` (epoch seconds) when given.
 
         Raises:
-            TransitionRejected: the job is gone, finished, or RUNNING within its lease.
+            TransitionRejected: the job is gone, finished, RUNNING within its lease, or has a cancel asked of it.
             WriteRefused: DynamoDB refuses this write for good (every transition may raise it).
+        """
+        ...
+
+    def cancel_unheld(self, owner_id: str, job_id: str, *, now_text: str, expires_at: int | None = None) -> Job:
+        """QUEUED, or RUNNING released for continuation (no run holds it) → CANCELLED at once.
+
+        Raises:
+            TransitionRejected: the job is gone, finished, or held by a run.
+        """
+        ...
+
+    def request_cancel(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
+        """Ask the run that holds a RUNNING job to stop: sets ``cancel_requested_at`` (the first ask's time stays).
+
+        Raises:
+            TransitionRejected: the job is gone, not RUNNING, or released for continuation.
+        """
+        ...
+
+    def settle_cancelled(
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        run_id: str | None,
+        stale_before_text: str,
+        expires_at: int | None = None,
+    ) -> Job:
+        """RUNNING with a cancel asked → CANCELLED, by the run ``run_id`` that holds it, or by anyone once no run
+        holds it (lease expired, or released for continuation). The result a run may have had is not stored.
+
+        Raises:
+            TransitionRejected: the job is gone, not RUNNING, no cancel was asked, or another run holds it.
+        """
+        ...
+
+    def report_progress(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, percent: float, message: str
+    ) -> Job:
+        """Store the progress of the run ``run_id`` (``percent`` 0 to 100, ``message``); returns the job as written,
+        which tells the run whether a cancel was asked.
+
+        Raises:
+            TransitionRejected: the job is gone or not RUNNING under this run.
+        """
+        ...
+
+    def save_checkpoint(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, checkpoint: dict[str, Any], release: bool
+    ) -> Job:
+        """Store the run ``run_id``'s checkpoint; with ``release``, also release the job for continuation (it stays
+        RUNNING, and the next delivery resumes it), which a job with a cancel asked is not.
+
+        Raises:
+            TransitionRejected: the job is gone, not RUNNING under this run, or (``release``) has a cancel asked.
+            WriteRefused: the item would outgrow DynamoDB's 400 KB.
         """
         ...
 
@@ -479,14 +560,33 @@ class DynamoJobStore:
                 if not _is_condition_failure(error):
                     raise
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
+    def start(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, run_id: str | None = None
+    ) -> Job:
         return self._transition(
             owner_id,
             job_id,
             JobStatus.RUNNING,
-            condition=_QUEUED_OR_STALE,
-            update="SET #status = :running, started_at = :now, updated_at = :now ADD attempts :one",
-            values={":now": {"S": now_text}, ":one": {"N": "1"}, ":stale": {"S": stale_before_text}},
+            condition=_STARTABLE,
+            update="SET #status = :running, started_at = :now, leased_at = :now, run_id = :run, updated_at = :now "
+            "ADD attempts :one",
+            values={
+                ":now": {"S": now_text},
+                ":one": {"N": "1"},
+                ":stale": {"S": stale_before_text},
+                ":run": {"S": run_id or now_text},
+            },
+        )
+
+    def resume(self, owner_id: str, job_id: str, *, now_text: str, run_id: str) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            JobStatus.RUNNING,
+            condition=_RELEASED,
+            update="SET leased_at = :now, run_id = :run, updated_at = :now",
+            values={":now": {"S": now_text}, ":run": {"S": run_id}},
+            remove=("continued_at",),
         )
 
     def finish(
@@ -494,7 +594,7 @@ class DynamoJobStore:
         owner_id: str,
         job_id: str,
         *,
-        started_at_text: str,
+        run_id: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
@@ -502,7 +602,7 @@ class DynamoJobStore:
         expires_at: int | None = None,
     ) -> Job:
         update = "SET #status = :new, finished_at = :now, updated_at = :now"
-        values: dict[str, Any] = {":new": {"S": status}, ":now": {"S": now_text}, ":started": {"S": started_at_text}}
+        values: dict[str, Any] = {":new": {"S": status}, ":now": {"S": now_text}, ":run": {"S": run_id}}
         if expires_at is not None:
             update += f", {EXPIRES_AT} = :expires"
             values[":expires"] = {"N": str(expires_at)}
@@ -512,9 +612,11 @@ class DynamoJobStore:
         if error is not None:
             update += ", #error = :error"
             values[":error"] = to_attribute_value(error.model_dump())
-        return self._transition(owner_id, job_id, status, condition=_OWN_RUN, update=update, values=values)
+        return self._transition(
+            owner_id, job_id, status, condition=_OWN_RUN, update=update, values=values, remove=_RUN_STATE
+        )
 
-    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
+    def requeue(self, owner_id: str, job_id: str, *, run_id: str, now_text: str, error: JobError) -> Job:
         return self._transition(
             owner_id,
             job_id,
@@ -523,7 +625,7 @@ class DynamoJobStore:
             update="SET #status = :queued, updated_at = :now, #error = :error",
             values={
                 ":now": {"S": now_text},
-                ":started": {"S": started_at_text},
+                ":run": {"S": run_id},
                 ":error": to_attribute_value(error.model_dump()),
             },
         )
@@ -548,22 +650,113 @@ class DynamoJobStore:
             update += f", {EXPIRES_AT} = :expires"
             values[":expires"] = {"N": str(expires_at)}
         return self._transition(
-            owner_id, job_id, JobStatus.FAILED, condition=_QUEUED_OR_STALE, update=update, values=values
+            owner_id,
+            job_id,
+            JobStatus.FAILED,
+            condition=_ABANDONED,
+            update=update,
+            values=values,
+            remove=_RUN_STATE,
+        )
+
+    def cancel_unheld(self, owner_id: str, job_id: str, *, now_text: str, expires_at: int | None = None) -> Job:
+        update = "SET #status = :cancelled, finished_at = :now, updated_at = :now"
+        values = {":now": {"S": now_text}}
+        if expires_at is not None:
+            update += f", {EXPIRES_AT} = :expires"
+            values[":expires"] = {"N": str(expires_at)}
+        return self._transition(
+            owner_id, job_id, JobStatus.CANCELLED, condition=_UNHELD, update=update, values=values, remove=_RUN_STATE
+        )
+
+    def request_cancel(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            JobStatus.RUNNING,
+            condition=_HELD,
+            update="SET cancel_requested_at = if_not_exists(cancel_requested_at, :now), updated_at = :now",
+            values={":now": {"S": now_text}},
+        )
+
+    def settle_cancelled(
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        run_id: str | None,
+        stale_before_text: str,
+        expires_at: int | None = None,
+    ) -> Job:
+        update = "SET #status = :cancelled, finished_at = :now, updated_at = :now"
+        values = {":now": {"S": now_text}, ":run": {"S": run_id or ""}, ":stale": {"S": stale_before_text}}
+        if expires_at is not None:
+            update += f", {EXPIRES_AT} = :expires"
+            values[":expires"] = {"N": str(expires_at)}
+        return self._transition(
+            owner_id,
+            job_id,
+            JobStatus.CANCELLED,
+            condition=_CANCEL_SETTLEABLE,
+            update=update,
+            values=values,
+            remove=_RUN_STATE,
+        )
+
+    def report_progress(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, percent: float, message: str
+    ) -> Job:
+        progress = {"percent": percent, "message": message, "updated_at": now_text}
+        return self._transition(
+            owner_id,
+            job_id,
+            JobStatus.RUNNING,
+            condition=_HOLDS,
+            update="SET progress = :progress",
+            values={":run": {"S": run_id}, ":progress": to_attribute_value(progress)},
+        )
+
+    def save_checkpoint(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, checkpoint: dict[str, Any], release: bool
+    ) -> Job:
+        update = "SET checkpoint = :checkpoint, updated_at = :now"
+        values = {":run": {"S": run_id}, ":now": {"S": now_text}, ":checkpoint": to_attribute_value(checkpoint)}
+        if release:
+            update += ", continued_at = :now"
+        return self._transition(
+            owner_id,
+            job_id,
+            JobStatus.RUNNING,
+            condition=_OWN_RUN if release else _HOLDS,
+            update=update,
+            values=values,
         )
 
     def _transition(
-        self, owner_id: str, job_id: str, new_status: JobStatus, *, condition: str, update: str, values: dict[str, Any]
+        self,
+        owner_id: str,
+        job_id: str,
+        new_status: JobStatus,
+        *,
+        condition: str,
+        update: str,
+        values: dict[str, Any],
+        remove: tuple[str, ...] = (),
     ) -> Job:
         if not holdable_key(owner_id, job_id):
             raise TransitionRejected(None)
         # Every status change moves the job in the ByStatus index too, and into or out of the Queued index.
         update = update.replace("SET ", f"SET {STATUS_KEY} = :status_key, ", 1)
         values = {**values, ":status_key": {"S": status_key(new_status, job_id)}}
+        removed = list(remove)
         if new_status == JobStatus.QUEUED:
             update = update.replace("SET ", f"SET {QUEUED_SHARD} = :queued_shard, ", 1)
             values[":queued_shard"] = {"S": queued_shard(job_id)}
         else:
-            update += f" REMOVE {QUEUED_SHARD}"
+            removed.append(QUEUED_SHARD)
+        if removed:
+            update += f" REMOVE {', '.join(removed)}"
         text = f"{condition} {update}"
         names = {name: name[1:] for name in ("#status", "#result", "#error") if name in text}
         statuses = {f":{s.lower()}": {"S": s.value} for s in JobStatus if f":{s.lower()}" in text}
@@ -593,11 +786,40 @@ EXPIRES_AT = "expires_at"
 _NEVER = str(2**62)
 #: Not expired (yet): the filter of every read that may meet an expired item DynamoDB has not deleted yet.
 _LIVE = f"attribute_not_exists({EXPIRES_AT}) OR {EXPIRES_AT} > :now"
-#: QUEUED, or RUNNING under a run whose lease has expired. Timestamps are RFC 3339 text of one fixed format,
-#: so their string order is their time order.
-_QUEUED_OR_STALE = "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND started_at < :stale))"
-#: RUNNING under the run that started at :started (``started_at`` is the run's lease token).
-_OWN_RUN = "attribute_exists(job_id) AND #status = :running AND started_at = :started"
+# Conditions on a run's lease. A RUNNING job is held by the run whose token is ``run_id`` from ``leased_at`` until
+# the lease ends; ``continued_at`` marks one its run released for continuation; ``cancel_requested_at`` one a cancel
+# was asked of. Items a version before run ids wrote have neither ``run_id`` nor ``leased_at``: their lease began at
+# ``started_at``. Timestamps are RFC 3339 text of one fixed format, so their string order is their time order.
+_STALE = "(leased_at < :stale OR (attribute_not_exists(leased_at) AND started_at < :stale))"
+_NO_CANCEL = "attribute_not_exists(cancel_requested_at)"
+_RELEASED_MARK = "attribute_exists(continued_at)"
+#: QUEUED, or RUNNING under a lease that has expired (not released for continuation, no cancel asked).
+_STARTABLE = (
+    "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND "
+    f"attribute_not_exists(continued_at) AND {_NO_CANCEL} AND {_STALE}))"
+)
+#: RUNNING, released for continuation by its last run, no cancel asked.
+_RELEASED = f"attribute_exists(job_id) AND #status = :running AND {_RELEASED_MARK} AND {_NO_CANCEL}"
+#: RUNNING under the run whose token is :run.
+_HOLDS = "attribute_exists(job_id) AND #status = :running AND run_id = :run"
+#: RUNNING under the run whose token is :run, no cancel asked: every way its run leaves RUNNING but cancelled.
+_OWN_RUN = f"{_HOLDS} AND {_NO_CANCEL}"
+#: QUEUED, or RUNNING that no live run holds, no cancel asked (a dead-lettered job).
+_ABANDONED = (
+    "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND "
+    f"{_NO_CANCEL} AND ({_RELEASED_MARK} OR {_STALE})))"
+)
+#: QUEUED, or RUNNING released for continuation: nothing runs it, a cancel ends it at once.
+_UNHELD = f"attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND {_RELEASED_MARK}))"
+#: RUNNING and held by a run (not released): a cancel is asked of that run.
+_HELD = "attribute_exists(job_id) AND #status = :running AND attribute_not_exists(continued_at)"
+#: RUNNING with a cancel asked, held by :run or by no live run.
+_CANCEL_SETTLEABLE = (
+    "attribute_exists(job_id) AND #status = :running AND attribute_exists(cancel_requested_at) AND "
+    f"(run_id = :run OR {_RELEASED_MARK} OR {_STALE})"
+)
+#: What a run leaves behind that a finished job does not need.
+_RUN_STATE = ("checkpoint", "continued_at")
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -632,9 +854,7 @@ class InMemoryJobStore:
         return Job.model_validate(copy.deepcopy(data)) if data is not None else None
 
     def _save(self, job: Job) -> None:
-        data = job.model_dump(mode="json", exclude_none=True)
-        data["owner_id"] = job.owner_id
-        self.items[(job.owner_id, job.job_id)] = data
+        self.items[(job.owner_id, job.job_id)] = job_record(job)
 
     def put_new(self, job: Job) -> None:
         with self._lock:
@@ -705,17 +925,37 @@ class InMemoryJobStore:
             self.reconciled_at.pop((owner_id, job_id), None)
             return self.items.pop((owner_id, job_id), None) is not None
 
-    def start(self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str) -> Job:
+    def start(
+        self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, run_id: str | None = None
+    ) -> Job:
         return self._transition(
             owner_id,
             job_id,
-            lambda job: _queued_or_stale(job, stale_before_text),
+            lambda job: (
+                job.status == JobStatus.QUEUED
+                or (
+                    job.status == JobStatus.RUNNING
+                    and not _released(job)
+                    and not _cancel(job)
+                    and _stale(job, stale_before_text)
+                )
+            ),
             lambda job: {
                 "status": JobStatus.RUNNING,
                 "started_at": now_text,
+                "leased_at": now_text,
+                "run_id": run_id or now_text,
                 "updated_at": now_text,
                 "attempts": job.attempts + 1,
             },
+        )
+
+    def resume(self, owner_id: str, job_id: str, *, now_text: str, run_id: str) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: job.status == JobStatus.RUNNING and _released(job) and not _cancel(job),
+            lambda job: {"leased_at": now_text, "run_id": run_id, "updated_at": now_text, "continued_at": None},
         )
 
     def finish(
@@ -723,27 +963,27 @@ class InMemoryJobStore:
         owner_id: str,
         job_id: str,
         *,
-        started_at_text: str,
+        run_id: str,
         status: JobStatus,
         now_text: str,
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
         expires_at: int | None = None,
     ) -> Job:
-        changes: dict[str, Any] = {"status": status, "finished_at": now_text, "updated_at": now_text}
+        changes: dict[str, Any] = {"status": status, "finished_at": now_text, "updated_at": now_text, **_NO_RUN_STATE}
         if result is not None:
             changes["result"] = copy.deepcopy(result)
         if error is not None:
             changes["error"] = error.model_dump()
         return self._transition(
-            owner_id, job_id, lambda job: _own_run(job, started_at_text), lambda job: changes, expires_at
+            owner_id, job_id, lambda job: _holds(job, run_id) and not _cancel(job), lambda job: changes, expires_at
         )
 
-    def requeue(self, owner_id: str, job_id: str, *, started_at_text: str, now_text: str, error: JobError) -> Job:
+    def requeue(self, owner_id: str, job_id: str, *, run_id: str, now_text: str, error: JobError) -> Job:
         return self._transition(
             owner_id,
             job_id,
-            lambda job: _own_run(job, started_at_text),
+            lambda job: _holds(job, run_id) and not _cancel(job),
             lambda job: {"status": JobStatus.QUEUED, "updated_at": now_text, "error": error.model_dump()},
         )
 
@@ -760,14 +1000,97 @@ class InMemoryJobStore:
         return self._transition(
             owner_id,
             job_id,
-            lambda job: _queued_or_stale(job, stale_before_text),
+            lambda job: (
+                job.status == JobStatus.QUEUED
+                or (
+                    job.status == JobStatus.RUNNING
+                    and not _cancel(job)
+                    and (_released(job) or _stale(job, stale_before_text))
+                )
+            ),
             lambda job: {
                 "status": JobStatus.FAILED,
                 "finished_at": now_text,
                 "updated_at": now_text,
                 "error": error.model_dump(),
+                **_NO_RUN_STATE,
             },
             expires_at,
+        )
+
+    def cancel_unheld(self, owner_id: str, job_id: str, *, now_text: str, expires_at: int | None = None) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: job.status == JobStatus.QUEUED or (job.status == JobStatus.RUNNING and _released(job)),
+            lambda job: {
+                "status": JobStatus.CANCELLED,
+                "finished_at": now_text,
+                "updated_at": now_text,
+                **_NO_RUN_STATE,
+            },
+            expires_at,
+        )
+
+    def request_cancel(self, owner_id: str, job_id: str, *, now_text: str) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: job.status == JobStatus.RUNNING and not _released(job),
+            lambda job: {
+                "cancel_requested_at": job.model_dump(mode="json")["cancel_requested_at"] or now_text,
+                "updated_at": now_text,
+            },
+        )
+
+    def settle_cancelled(
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        now_text: str,
+        run_id: str | None,
+        stale_before_text: str,
+        expires_at: int | None = None,
+    ) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: (
+                job.status == JobStatus.RUNNING
+                and _cancel(job)
+                and ((run_id is not None and job.run_id == run_id) or _released(job) or _stale(job, stale_before_text))
+            ),
+            lambda job: {
+                "status": JobStatus.CANCELLED,
+                "finished_at": now_text,
+                "updated_at": now_text,
+                **_NO_RUN_STATE,
+            },
+            expires_at,
+        )
+
+    def report_progress(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, percent: float, message: str
+    ) -> Job:
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: _holds(job, run_id),
+            lambda job: {"progress": {"percent": percent, "message": message, "updated_at": now_text}},
+        )
+
+    def save_checkpoint(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, checkpoint: dict[str, Any], release: bool
+    ) -> Job:
+        changes: dict[str, Any] = {"checkpoint": copy.deepcopy(checkpoint), "updated_at": now_text}
+        if release:
+            changes["continued_at"] = now_text
+        return self._transition(
+            owner_id,
+            job_id,
+            lambda job: _holds(job, run_id) and not (release and _cancel(job)),
+            lambda job: changes,
         )
 
     def _transition(
@@ -785,24 +1108,34 @@ class InMemoryJobStore:
             job = self._load((owner_id, job_id))
             if job is None or not allowed(job):
                 raise TransitionRejected(job)
-            updated = Job.model_validate(job.model_dump(mode="json") | {"owner_id": owner_id} | changes(job))
+            data = job_record(job) | changes(job)
+            updated = Job.model_validate({name: value for name, value in data.items() if value is not None})
             self._save(updated)
             if expires_at is not None:
                 self.expires_at[(owner_id, job_id)] = expires_at
             return updated
 
 
-def _started_text(job: Job) -> str:
-    return format_timestamp(job.started_at) if job.started_at is not None else ""
+#: A finished job keeps no checkpoint and no continuation mark (``_RUN_STATE``).
+_NO_RUN_STATE: dict[str, Any] = {"checkpoint": None, "continued_at": None}
 
 
-def _queued_or_stale(job: Job, stale_before_text: str) -> bool:
-    stale = job.status == JobStatus.RUNNING and _started_text(job) < stale_before_text
-    return job.status == JobStatus.QUEUED or stale
+def _stale(job: Job, stale_before_text: str) -> bool:
+    if job.leased_at is not None:
+        return job.leased_at < stale_before_text
+    return job.started_at is not None and format_timestamp(job.started_at) < stale_before_text
 
 
-def _own_run(job: Job, started_at_text: str) -> bool:
-    return job.status == JobStatus.RUNNING and _started_text(job) == started_at_text
+def _released(job: Job) -> bool:
+    return job.continued_at is not None
+
+
+def _cancel(job: Job) -> bool:
+    return job.cancel_requested_at is not None
+
+
+def _holds(job: Job, run_id: str) -> bool:
+    return job.status == JobStatus.RUNNING and job.run_id == run_id
 
 
 __all__ = [
