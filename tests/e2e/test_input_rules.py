@@ -18,6 +18,7 @@ import termios
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -192,10 +193,8 @@ def test_a_retry_with_the_key_sent_twice_makes_no_second_job(stack: RunningStack
     assert len(owned(stack, sub)) == 1
 
 
-def test_a_rest_api_event_gets_a_well_formed_500_and_one_log_line(stack: RunningStack) -> None:
-    assert stack.process is not None
-    marker = f"rest-{uuid.uuid4().hex}"
-    event = {
+def _rest_api_event(marker: str) -> dict[str, Any]:
+    return {
         "resource": "/api/v1/jobs",
         "path": "/api/v1/jobs",
         "httpMethod": "GET",
@@ -204,6 +203,29 @@ def test_a_rest_api_event_gets_a_well_formed_500_and_one_log_line(stack: Running
         "body": None,
         "isBase64Encoded": False,
     }
+
+
+def _v2_event_without_stage(marker: str) -> dict[str, Any]:
+    """A payload format 2.0 event as a hand-made test event may be: no ``requestContext.stage``, a body object."""
+    return {
+        "version": "2.0",
+        "routeKey": "POST /api/v1/jobs",
+        "rawPath": "/api/v1/jobs",
+        "rawQueryString": "",
+        "headers": {"authorization": f"Bearer {token('alice')}", "content-type": "application/json"},
+        "requestContext": {"requestId": marker, "http": {"method": "POST", "path": "/api/v1/jobs"}},
+        "body": {"title": "x"},
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.mark.parametrize("build", [_rest_api_event, _v2_event_without_stage], ids=["REST API", "2.0 without stage"])
+def test_a_rest_api_event_gets_a_well_formed_500_and_one_log_line(
+    stack: RunningStack, build: Callable[[str], dict[str, Any]]
+) -> None:
+    assert stack.process is not None
+    marker = f"rest-{uuid.uuid4().hex}"
+    event = build(marker)
     request = urllib.request.Request(  # noqa: S310 - loopback only
         f"{stack.process.lambda_url}/2015-03-31/functions/ApiFunction/invocations",
         data=json.dumps(event).encode(),

@@ -342,6 +342,31 @@ FOREIGN = [
 ]
 
 
+def _v2(change: Any) -> dict[str, Any]:
+    """The sample HTTP API (payload format 2.0) create event with a valid token, changed by ``change``."""
+    event = api_event("create_job", token=sign("alice"), raw_body='{"title": "x"}')
+    change(event)
+    return event
+
+
+#: Payload format 2.0 events with a piece missing or of another JSON type than "Working with AWS Lambda proxy
+#: integrations for HTTP APIs" gives it: not what API Gateway sends, so a wiring fault (a hand-made test event, a
+#: function URL or another service's event shaped alike), never an unhandled exception.
+FOREIGN += [
+    ("2.0 without requestContext.stage", _v2(lambda e: e["requestContext"].pop("stage"))),
+    ("2.0 with a stage that is not a string", _v2(lambda e: e["requestContext"].update(stage=1))),
+    ("2.0 with a header value that is a number", _v2(lambda e: e["headers"].update({"content-type": 5}))),
+    ("2.0 with an Authorization that is a number", _v2(lambda e: e["headers"].update(authorization=5))),
+    ("2.0 with headers that are a list", _v2(lambda e: e.update(headers=[["content-type", "application/json"]]))),
+    ("2.0 with a body that is an object", _v2(lambda e: e.update(body={"title": "x"}))),
+    ("2.0 with a body that is a number", _v2(lambda e: e.update(body=5))),
+    ("2.0 with isBase64Encoded a string", _v2(lambda e: e.update(isBase64Encoded="true"))),
+    ("2.0 with query parameters that are a list", _v2(lambda e: e.update(queryStringParameters=["limit"]))),
+    ("2.0 with a path parameter that is a number", _v2(lambda e: e.update(pathParameters={"job_id": 5}))),
+    ("2.0 with a method that is not a string", _v2(lambda e: e["requestContext"]["http"].update(method=["POST"]))),
+]
+
+
 @pytest.mark.parametrize(("case", "event"), FOREIGN, ids=[case for case, _ in FOREIGN])
 def test_an_event_of_another_kind_gets_a_well_formed_answer_and_one_log_line(
     api: ModuleType, aws: Aws, caplog: pytest.LogCaptureFixture, case: str, event: Any

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Required, TypedDict, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
@@ -42,6 +42,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
 from jobs import bootstrap, examples
 from jobs.auth import Principal, header_value
@@ -439,7 +440,8 @@ def foreign_event(event: object) -> str | None:
     """Why ``event`` is not an API Gateway HTTP API event of payload format 2.0 (``version`` "2.0", ``rawPath``,
     ``requestContext.http.method``: "Working with AWS Lambda proxy integrations for HTTP APIs"), or None when it
     is one. A REST API's event (payload format 1.0: ``httpMethod``, ``requestContext`` without ``http``), an HTTP
-    API integration set to payload format 1.0, or any other service's event means the function is wired wrong."""
+    API integration set to payload format 1.0, or any other service's event means the function is wired wrong; so
+    does a 2.0 event whose members that are read (``_EventV2``) are missing or of another JSON type."""
     if not isinstance(event, Mapping):
         return f"the event is a JSON {type(event).__name__}, not an object"
     context = event.get("requestContext")
@@ -450,7 +452,39 @@ def foreign_event(event: object) -> str | None:
         return "no requestContext.http.method (not an API Gateway HTTP API event)"
     if event.get("version") != "2.0" or not isinstance(event.get("rawPath"), str):
         return "not payload format 2.0 (version or rawPath missing)"
+    try:
+        _EVENT_V2.validate_python(event)
+    except ValidationError as error:
+        where = ".".join(str(part) for part in error.errors()[0]["loc"])
+        return f"payload format 2.0 with {where} missing or not of the type API Gateway sends"
     return None
+
+
+class _HttpV2(TypedDict):
+    method: str
+
+
+class _RequestContextV2(TypedDict):
+    stage: str
+    http: _HttpV2
+
+
+@with_config(ConfigDict(strict=True))
+class _EventV2(TypedDict, total=False):
+    """The members of a payload format 2.0 event that powertools' resolver and this API read, with the JSON types
+    API Gateway gives them ("Working with AWS Lambda proxy integrations for HTTP APIs", payload format 2.0);
+    strict, so that a number is never taken for a string. Other members are not looked at."""
+
+    requestContext: Required[_RequestContextV2]
+    headers: dict[str, str]
+    queryStringParameters: dict[str, str] | None
+    pathParameters: dict[str, str] | None
+    cookies: list[str] | None
+    body: str | None
+    isBase64Encoded: bool
+
+
+_EVENT_V2: TypeAdapter[_EventV2] = TypeAdapter(_EventV2)
 
 
 def misconfigured(reason: str) -> dict[str, Any]:
