@@ -165,8 +165,16 @@ class RunningStack:
             found.extend(page["Items"])
         return found
 
-    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
-        headers = {"Content-Type": "application/json"}
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(body).encode() if body is not None else None

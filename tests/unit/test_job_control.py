@@ -25,6 +25,7 @@ from jobs.models import (
 from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, JobType, Registry
 from jobs.queue import InMemoryJobQueue, SendResult
 from jobs.service import Delivery, JobService
+from jobs.settings import AwsSettings
 from jobs.store import InMemoryJobStore
 
 
@@ -386,4 +387,4 @@ def test_remaining_seconds_keeps_two_attempts_for_the_runs_own_writes(h: Harness
 
     h.run(h.create())
 
-    assert seen == [15.0]  # 25 s less two attempts of 5 s (jobs.aws's default)
+    assert seen == [25.0 - 2 * AwsSettings().attempt_seconds]  # two attempts (4 s each) kept for the run's writes

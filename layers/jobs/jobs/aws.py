@@ -14,7 +14,7 @@ that a service exists by looking for that service alone, not by listing the hund
 Time budget: an endpoint that accepts a connection and never answers must not run a function into its
 ``Timeout`` (a Lambda timeout is a 500 from API Gateway and a lost batch for a queue). Two rules, both here:
 
-1. One attempt of a call ends within the attempt time, connect plus read timeout (2 + 3 s), and a call makes
+1. One attempt of a call ends within the attempt time, connect plus read timeout (1 + 3 s), and a call makes
    at most 3 attempts (botocore's standard retry mode, with its jittered backoff between them).
 2. Within an invocation (``time_budget``), an attempt starts only when the attempt time plus the response
    margin (1 s) are left before the function's timeout; otherwise the call raises ``DeadlineExceeded``, which
@@ -129,6 +129,22 @@ def time_budget[Handler: Callable[..., Any]](handler: Handler) -> Handler:
             _deadline.reset(token)
 
     return within_budget  # type: ignore[return-value]
+
+
+@contextmanager
+def reserving(seconds: float) -> Iterator[None]:
+    """Within the block, AWS calls keep ``seconds`` of the invocation's time for what must follow the block: its
+    deadline is that much earlier. A write whose outcome must then be recorded (a create in doubt, kept for its
+    ``Idempotency-Key``) reserves one attempt for that record. Outside ``time_budget`` it changes nothing."""
+    deadline = _deadline.get()
+    if deadline is None:
+        yield
+        return
+    token = _deadline.set(deadline - seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def current_deadline() -> float | None:

@@ -36,9 +36,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import BaseError as 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobs import aws
 from jobs.models import Job, JobCreate, ServiceUnavailable, payload_text
 from jobs.observability import logger
 from jobs.service import JobService
+from jobs.settings import aws_settings
 
 #: The member of a record's response that holds a job whose write was in doubt.
 IN_DOUBT = "in_doubt"
@@ -114,7 +116,10 @@ class JobCreator:
     def _create(self, attempt: dict[str, Any]) -> dict[str, Any]:
         job = self.service.new_job(attempt["owner_id"], JobCreate.model_validate(attempt["request"]))
         try:
-            self.service.store_new(job)
+            # One attempt is kept for recording the outcome: a write that hangs must still leave the key saying
+            # which job it tried, or a retry after the record's expiry would write a second one.
+            with aws.reserving(aws_settings().attempt_seconds):
+                self.service.store_new(job)
         except ServiceUnavailable:
             return {IN_DOUBT: remembered(job)}  # keeps the key: the retry settles this very job
         return remembered(job)

@@ -21,13 +21,13 @@ ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
 
 class AwsSettings(BaseSettings):
     """How long one AWS call may take (``jobs.aws``'s time budget), in seconds:
-    ``JOBS_AWS_CONNECT_TIMEOUT_SECONDS`` (2) to open a connection, ``JOBS_AWS_READ_TIMEOUT_SECONDS`` (3) to wait
+    ``JOBS_AWS_CONNECT_TIMEOUT_SECONDS`` (1) to open a connection, ``JOBS_AWS_READ_TIMEOUT_SECONDS`` (3) to wait
     for an answer, ``JOBS_AWS_MAX_ATTEMPTS`` (3) attempts per call, and ``JOBS_AWS_RESPONSE_MARGIN_SECONDS`` (1)
     kept before the function's ``Timeout`` to answer. Only tests with very short ``Timeout``s change them."""
 
     model_config = SettingsConfigDict(env_prefix="JOBS_AWS_", frozen=True, extra="ignore")
 
-    connect_timeout_seconds: float = Field(default=2, gt=0, le=60)
+    connect_timeout_seconds: float = Field(default=1, gt=0, le=60)
     read_timeout_seconds: float = Field(default=3, gt=0, le=60)
     max_attempts: int = Field(default=3, ge=1, le=10)
     response_margin_seconds: float = Field(default=1, ge=0, le=60)
