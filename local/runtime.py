@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import multiprocessing
 import os
@@ -88,11 +89,52 @@ class LambdaContext:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+class WholeLines(io.TextIOBase):
+    """A worker's standard output that writes each complete line with one ``write(2)``, as Lambda's runtime hands
+    each line to CloudWatch whole. The workers of every function share the stack's output: a line written in
+    parts (``print`` writes the text and its newline apart; a buffered stream splits what passes its buffer) could
+    be interleaved with another process's, and a JSON line would no longer parse. One ``write(2)`` on a regular
+    file is never interleaved (the file position is locked for it); on a pipe, lines up to ``PIPE_BUF`` (4,096
+    bytes) are not. A line not ended yet waits for its newline."""
+
+    def __init__(self, descriptor: int, encoding: str = "utf-8") -> None:
+        super().__init__()
+        self._descriptor = descriptor
+        self._encoding = encoding
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # read-only on io.TextIOBase too
+        return self._encoding
+
+    def fileno(self) -> int:
+        return self._descriptor
+
+    def isatty(self) -> bool:
+        return os.isatty(self._descriptor)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            end = self._pending.rfind("\n")
+            if end < 0:
+                return len(text)
+            lines, self._pending = self._pending[: end + 1], self._pending[end + 1 :]
+            data = lines.encode(self._encoding, errors="backslashreplace")
+            while data:
+                data = data[os.write(self._descriptor, data) :]
+        return len(text)
+
+
 def _worker_main(connection: Connection, spec: dict[str, Any]) -> None:
     """Body of a worker process: set the function's environment, import its handler, serve invocations."""
     os.environ.clear()
     os.environ.update(spec["environment"])
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stdout = WholeLines(sys.stdout.fileno(), sys.stdout.encoding)
     repo_root = spec["repo_root"]
     sys.path[:] = [spec["code_dir"], *spec["layer_dirs"]] + [
         entry for entry in sys.path if entry not in ("", ".", repo_root)
