@@ -152,7 +152,9 @@ def test_a_running_job_that_is_cancelled_stops_early_and_ends_cancelled_without_
     assert (job["status"], job["result"], job["error"]) == ("CANCELLED", None, None)
     assert job["cancel_requested_at"] == asked["cancel_requested_at"]
     assert job["finished_at"] is not None
-    assert f"Job {job_id} CANCELLED" in stack.log.read_text()
+    logs = stack.log.read_text()
+    assert f"Job {job_id} CANCELLED" in logs
+    assert f"Job {job_id} was cancelled while it ran; its outcome is discarded" in logs
 
 
 def test_a_finished_job_cannot_be_cancelled_and_nobody_cancels_anothers(stack: Client) -> None:
