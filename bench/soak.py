@@ -1,10 +1,12 @@
 """Soak test: N concurrent clients submit M jobs to the local stack while faults are injected, then the table
 and both queues are counted to check the promise: every accepted job is terminal or deleted, none is lost,
-duplicated or resurrected, no final status is written twice, and no dead-lettered message belongs to a job
-that is still QUEUED or RUNNING.
+duplicated or resurrected, no final status is written twice, no dead-lettered message belongs to a job
+that is still QUEUED or RUNNING, every job whose cancel was accepted ends CANCELLED and no other job does.
 
 Faults: processor errors (retryable and not), workers killed mid-job (``crash``, the process exits after the
-job is RUNNING), jobs that never stop crashing (the dead-letter path), and deletes while jobs run. The stack
+job is RUNNING), jobs that never stop crashing (the dead-letter path), deletes while jobs run, and cancels
+(``POST .../cancel``) of jobs just submitted (mostly still QUEUED: CANCELLED at once) and of jobs seen RUNNING
+(their run is asked to stop and ends them CANCELLED). The stack
 runs a copy of template.yaml with shorter timeouts (8 s consumer, 10 s lease, 24 s visibility timeout), so
 that leases and redeliveries play out in minutes; 8 s leaves a batch of ten room on a loaded 2-core machine,
 where the end-to-end tests' 3 s times whole batches out.
@@ -40,17 +42,21 @@ from tests.e2e.support import running_stack, short_template
 from tests.helpers import sign
 
 SECRET = "soak-test-secret-that-is-long-enough-for-hs256-0123456"
-TERMINAL = {"SUCCEEDED", "FAILED"}
+#: The final statuses; any other status (QUEUED, RUNNING, or one this version does not know) is open.
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
-#: The job mix: (weight, type, payload, delete while running).
-MIX: list[tuple[float, str, dict[str, Any], bool]] = [
-    (0.80, "noop", {}, False),
-    (0.06, "flaky", {"attempts": 1}, False),  # one retryable failure, then success
-    (0.03, "flaky", {"attempts": 0}, False),  # retryable failures until the last delivery: FAILED
-    (0.03, "fail", {}, False),  # a non-retryable failure: FAILED at once
-    (0.05, "sleep", {"seconds": 1.0}, True),  # deleted while it runs
-    (0.02, "crash", {"attempts": 1}, False),  # the worker dies mid-job once; the lease hands it over
-    (0.01, "crash", {"attempts": 0}, False),  # the worker always dies: the dead-letter handler fails the job
+#: The job mix: (weight, type, payload, what the client does to it: None, "delete" while it runs, "cancel" at
+#: once after its 201, or "cancel running" once GET shows it RUNNING).
+MIX: list[tuple[float, str, dict[str, Any], str | None]] = [
+    (0.72, "noop", {}, None),
+    (0.06, "flaky", {"attempts": 1}, None),  # one retryable failure, then success
+    (0.03, "flaky", {"attempts": 0}, None),  # retryable failures until the last delivery: FAILED
+    (0.03, "fail", {}, None),  # a non-retryable failure: FAILED at once
+    (0.05, "sleep", {"seconds": 1.0}, "delete"),  # deleted while it runs
+    (0.02, "crash", {"attempts": 1}, None),  # the worker dies mid-job once; the lease hands it over
+    (0.01, "crash", {"attempts": 0}, None),  # the worker always dies: the dead-letter handler fails the job
+    (0.04, "noop", {}, "cancel"),  # cancelled at once: QUEUED, unless it already ran (409)
+    (0.04, "sleep", {"seconds": 3.0}, "cancel running"),  # cancelled while it runs: its run ends it CANCELLED
 ]
 
 
@@ -60,6 +66,7 @@ class Ledger:
 
     accepted: dict[str, str] = field(default_factory=dict)  # job_id -> owner
     deleted: set[str] = field(default_factory=set)
+    cancels: dict[str, tuple[int, str]] = field(default_factory=dict)  # job_id -> (HTTP status, status returned)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,11 +83,25 @@ def call(base: str, method: str, path: str, owner: str, body: Any = None) -> tup
     return status, json.loads(raw) if raw else None
 
 
+def cancel(base: str, owner: str, job_id: str, ledger: Ledger, *, when_running: bool) -> None:
+    """Cancel a job, at once or once GET shows it RUNNING (up to 30 s), and note what the cancel answered."""
+    deadline = time.monotonic() + 30
+    while when_running and time.monotonic() < deadline:
+        status, job = call(base, "GET", f"/api/v1/jobs/{job_id}", owner)
+        if status != 200 or job["status"] != "QUEUED":
+            break
+        time.sleep(0.2)
+    status, job = call(base, "POST", f"/api/v1/jobs/{job_id}/cancel", owner)
+    with ledger.lock:
+        ledger.statuses[status] += 1
+        ledger.cancels[job_id] = (status, job["status"] if status == 200 else "")
+
+
 def client(base: str, owner: str, count: int, ledger: Ledger, rng: random.Random) -> None:
-    """One client: submits ``count`` jobs of the mix, deleting the marked ones while they run."""
+    """One client: submits ``count`` jobs of the mix, deleting or cancelling the marked ones."""
     weights = [weight for weight, *_ in MIX]
     for _ in range(count):
-        _, job_type, payload, delete = rng.choices(MIX, weights=weights)[0]
+        _, job_type, payload, action = rng.choices(MIX, weights=weights)[0]
         status, job = call(
             base, "POST", "/api/v1/jobs", owner, {"title": job_type, "type": job_type, "payload": payload}
         )
@@ -88,7 +109,9 @@ def client(base: str, owner: str, count: int, ledger: Ledger, rng: random.Random
             ledger.statuses[status] += 1
             if status == 201:
                 ledger.accepted[job["job_id"]] = owner
-        if status == 201 and delete:
+        if status == 201 and action in ("cancel", "cancel running"):
+            cancel(base, owner, job["job_id"], ledger, when_running=action == "cancel running")
+        if status == 201 and action == "delete":
             time.sleep(rng.uniform(0.2, 1.2))
             gone, _ = call(base, "DELETE", f"/api/v1/jobs/{job['job_id']}", owner)
             with ledger.lock:
@@ -127,7 +150,7 @@ def queue_depth(sqs: Any, url: str) -> int:
 
 
 def final_writes(log: Path) -> collections.Counter[str]:
-    """How many times each job's final status was logged as written (``Job <id> SUCCEEDED|FAILED...``)."""
+    """How many times each job's final status was logged as written (``Job <id> SUCCEEDED|FAILED|CANCELLED...``)."""
     writes: collections.Counter[str] = collections.Counter()
     decoder = json.JSONDecoder()
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -196,22 +219,32 @@ def main(argv: list[str] | None = None) -> int:
     accepted, deleted = set(ledger.accepted), ledger.deleted
     present = set(items)
     by_status = collections.Counter(item["status"] for item in items.values())
-    dead_open = [
-        m for m in dead if items.get(json.loads(m["Body"]).get("job_id", ""), {}).get("status") in ("QUEUED", "RUNNING")
-    ]
+    open_statuses = {item["status"] for item in items.values()} - TERMINAL
+    accepted_cancels = {job_id for job_id, (status, _) in ledger.cancels.items() if status == 200}
+    found_as = collections.Counter(
+        returned if status == 200 else str(status) for status, returned in ledger.cancels.values()
+    )
+    cancelled = {job_id for job_id, item in items.items() if item["status"] == "CANCELLED"}
+    dead_statuses = [items.get(json.loads(m["Body"]).get("job_id", ""), {}).get("status") for m in dead]
+    dead_open = [status for status in dead_statuses if status is not None and status not in TERMINAL]
     figures = {
         "accepted (201)": len(accepted),
         "deleted (204)": len(deleted),
         "in the table": len(present),
-        **{f"  {status}": by_status.get(status, 0) for status in ("SUCCEEDED", "FAILED", "QUEUED", "RUNNING")},
+        **{f"  {status}": by_status.get(status, 0) for status in ("SUCCEEDED", "FAILED", "CANCELLED")},
+        **{f"  {status}": by_status.get(status, 0) for status in sorted(open_statuses | {"QUEUED", "RUNNING"})},
+        "cancels asked": len(ledger.cancels),
+        **{f"  answered {what}": count for what, count in sorted(found_as.items())},
+        "cancel accepted (200), job not CANCELLED": len(accepted_cancels - cancelled),
+        "CANCELLED without an accepted cancel": len(cancelled - accepted_cancels),
         "lost (accepted, not deleted, not in the table)": len(accepted - deleted - present),
-        "not terminal": by_status.get("QUEUED", 0) + by_status.get("RUNNING", 0),
+        "not terminal": sum(by_status[status] for status in open_statuses),
         "unknown jobs in the table (duplicated)": len(present - accepted),
         "resurrected (deleted, back in the table)": len(deleted & present),
         "final status written twice": sum(1 for count in writes.values() if count > 1),
         "final statuses written": sum(writes.values()),
         "DLQ messages left": len(dead),
-        "DLQ messages of QUEUED/RUNNING jobs": len(dead_open),
+        "DLQ messages of jobs not final": len(dead_open),
         "HTTP statuses": dict(sorted(ledger.statuses.items())),
         "seconds to submit": round(submitted, 1),
         "seconds until settled": round(settled, 1),
@@ -225,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         "unknown jobs in the table (duplicated)",
         "resurrected (deleted, back in the table)",
         "final status written twice",
-        "DLQ messages of QUEUED/RUNNING jobs",
+        "DLQ messages of jobs not final",
+        "cancel accepted (200), job not CANCELLED",
+        "CANCELLED without an accepted cancel",
     ]
     violated = [name for name in broken if figures[name]]
     print("invariants:", "OK" if not violated else f"VIOLATED: {violated}")

@@ -135,3 +135,55 @@ def test_the_functions_errors_parse_as_problems(stack: RunningStack, generated: 
     assert [issue.loc for issue in invalid.parsed.errors] == [["body", "title"]]
     assert foreign_token.status_code == 400
     assert foreign_token.parsed.to_dict() == examples.PROBLEMS[400]["foreignNextToken"]
+
+
+@pytest.mark.parametrize(
+    ("status", "finished"),
+    [("PAUSED", False), ("ARCHIVED", True), ("CANCELLING", False)],
+)
+def test_a_client_generated_today_parses_a_status_added_later(
+    stack: RunningStack, generated: Generated, status: str, finished: bool
+) -> None:
+    """A client generated from the committed document survives a status the document does not list (written by
+    a later version, or met after a rollback): GET and the list parse the job, and its status reads as the text."""
+    import boto3
+
+    from jobs.models import Job, JobStatus, utc_now
+    from jobs.store import DynamoJobStore
+
+    documented = generated["models.job_status"].JobStatus
+    assert status not in {member.value for member in documented}  # the document does not know it
+    owner = f"later-status-{status.lower()}"
+    now = utc_now()
+    job_id = "019aced2-2b5b-7cc3-a1b1-4f1f1f1f1f1f"
+    dynamodb = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("dynamodb", endpoint_url=stack.dynamodb_endpoint)
+    later = Job(
+        owner_id=owner,
+        job_id=job_id,
+        title="from a later version",
+        type="noop",
+        status=JobStatus(status),
+        payload={},
+        created_at=now,
+        updated_at=now,
+        finished_at=now if finished else None,
+    )
+    DynamoJobStore(stack.physical["JobsTable"], dynamodb).put_new(later)
+    client = generated.client(stack.base, owner)
+
+    fetched = generated["api.jobs.get_job"].sync_detailed(job_id, client=client)
+    listed = generated["api.jobs.list_jobs"].sync_detailed(client=client, limit=10)
+    known = generated["api.jobs.create_job"].sync_detailed(
+        client=client, body=generated["models.job_create"].JobCreate.from_dict({"title": "t", "type": "noop"})
+    )
+
+    assert fetched.status_code == 200, fetched.content
+    assert type(fetched.parsed).__name__ == "Job"
+    assert fetched.parsed.status == status
+    assert (fetched.parsed.finished_at is not None) is finished  # how a reader tells a finished job
+    assert listed.status_code == 200, listed.content
+    assert [item.status for item in listed.parsed.items if str(item.job_id) == job_id] == [status]
+    assert isinstance(known.parsed.status, documented)  # a documented status still parses as the enum
+    assert known.parsed.status.value == "QUEUED"

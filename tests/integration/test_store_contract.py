@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -454,3 +454,312 @@ def test_an_item_holding_every_field_at_its_maximum_stays_under_400_kb(store: Jo
             now_text=LATER,
             result=_ones(2 * MAX_RESULT_BYTES),
         )
+
+
+# --- job control (issue 14): cancel, progress, checkpoints and continuation ----------------------------------
+
+T3 = "2026-11-29T10:02:00.000Z"
+RUN = "run-a"
+OTHER_RUN = "run-b"
+
+
+def _running(store: JobStore, n: int, *, run_id: str = RUN, now_text: str = T0) -> str:
+    store.put_new(make_job(n))
+    job_id = make_job(n).job_id
+    store.start("alice", job_id, now_text=now_text, stale_before_text=now_text, run_id=run_id)
+    return job_id
+
+
+def _rejected(action: Callable[[], object]) -> Job | None:
+    with pytest.raises(TransitionRejected) as rejected:
+        action()
+    return rejected.value.current
+
+
+def test_a_cancel_ends_a_queued_job_at_once_and_no_run_can_start_it(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+
+    cancelled = store.cancel_unheld("alice", job_id, now_text=T1, expires_at=int(time.time()) + 3600)
+
+    assert (cancelled.status, cancelled.finished_at, cancelled.attempts) == (
+        JobStatus.CANCELLED,
+        datetime.fromisoformat(T1),
+        0,
+    )
+    assert store.get("alice", job_id) == cancelled
+    assert _walk(store, "alice", 5, JobStatus.CANCELLED) == [["01"]]
+    assert _walk(store, "alice", 5, JobStatus.QUEUED) == [[]]
+    assert list(store.list_queued("1", updated_before_text=LATER)) == []
+    assert _rejected(lambda: store.start("alice", job_id, now_text=T2, stale_before_text=T2)) == cancelled
+    error = JobError(type="DeadLettered", message="m")
+    assert _rejected(lambda: store.fail_abandoned("alice", job_id, now_text=T2, stale_before_text=T2, error=error))
+    # Cancelled is final: neither way of cancelling moves it again.
+    assert _rejected(lambda: store.cancel_unheld("alice", job_id, now_text=T2)) == cancelled
+    assert _rejected(lambda: store.request_cancel("alice", job_id, now_text=T2)) == cancelled
+
+
+def test_a_cancelled_job_expires_like_the_other_final_statuses(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    store.cancel_unheld("alice", make_job(1).job_id, now_text=T1, expires_at=int(time.time()) - 5)
+
+    assert store.get("alice", make_job(1).job_id) is None
+    assert _walk(store, "alice", 5, JobStatus.CANCELLED) == [[]]
+
+
+def test_a_held_job_is_not_cancelled_at_once_but_asked_to_stop_and_the_first_ask_stays(store: JobStore) -> None:
+    job_id = _running(store, 1)
+
+    held = _rejected(lambda: store.cancel_unheld("alice", job_id, now_text=T1))
+    asked = store.request_cancel("alice", job_id, now_text=T1)
+    again = store.request_cancel("alice", job_id, now_text=T2)
+
+    assert held is not None
+    assert held.status == JobStatus.RUNNING
+    assert (asked.status, asked.cancel_requested_at, asked.run_id) == (
+        JobStatus.RUNNING,
+        datetime.fromisoformat(T1),
+        RUN,
+    )
+    assert again.cancel_requested_at == datetime.fromisoformat(T1)
+
+
+@pytest.mark.parametrize("final", [JobStatus.SUCCEEDED, JobStatus.FAILED])
+def test_a_finished_or_missing_job_is_neither_cancelled_nor_asked_to_stop(store: JobStore, final: JobStatus) -> None:
+    job_id = _running(store, 1)
+    error = JobError(type="E", message="m") if final == JobStatus.FAILED else None
+    done = store.finish(
+        "alice", job_id, run_id=RUN, status=final, now_text=T1, result={} if error is None else None, error=error
+    )
+    store.put_new(make_job(2))
+    store.put_new(make_job(3))
+    missing = make_job(4).job_id
+
+    assert _rejected(lambda: store.cancel_unheld("alice", job_id, now_text=T2)) == done
+    assert _rejected(lambda: store.request_cancel("alice", job_id, now_text=T2)) == done
+    assert _rejected(lambda: store.request_cancel("alice", make_job(2).job_id, now_text=T2)) == make_job(2)
+    assert _rejected(lambda: store.cancel_unheld("bob", make_job(3).job_id, now_text=T2)) is None
+    assert _rejected(lambda: store.cancel_unheld("alice", missing, now_text=T2)) is None
+    assert _rejected(lambda: store.request_cancel("alice", missing, now_text=T2)) is None
+    assert store.get("alice", make_job(3).job_id) == make_job(3)
+
+
+def test_once_a_cancel_is_asked_every_way_out_of_running_but_cancelled_is_refused(store: JobStore) -> None:
+    job_id = _running(store, 1)
+    store.request_cancel("alice", job_id, now_text=T1)
+    error = JobError(type="E", message="m")
+
+    refused = [
+        lambda: store.finish("alice", job_id, run_id=RUN, status=JobStatus.SUCCEEDED, now_text=T2, result={"r": 1}),
+        lambda: store.finish("alice", job_id, run_id=RUN, status=JobStatus.FAILED, now_text=T2, error=error),
+        lambda: store.requeue("alice", job_id, run_id=RUN, now_text=T2, error=error),
+        lambda: store.save_checkpoint("alice", job_id, run_id=RUN, now_text=T2, checkpoint={"done": 1}, release=True),
+        lambda: store.start("alice", job_id, now_text=T3, stale_before_text=T3, run_id=OTHER_RUN),  # lease expired
+        lambda: store.fail_abandoned("alice", job_id, now_text=T3, stale_before_text=T3, error=error),
+        # Another run may settle it only once no live run holds it.
+        lambda: store.settle_cancelled("alice", job_id, now_text=T2, run_id=OTHER_RUN, stale_before_text=T0),
+    ]
+    for action in refused:
+        current = _rejected(action)
+        assert current is not None
+        assert (current.status, current.run_id) == (JobStatus.RUNNING, RUN)
+    kept = store.save_checkpoint("alice", job_id, run_id=RUN, now_text=T2, checkpoint={"done": 1}, release=False)
+    cancelled = store.settle_cancelled("alice", job_id, now_text=T2, run_id=RUN, stale_before_text=T0)
+
+    assert kept.checkpoint == {"done": 1}
+    assert (cancelled.status, cancelled.result, cancelled.error, cancelled.checkpoint) == (
+        JobStatus.CANCELLED,
+        None,
+        None,
+        None,
+    )
+    assert cancelled.finished_at == datetime.fromisoformat(T2)
+    assert _rejected(lambda: store.settle_cancelled("alice", job_id, now_text=T3, run_id=RUN, stale_before_text=T3))
+
+
+def test_a_cancel_asked_of_a_run_that_died_is_settled_by_anyone_once_its_lease_ends(store: JobStore) -> None:
+    job_id = _running(store, 1)
+    store.request_cancel("alice", job_id, now_text=T1)
+
+    live = _rejected(lambda: store.settle_cancelled("alice", job_id, now_text=T1, run_id=None, stale_before_text=T0))
+    cancelled = store.settle_cancelled("alice", job_id, now_text=T2, run_id=None, stale_before_text=T1)
+    never_asked = _running(store, 2)
+
+    assert live is not None
+    assert live.status == JobStatus.RUNNING
+    assert cancelled.status == JobStatus.CANCELLED
+    assert _rejected(
+        lambda: store.settle_cancelled("alice", never_asked, now_text=T3, run_id=RUN, stale_before_text=T3)
+    )
+
+
+def test_progress_is_written_only_by_the_run_that_holds_the_job(store: JobStore) -> None:
+    job_id = _running(store, 1)
+    store.put_new(make_job(2))
+
+    first = store.report_progress("alice", job_id, run_id=RUN, now_text=T1, percent=12.5, message="a")
+    latest = store.report_progress("alice", job_id, run_id=RUN, now_text=T2, percent=40.0, message="b")
+    stranger = _rejected(
+        lambda: store.report_progress("alice", job_id, run_id=OTHER_RUN, now_text=T2, percent=90.0, message="x")
+    )
+    queued = _rejected(
+        lambda: store.report_progress("alice", make_job(2).job_id, run_id=RUN, now_text=T2, percent=1.0, message="")
+    )
+    taken = store.start("alice", job_id, now_text=T3, stale_before_text=T3, run_id=OTHER_RUN)  # the lease expired
+    late = _rejected(
+        lambda: store.report_progress("alice", job_id, run_id=RUN, now_text=T3, percent=99.0, message="late")
+    )
+
+    assert first.progress is not None
+    assert (first.progress.percent, first.progress.message) == (12.5, "a")
+    assert latest.progress is not None
+    assert (latest.progress.percent, latest.progress.message, latest.progress.updated_at) == (
+        40.0,
+        "b",
+        datetime.fromisoformat(T2),
+    )
+    assert latest.updated_at == first.updated_at == datetime.fromisoformat(T0)  # progress is not a status change
+    assert stranger == latest
+    assert queued == make_job(2)
+    assert late == taken
+    assert late is not None
+    assert late.progress == latest.progress
+    assert store.get("alice", job_id) == taken
+
+
+def test_a_progress_write_tells_the_run_that_a_cancel_was_asked(store: JobStore) -> None:
+    job_id = _running(store, 1)
+    store.request_cancel("alice", job_id, now_text=T1)
+
+    written = store.report_progress("alice", job_id, run_id=RUN, now_text=T2, percent=50.0, message="half")
+
+    assert written.cancel_requested_at == datetime.fromisoformat(T1)
+    assert written.progress is not None
+
+
+def test_a_checkpoint_is_saved_by_its_run_only_and_kept_by_a_takeover(store: JobStore) -> None:
+    job_id = _running(store, 1)
+
+    saved = store.save_checkpoint(
+        "alice", job_id, run_id=RUN, now_text=T1, checkpoint={"done": 3, "r": 0.5}, release=False
+    )
+    other = _rejected(
+        lambda: store.save_checkpoint("alice", job_id, run_id=OTHER_RUN, now_text=T1, checkpoint={}, release=False)
+    )
+    taken = store.start("alice", job_id, now_text=T3, stale_before_text=T2, run_id=OTHER_RUN)  # the run died
+    late = _rejected(
+        lambda: store.save_checkpoint("alice", job_id, run_id=RUN, now_text=T3, checkpoint={"done": 9}, release=True)
+    )
+
+    assert (saved.checkpoint, saved.continued_at, saved.updated_at) == (
+        {"done": 3, "r": 0.5},
+        None,
+        datetime.fromisoformat(T1),
+    )
+    assert other == saved
+    assert (taken.checkpoint, taken.attempts, taken.run_id) == (
+        {"done": 3, "r": 0.5},
+        2,
+        OTHER_RUN,
+    )  # resumes after a crash
+    assert late == taken
+    assert "checkpoint" not in taken.model_dump()  # never in a response
+    listed, _ = store.list_page("alice", limit=5, after_job_id=None)
+    assert listed[0].checkpoint == {"done": 3, "r": 0.5}
+
+
+def test_a_continued_run_is_resumed_with_a_new_lease_and_no_attempt_spent(store: JobStore) -> None:
+    job_id = _running(store, 1)
+
+    released = store.save_checkpoint("alice", job_id, run_id=RUN, now_text=T1, checkpoint={"done": 2}, release=True)
+    not_started = _rejected(lambda: store.start("alice", job_id, now_text=T3, stale_before_text=T3, run_id="x"))
+    not_finished = _rejected(
+        lambda: store.finish("alice", job_id, run_id="x", status=JobStatus.SUCCEEDED, now_text=T2, result={})
+    )
+    resumed = store.resume("alice", job_id, now_text=T2, run_id=OTHER_RUN)
+    twice = _rejected(lambda: store.resume("alice", job_id, now_text=T2, run_id="y"))
+    old_run = _rejected(
+        lambda: store.finish("alice", job_id, run_id=RUN, status=JobStatus.SUCCEEDED, now_text=T2, result={})
+    )
+    done = store.finish("alice", job_id, run_id=OTHER_RUN, status=JobStatus.SUCCEEDED, now_text=T3, result={"n": 1})
+
+    assert (released.status, released.continued_at, released.checkpoint) == (JobStatus.RUNNING, T1, {"done": 2})
+    assert not_started == released
+    assert not_finished == released
+    assert (resumed.status, resumed.run_id, resumed.leased_at, resumed.continued_at) == (
+        JobStatus.RUNNING,
+        OTHER_RUN,
+        T2,
+        None,
+    )
+    assert (resumed.attempts, resumed.started_at, resumed.checkpoint) == (1, datetime.fromisoformat(T0), {"done": 2})
+    assert twice == resumed
+    assert old_run == resumed
+    assert (done.status, done.attempts, done.started_at, done.checkpoint, done.continued_at) == (
+        JobStatus.SUCCEEDED,
+        1,
+        datetime.fromisoformat(T0),
+        None,
+        None,
+    )
+
+
+def test_a_job_released_for_continuation_is_cancelled_at_once_or_failed_when_dead_lettered(store: JobStore) -> None:
+    released = [_running(store, n) for n in (1, 2)]
+    for job_id in released:
+        store.save_checkpoint("alice", job_id, run_id=RUN, now_text=T1, checkpoint={"done": 1}, release=True)
+    error = JobError(type="DeadLettered", message="m")
+
+    not_asked = _rejected(lambda: store.request_cancel("alice", released[0], now_text=T2))
+    cancelled = store.cancel_unheld("alice", released[0], now_text=T2)
+    # Released: no run holds it, even though its lease (leased_at T0) would still be live at T1.
+    failed = store.fail_abandoned("alice", released[1], now_text=T2, stale_before_text=T0, error=error)
+    not_resumed = _rejected(lambda: store.resume("alice", released[0], now_text=T3, run_id="z"))
+
+    assert not_asked is not None
+    assert not_asked.continued_at == T1
+    assert (cancelled.status, cancelled.checkpoint, cancelled.continued_at) == (JobStatus.CANCELLED, None, None)
+    assert (failed.status, failed.error, failed.checkpoint) == (JobStatus.FAILED, error, None)
+    assert not_resumed == cancelled
+
+
+def test_a_held_job_is_never_resumed(store: JobStore) -> None:
+    job_id = _running(store, 1)
+    store.put_new(make_job(2))
+
+    held = _rejected(lambda: store.resume("alice", job_id, now_text=T1, run_id=OTHER_RUN))
+    queued = _rejected(lambda: store.resume("alice", make_job(2).job_id, now_text=T1, run_id=OTHER_RUN))
+
+    assert held is not None
+    assert held.run_id == RUN
+    assert queued == make_job(2)
+
+
+@pytest.mark.parametrize("store", ["memory", "dynamodb-local"], indirect=True)
+def test_a_running_item_with_every_field_and_the_largest_checkpoint_stays_under_400_kb(store: JobStore) -> None:
+    from jobs.context import MAX_CHECKPOINT_BYTES, checked_checkpoint
+    from jobs.models import MAX_ERROR_MESSAGE_LENGTH, MAX_PAYLOAD_BYTES, MAX_PROGRESS_MESSAGE_LENGTH, MAX_TITLE_LENGTH
+
+    owner = "~" * 255
+    job = make_job(1, owner=owner).model_copy(
+        update={"title": "😀" * MAX_TITLE_LENGTH, "type": "😀" * 64, "payload": _ones(MAX_PAYLOAD_BYTES)}
+    )
+    checkpoint = checked_checkpoint(_ones(MAX_CHECKPOINT_BYTES))  # at the limit the context accepts
+    store.put_new(job)
+    store.start(owner, job.job_id, now_text=T0, stale_before_text=T0, run_id=RUN)
+    store.requeue(owner, job.job_id, run_id=RUN, now_text=T0, error=JobError(type="E" * 1000, message="😀" * 9999))
+    store.start(owner, job.job_id, now_text=T1, stale_before_text=T1, run_id=OTHER_RUN)
+    store.report_progress(
+        owner, job.job_id, run_id=OTHER_RUN, now_text=T1, percent=50.0, message="😀" * MAX_PROGRESS_MESSAGE_LENGTH
+    )
+    store.request_cancel(owner, job.job_id, now_text=T1)
+
+    saved = store.save_checkpoint(
+        owner, job.job_id, run_id=OTHER_RUN, now_text=T2, checkpoint=checkpoint, release=False
+    )
+
+    assert saved.checkpoint == checkpoint
+    assert saved.error is not None
+    assert len(saved.error.message) == MAX_ERROR_MESSAGE_LENGTH
+    with pytest.raises(ValueError, match="limit"):
+        checked_checkpoint(_ones(MAX_CHECKPOINT_BYTES + 4))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import uuid6
 
 from jobs.context import JobContext
@@ -130,3 +132,62 @@ def test_the_report_finds_jobs_whose_id_time_runs_slightly_ahead_of_their_creati
     report = run_report(this, JobContext(this.model_copy(update={"run_id": "run-1"}), store))
 
     assert report["total_jobs"] == 2
+
+
+class RecordingStore(InMemoryJobStore):
+    """The in-memory store, noting how many jobs the report had read when each progress write came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+        self.writes: list[tuple[int, float, str]] = []
+
+    def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:
+        for item in super().list_range(owner_id, lowest_job_id, highest_job_id):
+            self.read += 1
+            yield item
+
+    def report_progress(
+        self, owner_id: str, job_id: str, *, run_id: str, now_text: str, percent: float, message: str
+    ) -> Job:
+        self.writes.append((self.read, percent, message))
+        return super().report_progress(
+            owner_id, job_id, run_id=run_id, now_text=now_text, percent=percent, message=message
+        )
+
+
+def uuid7_at(moment: datetime, n: int) -> str:
+    ms = int(moment.timestamp() * 1000)
+    return str(uuid6.UUID(int=(ms << 80) | (0x7 << 76) | (0x8 << 60) | n))
+
+
+def test_the_report_reports_its_progress_as_it_reads_the_owners_jobs() -> None:
+    store = RecordingStore()
+    span = timedelta(days=80)
+    count = 350
+    for n in range(count):
+        created = Q4 + span * n / count
+        store.put_new(job(n, JobStatus.SUCCEEDED, created=created).model_copy(update={"job_id": uuid7_at(created, n)}))
+    report = job(999, JobStatus.QUEUED, created=Q4 + span).model_copy(update={"job_id": uuid7_at(Q4 + span, 999)})
+    store.put_new(report)
+    running = store.start("alice", report.job_id, now_text="2026-12-20T00:00:00.000Z", stale_before_text="", run_id="r")
+    ticks = iter(range(10_000))  # a monotonic clock a second further at every look: no report is held back
+
+    result = run_report(
+        running, JobContext(running, store, monotonic=lambda: float(next(ticks)), seconds_left=lambda: None)
+    )
+
+    assert result["total_jobs"] == count + 1
+    assert [(read, message) for read, _, message in store.writes] == [
+        (100, "100 jobs read"),
+        (200, "200 jobs read"),
+        (300, "300 jobs read"),
+    ]  # written while it reads, not at the end
+    percents = [percent for _, percent, _ in store.writes]
+    assert percents == sorted(percents)
+    assert all(0 < percent < 100 for percent in percents)
+    assert percents[0] == pytest.approx(99 * 99 / count, abs=0.2)  # the 100th job's share of the quarter so far
+    final = store.get("alice", report.job_id)
+    assert final is not None
+    assert final.progress is not None
+    assert (final.progress.percent, final.progress.message) == (percents[-1], "300 jobs read")
