@@ -231,7 +231,8 @@ class JobStore(Protocol):
         """QUEUED → RUNNING, or take over a RUNNING job whose lease expired (the lease began before
         ``stale_before_text``) and that no cancel was asked of; sets ``started_at`` and the lease (``leased_at``) to
         ``now_text``, the lease token to ``run_id`` (``now_text`` when None), and counts one more attempt. A job that
-        a run released for continuation (``continue_run``) is not started here but resumed (``resume``).
+        a run released for continuation (``save_checkpoint(..., release=True)``) is not started here but resumed
+        (``resume``).
 
         Raises:
             TransitionRejected: the job is gone, finished, held by a live lease, released for continuation, or has a
