@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.models import Job, JobError, JobStatus, TransitionRejected
+from jobs.models import Job, JobError, JobStatus, TransitionRejected, format_timestamp
 from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore, from_attribute_value, to_attribute_value
 from tests.conftest import Aws, dynamodb_local_client
 
@@ -763,3 +763,41 @@ def test_a_running_item_with_every_field_and_the_largest_checkpoint_stays_under_
     assert len(saved.error.message) == MAX_ERROR_MESSAGE_LENGTH
     with pytest.raises(ValueError, match="limit"):
         checked_checkpoint(_ones(MAX_CHECKPOINT_BYTES + 4))
+
+
+def _as_written_before_run_leases(store: JobStore, owner: str, job_id: str) -> None:
+    """Make a RUNNING item look as the version before run leases wrote it: no ``run_id``, no ``leased_at``."""
+    if isinstance(store, InMemoryJobStore):
+        for name in ("run_id", "leased_at"):
+            store.items[(owner, job_id)].pop(name, None)
+        return
+    assert isinstance(store, DynamoJobStore)
+    store.client.update_item(
+        TableName=store._table,
+        Key={"owner_id": {"S": owner}, "job_id": {"S": job_id}},
+        UpdateExpression="REMOVE run_id, leased_at",
+    )
+
+
+def test_a_run_started_by_the_version_before_run_leases_keeps_its_lease_from_started_at(store: JobStore) -> None:
+    """Upgrade (issue 14): a job RUNNING when the new code is deployed has no run_id or leased_at. Its lease is
+    read from started_at: a delivery within it stands aside, one after it takes the job over once."""
+    job = make_job(1)
+    store.put_new(job)
+    started = format_timestamp(NOW)
+    store.start("alice", job.job_id, now_text=started, stale_before_text=started)
+    _as_written_before_run_leases(store, "alice", job.job_id)
+    old = store.get("alice", job.job_id)
+    assert old is not None
+    assert (old.status, old.run_id, old.leased_at) == (JobStatus.RUNNING, None, None)
+
+    within_lease = format_timestamp(NOW - timedelta(seconds=1))  # the lease began after this: still live
+    with pytest.raises(TransitionRejected):
+        store.start("alice", job.job_id, now_text=format_timestamp(NOW), stale_before_text=within_lease)
+    after_lease = format_timestamp(NOW + timedelta(seconds=1))
+    later = format_timestamp(NOW + timedelta(seconds=40))
+    taken = store.start("alice", job.job_id, now_text=later, stale_before_text=after_lease, run_id="new-run")
+
+    assert (taken.status, taken.run_id, taken.attempts) == (JobStatus.RUNNING, "new-run", 2)
+    done = store.finish("alice", job.job_id, run_id="new-run", status=JobStatus.SUCCEEDED, now_text=later, result={})
+    assert done.status == JobStatus.SUCCEEDED
