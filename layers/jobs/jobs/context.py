@@ -10,7 +10,7 @@ For processor authors:
 
 - Return the result (a JSON object) well before ``remaining_seconds()`` reaches 0. What is left after that is kept
   for the run's own final writes: AWS calls refuse to start an attempt with less than one attempt's time left
-  (``jobs.aws``, 5 s by default), and a continuation needs two (the checkpoint's write and the new message).
+  (``jobs.aws``, 4 s by default), and a continuation needs two (the checkpoint's write and the new message).
 - Work longer than one invocation: save progress in a checkpoint and call ``continue_later(checkpoint)`` while
   ``remaining_seconds()`` is still above 0; a new delivery runs the processor again with ``context.checkpoint``
   set to it. A continuation is not a retry: it spends no attempt and no receive of the redrive policy.
