@@ -167,6 +167,31 @@ def _check_batch_request(entries: dict[str, dict[str, Any]]) -> None:
         raise TooManyEntriesInBatchRequest(len(entries))
 
 
+def _refusing_batch(
+    send_batch: Callable[..., Any], check_entry: Callable[[dict[str, Any]], None], refusal: type[SQSException]
+) -> Callable[..., Any]:
+    """moto's SendMessageBatch, failing as SQS does each entry that ``check_entry`` refuses with ``refusal``: that
+    entry is listed in ``Failed`` as a sender fault, and the others are sent."""
+
+    @functools.wraps(send_batch)
+    def send_message_batch(self: Any, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
+        refused: dict[str, dict[str, Any]] = {}
+        for key, entry in entries.items():
+            try:
+                check_entry(entry)
+            except refusal as error:
+                refused[key] = {"Id": entry["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
+        if not refused:
+            return send_batch(self, queue_name, entries)
+        self.get_queue(queue_name)
+        _check_batch_request(entries)
+        rest = {key: entry for key, entry in entries.items() if key not in refused}
+        messages, failed = send_batch(self, queue_name, rest) if rest else ([], [])
+        return messages, [*refused.values(), *failed]
+
+    return send_message_batch
+
+
 def enforce_message_characters(mode: str = INVALID_CHARACTERS_MODES[0]) -> None:
     """Hold moto's SendMessage and SendMessageBatch to SQS's message characters, ``refuse``-ing or ``replace``-ing
     (see the module's docstring). Patches once; a later call only changes the mode.
@@ -191,22 +216,11 @@ def enforce_message_characters(mode: str = INVALID_CHARACTERS_MODES[0]) -> None:
         body = allowed(message_body, "message body", _mode)
         return send(self, queue_name, body, _allowed_attributes(message_attributes, _mode), *args, **kwargs)
 
-    @functools.wraps(send_batch)
-    def send_message_batch(self: Any, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
-        refused: dict[str, dict[str, Any]] = {}
-        for key, entry in entries.items():
-            try:
-                allowed(entry["MessageBody"], "message body", _mode)
-                _allowed_attributes(entry.get("MessageAttributes"), _mode)
-            except InvalidMessageContents as error:
-                refused[key] = {"Id": entry["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
-        if not refused:
-            return send_batch(self, queue_name, entries)
-        self.get_queue(queue_name)
-        _check_batch_request(entries)
-        rest = {key: entry for key, entry in entries.items() if key not in refused}
-        messages, failed = send_batch(self, queue_name, rest) if rest else ([], [])
-        return messages, [*refused.values(), *failed]
+    def check_entry(entry: dict[str, Any]) -> None:
+        allowed(entry["MessageBody"], "message body", _mode)
+        _allowed_attributes(entry.get("MessageAttributes"), _mode)
+
+    send_message_batch = _refusing_batch(send_batch, check_entry, InvalidMessageContents)
 
     for patched in (send_message, send_message_batch):
         setattr(patched, _CHECKED, True)
@@ -246,21 +260,9 @@ def enforce_message_group_ids() -> None:
         check_group_id(kwargs.get("group_id"))
         return send(self, queue_name, *args, **kwargs)
 
-    @functools.wraps(send_batch)
-    def send_message_batch(self: Any, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
-        refused: dict[str, dict[str, Any]] = {}
-        for key, entry in entries.items():
-            try:
-                check_group_id(entry.get("MessageGroupId"))
-            except InvalidMessageGroupId as error:
-                refused[key] = {"Id": entry["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
-        if not refused:
-            return send_batch(self, queue_name, entries)
-        self.get_queue(queue_name)
-        _check_batch_request(entries)
-        rest = {key: entry for key, entry in entries.items() if key not in refused}
-        messages, failed = send_batch(self, queue_name, rest) if rest else ([], [])
-        return messages, [*refused.values(), *failed]
+    send_message_batch = _refusing_batch(
+        send_batch, lambda entry: check_group_id(entry.get("MessageGroupId")), InvalidMessageGroupId
+    )
 
     for patched in (send_message, send_message_batch):
         setattr(patched, _GROUPS_CHECKED, True)
