@@ -76,7 +76,7 @@ CANCELLED_JOB: dict[str, Any] = {
 }
 
 #: ``GET /api/v1/jobs`` after the seed's job: one page, no next page.
-JOB_PAGE: dict[str, Any] = {"items": [SUCCEEDED_JOB], "next_token": None}
+JOB_PAGE: dict[str, Any] = {"items": [SUCCEEDED_JOB], "next_token": None}  # nosec B105 - a page token, not a password
 
 
 def _problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
