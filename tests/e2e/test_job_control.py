@@ -7,10 +7,7 @@ would reach the dead-letter queue if a continuation spent a receive of its messa
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.e2e.support import StackProcess, running_stack, short_template
+from tests.e2e.support import RunningStack, StackProcess, running_stack, short_template
 from tests.helpers import sign
 
 pytestmark = pytest.mark.e2e
@@ -35,19 +32,8 @@ class Client:
         self.log: Path = process.log
 
     def call(self, method: str, path: str, sub: str = OWNER, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 - loopback only
-            self.base + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {sign(sub, secret=SECRET)}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
-                raw, status = response.read(), response.status
-        except urllib.error.HTTPError as error:
-            raw, status = error.read(), error.code
-        return status, json.loads(raw) if raw else None
+        reply = RunningStack(self.base, self.log).request(method, path, token=sign(sub, secret=SECRET), body=body)
+        return reply.status, reply.body
 
     def submit(self, job_type: str, payload: dict[str, Any]) -> str:
         status, job = self.call("POST", "/api/v1/jobs", body={"title": job_type, "type": job_type, "payload": payload})

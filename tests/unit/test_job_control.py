@@ -27,17 +27,7 @@ from jobs.queue import InMemoryJobQueue, SendResult
 from jobs.service import Delivery, JobService
 from jobs.settings import AwsSettings
 from jobs.store import InMemoryJobStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.helpers import Clock
 
 
 class Harness:

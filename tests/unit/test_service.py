@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from jobs.processors import BUILT_IN_TYPES, JobType, Registry
 from jobs.queue import InMemoryJobQueue
 from jobs.service import Delivery, JobService, decode_page_token, encode_page_token
 from jobs.store import InMemoryJobStore
+from tests.helpers import Clock
 
 
 def explode(job: Any, context: JobContext) -> dict[str, Any]:
@@ -37,19 +38,6 @@ def explode(job: Any, context: JobContext) -> dict[str, Any]:
 
 def flaky(job: Any, context: JobContext) -> dict[str, Any]:
     raise RetryableProcessorError("try again")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
