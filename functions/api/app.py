@@ -14,7 +14,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs import aws, bootstrap, examples
-from jobs.http import IDEMPOTENCY_KEY_PATTERN, JOBS_TAG, build_resolver, header_value, owner_id, responses
+from jobs.http import (
+    IDEMPOTENCY_KEY_PATTERN,
+    JOBS_TAG,
+    build_resolver,
+    header_value,
+    owner_id,
+    require_priority,
+    responses,
+)
 from jobs.models import Job, JobCreate, JobPage, KnownStatus
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -39,6 +47,7 @@ JobId = Annotated[str, Path(description="The job's id.", json_schema_extra={"for
             }
         },
         400,
+        403,
         409,
         413,
         415,
@@ -61,7 +70,9 @@ def create_job(
         ),
     ] = None,
 ) -> Response[Job]:
-    """Submit a job: 201 Created with its ``Location`` and the QUEUED job (once per ``Idempotency-Key``)."""
+    """Submit a job: 201 Created with its ``Location`` and the QUEUED job (once per ``Idempotency-Key``); 403 for a
+    HIGH job without the scope the deployment names for it."""
+    require_priority(app, request.effective_priority)
     key = header_value(idempotency_key)
     job = bootstrap.job_creator().create(owner_id(app), request, key=key, context=app.lambda_context)
     metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)

@@ -34,7 +34,7 @@ def record_handler(record: JobMessageRecord) -> None:
         extra={"message_id": record.messageId, "receive_count": record.attributes.ApproximateReceiveCount},
     )
     try:
-        settle(record, bootstrap.consumer_service().fail_dead_lettered)
+        settle(record, bootstrap.dead_letter_service().fail_dead_lettered)
     except RetryLater:
         raise  # a live lease: bounded by the lease itself
     except Exception:

@@ -1,5 +1,7 @@
 """The outbox relay: for every job the Jobs table's stream reports as created (an INSERT; the event source
-mapping filters out the rest), send the job's message to the jobs queue.
+mapping filters out the rest), send the job's message to its priority's queue, delayed towards its
+``not_before`` (both read from the record's new image; a ``KEYS_ONLY`` record from before the stream's upgrade
+has none, and its job is read from the table).
 
 The API writes a job with one PutItem and sends nothing. The stream holds every insert for 24 hours and this
 function's event source mapping retries a record whose message was not sent, so a job that exists gets its
@@ -23,7 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from jobs import aws, bootstrap
 from jobs.models import ServiceUnavailable
 from jobs.observability import logger, metrics
-from jobs.streams import job_message_of
+from jobs.streams import job_of
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -31,19 +33,19 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 def send_messages(records: list[dict[str, Any]]) -> dict[str, bool]:
     """Send the messages of the batch's records; returns ``{sequence number: settled}`` for the records whose
     keys name a job. A record whose keys name no job is logged here and settled: retrying it cannot help."""
-    messages = {}
+    jobs = {}
     for raw in records:
         record = DynamoDBRecord(raw)
         sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
         if sequence_number is None:
             continue
-        message = job_message_of(raw)
-        if message is None:
+        job = job_of(raw)
+        if job is None:
             logger.error("Stream record names no job; acknowledged", extra={"sequence_number": sequence_number})
             continue
-        messages[sequence_number] = message
-    settled = bootstrap.outbox_service().enqueue_all(list(messages.values()))
-    return dict(zip(messages, settled, strict=True))
+        jobs[sequence_number] = job
+    settled = bootstrap.outbox_service().dispatch_all(list(jobs.values()))
+    return dict(zip(jobs, settled, strict=True))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -46,7 +46,7 @@ class Jobs(JobService):
 
     def create_job(self, owner_id: str, request: JobCreate) -> Job:
         job = super().create_job(owner_id, request)
-        self.enqueue_all([JobMessage(owner_id=owner_id, job_id=job.job_id)])
+        self.dispatch_all([JobMessage(owner_id=owner_id, job_id=job.job_id)])
         return job
 
 

@@ -184,7 +184,7 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
         JobCreate(title="sleeps", type="sleep", payload={"seconds": 1.2}),
     ):
         job = service.create_job("alice", request)
-        service.enqueue_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the outbox relay does
+        service.dispatch_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the outbox relay does
     consumer = load_function("process_jobs")
     queue_arn = aws.physical["JobsQueue"]["Arn"]
     messages = aws.sqs.receive_message(

@@ -60,7 +60,7 @@ def test_a_created_job_is_queued_and_stored_and_only_the_outbox_sends_its_messag
     stored = service.get_job("alice", job.job_id)
     sent_before = list(service.queue.messages)  # type: ignore[union-attr]
 
-    service.enqueue_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the table's stream triggers
+    service.dispatch_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the table's stream triggers
 
     assert job.status == JobStatus.QUEUED
     assert stored == job

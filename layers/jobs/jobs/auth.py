@@ -82,6 +82,22 @@ class Principal:
     sub: str
     claims: Mapping[str, Any]
 
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes the token grants: its ``scope`` claim (a space-separated string; RFC 8693 section 4.2, RFC
+        9068 section 2.2.3), and its ``scp`` claim (a list of strings, or a space-separated string, as some identity
+        providers write it); API Gateway's JWT authorizer reads the same two claims ("Controlling access to HTTP
+        APIs with JWT authorizers"). A claim of any other shape grants nothing."""
+        found: set[str] = set()
+        for name in ("scope", "scp"):
+            value = self.claims.get(name)
+            if isinstance(value, str):
+                found.update(value.split(" "))
+            elif isinstance(value, list):
+                found.update(item for item in value if isinstance(item, str))
+        found.discard("")
+        return frozenset(found)
+
 
 #: Optional whitespace around a header field value (RFC 9110 section 5.6.3): space and horizontal tab, nothing
 #: else. Every header this API reads is trimmed by this one rule.

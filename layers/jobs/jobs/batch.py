@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from pydantic import Json
+from pydantic import Json, ValidationError
 
 from jobs import bootstrap, settings
-from jobs.models import JobMessage, RetryLater
+from jobs.models import START_TIME, JobMessage, RetryLater
 from jobs.observability import logger
+from jobs.queue import NOT_BEFORE_ATTRIBUTE
 from jobs.service import Delivery
 
 
@@ -37,12 +38,25 @@ def batch_processor() -> BatchProcessor:
 
 
 def delivery_of(record: JobMessageRecord) -> Delivery:
-    """The delivery facts of a record: its receive count, the redrive limit and the attempts a job gets."""
+    """The delivery facts of a record: its receive count, the redrive limit and the attempts a job gets, the queue
+    it came from, when it was sent and first received, and the ``not_before`` message attribute of a scheduled
+    job's message (``jobs.queue.NOT_BEFORE_ATTRIBUTE``; an attribute that is not a time is ignored: the job's own
+    ``not_before``, which the start's condition checks, still holds)."""
     consumer = settings.consumer_settings()
+    attribute = record.messageAttributes.get(NOT_BEFORE_ATTRIBUTE)
+    try:
+        not_before = START_TIME.validate_python(attribute.stringValue) if attribute else None
+    except ValidationError:
+        not_before = None
     return Delivery(
         receive_count=int(record.attributes.ApproximateReceiveCount),
         max_receive_count=consumer.max_receive_count,
         max_attempts=consumer.max_attempts,
+        queue_arn=record.eventSourceARN,
+        sent_at=record.attributes.SentTimestamp,
+        first_received_at=record.attributes.ApproximateFirstReceiveTimestamp,
+        not_before=not_before,
+        retention_seconds=consumer.queue_retention_seconds,
     )
 
 
@@ -58,7 +72,7 @@ def settle(record: JobMessageRecord, action: Callable[[JobMessage, Delivery], ob
         action(message, delivery_of(record))
     except RetryLater as later:
         logger.info("Message comes back in %d s: %s", later.delay_seconds, later)
-        bootstrap.consumer_queue().delay(record.receiptHandle, later.delay_seconds)
+        bootstrap.source_queues().delay(record.eventSourceARN, record.receiptHandle, later.delay_seconds)
         raise
     finally:
         logger.remove_keys(["job_id", "owner_id", "message_id"])

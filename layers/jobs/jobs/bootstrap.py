@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from jobs import aws, settings
 from jobs.auth import Authenticator
 from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, Registry
-from jobs.queue import SqsDiscardedBatchQueue, SqsJobQueue
+from jobs.queue import SourceQueues, SqsDiscardedBatchQueue, SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 
@@ -41,11 +41,13 @@ def api_service() -> JobService:
 def outbox_service() -> JobService:
     """The outbox relay's (and the reconciler's) service: the store and the SQS jobs queue named by its
     settings."""
-    return JobService(
-        DynamoJobStore(settings.store_settings().table_name),
-        SqsJobQueue(settings.queue_settings().queue_url),
-        registry(),
-    )
+    return JobService(DynamoJobStore(settings.store_settings().table_name), job_queue(), registry())
+
+
+@cache
+def job_queue() -> SqsJobQueue:
+    """The jobs queues, one per priority, named by ``QueueSettings``."""
+    return SqsJobQueue(settings.queue_settings().queue_urls)
 
 
 @cache
@@ -70,12 +72,22 @@ def job_creator() -> JobCreator:
 
 @cache
 def consumer_service() -> JobService:
-    """A consumer's service (jobs consumer, dead-letter handler): the DynamoDB store, and the queue it reads, to
-    which a continuation (or a message handed back unstarted) goes as a new message."""
+    """The jobs consumer's service: the DynamoDB store, and the jobs queues, to which a continuation, a message
+    handed back unstarted or a scheduled job's fresh message goes as a new message."""
+    return _consumer_service(job_queue())
+
+
+@cache
+def dead_letter_service() -> JobService:
+    """The dead-letter handler's service: the DynamoDB store only (it sends nothing)."""
+    return _consumer_service(None)
+
+
+def _consumer_service(queue: SqsJobQueue | None) -> JobService:
     config = settings.consumer_settings()
     return JobService(
         DynamoJobStore(settings.store_settings().table_name),
-        consumer_queue(),
+        queue,
         registry=registry(),
         lease_seconds=config.lease_seconds,
         retry_base_seconds=config.retry_base_seconds,
@@ -85,9 +97,9 @@ def consumer_service() -> JobService:
 
 
 @cache
-def consumer_queue() -> SqsJobQueue:
-    """The queue a consumer reads, for delaying a message's next delivery."""
-    return SqsJobQueue(settings.consumer_settings().source_queue_url)
+def source_queues() -> SourceQueues:
+    """The queues a consumer reads, for delaying a message's next delivery."""
+    return SourceQueues(settings.consumer_settings().sources)
 
 
 @cache
@@ -104,7 +116,9 @@ def reset() -> None:
         discarded_batches,
         job_creator,
         consumer_service,
-        consumer_queue,
+        dead_letter_service,
+        job_queue,
+        source_queues,
         authenticator,
         registry,
         aws.client,

@@ -98,6 +98,7 @@ PROBLEMS: dict[int, dict[str, dict[str, Any]]] = {
         "foreignNextToken": _problem(400, "Bad Request", "next_token is not valid."),
     },
     401: {"noToken": _problem(401, "Unauthorized", "A valid bearer token is required.")},
+    403: {"highPriority": _problem(403, "Forbidden", "A HIGH job needs the scope jobs/priority.high in the token.")},
     404: {"noSuchJob": _problem(404, "Not Found", "No such job.")},
     409: {
         "inProgress": _problem(

@@ -44,18 +44,21 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
-from jobs import bootstrap, examples
+from jobs import bootstrap, examples, settings
 from jobs.auth import Principal, header_value
 from jobs.models import (
     MAX_REQUEST_BYTES,
     AuthUnavailable,
     DuplicateMemberName,
     ErrorBody,
+    Forbidden,
     GatewayError,
     InvalidPageToken,
     InvalidPayload,
+    InvalidRequest,
     JobFinished,
     JobNotFound,
+    JobPriority,
     Problem,
     ServiceUnavailable,
     Unauthenticated,
@@ -130,6 +133,18 @@ def owner_id(app: APIGatewayHttpResolver) -> str:
     return principal(app).sub
 
 
+def require_priority(app: APIGatewayHttpResolver, priority: JobPriority) -> None:
+    """Refuse a job of ``priority`` the caller may not ask for: a HIGH job needs the scope
+    ``JOBS_HIGH_PRIORITY_SCOPE`` names in the token (``Principal.scopes``), when it names one.
+
+    Raises:
+        Forbidden: a HIGH job without that scope (403).
+    """
+    needed = settings.auth_settings().high_priority_scope
+    if priority == JobPriority.HIGH and needed and needed not in principal(app).scopes:
+        raise Forbidden(f"A HIGH job needs the scope {needed} in the token.")
+
+
 def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     route = app.context.get("_route")
     if getattr(route, "path", None) not in PUBLIC_PATHS:
@@ -184,6 +199,14 @@ def _unsupported_media_type(error: RequestUnsupportedContentType) -> Response[st
 
 def _job_not_found(error: JobNotFound) -> Response[str]:
     return problem(HTTPStatus.NOT_FOUND, "No such job.")
+
+
+def _forbidden(error: Forbidden) -> Response[str]:
+    return problem(HTTPStatus.FORBIDDEN, error.reason)
+
+
+def _refused_request(error: InvalidRequest) -> Response[str]:
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "The request is not valid.", errors=error.errors)
 
 
 def _job_finished(error: JobFinished) -> Response[str]:
@@ -250,6 +273,8 @@ ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
     RequestUnsupportedContentType: _unsupported_media_type,
     JobNotFound: _job_not_found,
     JobFinished: _job_finished,
+    Forbidden: _forbidden,
+    InvalidRequest: _refused_request,
     UnknownJobType: _unknown_job_type,
     InvalidPayload: _invalid_payload,
     InvalidPageToken: _invalid_page_token,
@@ -303,6 +328,11 @@ _ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
         "description": "No bearer token, or one that fails any check.",
         "headers": _CHALLENGE,
         "content": _content(401),
+    },
+    403: {
+        "description": "The token lacks a scope the request needs (a HIGH job, when the deployment names a scope "
+        "for it).",
+        "content": _content(403),
     },
     404: {
         "description": "No such job for this caller; or no such route (API Gateway's own body).",

@@ -25,6 +25,7 @@ from pydantic import (
     PlainSerializer,
     RootModel,
     StringConstraints,
+    TypeAdapter,
     WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -44,8 +45,11 @@ MAX_ERROR_MESSAGE_LENGTH = 1024
 #: The longest ``error.type`` stored, characters.
 MAX_ERROR_TYPE_LENGTH = 128
 MAX_TITLE_LENGTH = 200
-#: The longest delay this system asks of ChangeMessageVisibility, seconds (SQS allows up to 12 hours).
+#: The longest delay this system asks of ChangeMessageVisibility for a retry, seconds.
 MAX_VISIBILITY_SECONDS = 900
+#: SQS's longest visibility timeout, seconds: 12 hours, counted from the message's receive (ChangeMessageVisibility,
+#: SQS API reference); a scheduled job's message hides at most this long per receive.
+SQS_MAX_VISIBILITY_SECONDS = 43200
 #: The largest request body the API reads, bytes as sent: room for a full payload with escapes and the other
 #: fields, far below Lambda's 6 MB request limit. A larger body is a 413 before it is parsed.
 MAX_REQUEST_BYTES = 256 * 1024
@@ -253,12 +257,8 @@ class JobStatus(StrEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> JobStatus | None:
-        if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
-            member = str.__new__(cls, value)
-            member._name_ = value
-            member._value_ = value
-            return member
-        return None
+        member: JobStatus | None = _open_member(cls, value)
+        return member
 
     @property
     def is_known(self) -> bool:
@@ -271,6 +271,17 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+def _open_member(cls: type[StrEnum], value: object) -> Any:
+    """A pseudo-member of an open enum for a name a later version added (``_NAME``: upper case and ``_``, at most
+    32 characters), so readers of stored items keep working; None (a ValueError) for anything else."""
+    if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+    return None
+
+
 def _known_status(status: JobStatus) -> JobStatus:
     if not status.is_known:
         raise ValueError(f"status must be one of {', '.join(JobStatus)}")
@@ -281,21 +292,98 @@ def _known_status(status: JobStatus) -> JobStatus:
 KnownStatus = Annotated[JobStatus, AfterValidator(_known_status)]
 
 
-class _OpenStatusSchema:
-    """The JSON schema of a status a reader must accept: the known values, or any other string (a status added
-    later), so that a client generated from the document does not fail on a status it has not met yet."""
+class _OpenEnumSchema:
+    """The JSON schema of a value a reader must accept: the known values, or any other string (one added later),
+    so that a client generated from the document does not fail on a value it has not met yet."""
+
+    def __init__(self, other: str) -> None:
+        self.other = other
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         known = handler(core_schema)
-        other = {
-            "type": "string",
-            "description": "A status added after this document; the job is finished when finished_at is set.",
-        }
-        return {"anyOf": [known, other]}
+        return {"anyOf": [known, {"type": "string", "description": self.other}]}
 
 
 #: A job's status as responses carry it: a ``JobStatus`` whose schema stays open to statuses added later.
-OpenStatus = Annotated[JobStatus, _OpenStatusSchema()]
+OpenStatus = Annotated[
+    JobStatus, _OpenEnumSchema("A status added after this document; the job is finished when finished_at is set.")
+]
+
+
+class JobPriority(StrEnum):
+    """Which queue a job waits in: HIGH has consumer capacity of its own, NORMAL is the default, LOW waits behind
+    the others' capacity. Later versions may add levels: a job of a level you do not know runs like any other."""
+
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+
+    @classmethod
+    def _missing_(cls, value: object) -> JobPriority | None:
+        member: JobPriority | None = _open_member(cls, value)
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        """True for the levels this version defines."""
+        return self._name_ in type(self).__members__
+
+
+def _known_priority(priority: JobPriority) -> JobPriority:
+    if not priority.is_known:
+        raise ValueError(f"priority must be one of {', '.join(JobPriority)}")
+    return priority
+
+
+#: A priority named in a request: one this version defines.
+KnownPriority = Annotated[JobPriority, AfterValidator(_known_priority)]
+#: A job's priority as responses carry it, open to levels added later.
+OpenPriority = Annotated[JobPriority, _OpenEnumSchema("A priority added after this document.")]
+
+#: How far ahead ``not_before`` may be, seconds: 7 days.
+MAX_NOT_BEFORE_SECONDS = 7 * 86400
+#: RFC 3339 ``date-time`` (section 5.6): a full date, ``T``, a time with optional fraction, and an offset (``Z`` or
+#: ``+hh:mm``); no other ISO 8601 spelling (a date alone, a time without offset, a week date) is taken.
+_RFC3339 = re.compile(
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """An RFC 3339 timestamp as an aware UTC ``datetime`` truncated to milliseconds (the stored precision).
+
+    Raises:
+        ValueError: not a string in RFC 3339's ``date-time`` form, or no such time (February 30).
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a time needs an offset (Z for UTC)")
+        moment = value.astimezone(UTC)
+    else:
+        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+            raise ValueError("not an RFC 3339 date-time with an offset, such as 2026-12-01T09:00:00Z")
+        text = value.upper().replace("Z", "+00:00")
+        date, _, rest = text.partition("T")
+        clock, sign, offset = re.split(r"([+-])", rest, maxsplit=1)
+        seconds, dot, fraction = clock.partition(".")
+        seconds = seconds.replace(":60", ":59")  # a leap second: the last whole second before it
+        try:
+            moment = datetime.fromisoformat(f"{date}T{seconds}{dot}{fraction[:6]}{sign}{offset}").astimezone(UTC)
+        except ValueError as error:
+            raise ValueError(f"no such time: {error}") from None
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+#: A requested start time: RFC 3339 with an offset, kept in UTC with milliseconds.
+StartTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+#: Reads a ``StartTime`` outside a model (a message attribute); raises ``pydantic.ValidationError``.
+START_TIME: TypeAdapter[datetime] = TypeAdapter(StartTime)
 
 
 def _cut(text: object, length: int) -> object:
@@ -356,6 +444,29 @@ class JobCreate(BaseModel):
         "keys hold no control characters but tab, CR and LF. A report's: report_type (quarterly_audit), "
         "target_user_ids, complexity_level, priority.",
     )
+    priority: KnownPriority | None = Field(
+        default=None,
+        description="HIGH, NORMAL or LOW. When absent, a payload.priority holding one of the three is the job's "
+        "priority (any other value there stays payload data); else NORMAL. HIGH may need a scope of the token "
+        "(403 without it).",
+    )
+    not_before: StartTime | None = Field(
+        default=None,
+        description="Start no earlier than this time: RFC 3339 with an offset (Z for UTC), at most 7 days ahead; "
+        "a past time starts at once.",
+        examples=["2026-12-01T09:00:00Z"],
+    )
+
+    @property
+    def effective_priority(self) -> JobPriority:
+        """The job's priority: ``priority`` when sent; else the seed's ``payload.priority`` when it names a level
+        (HIGH, NORMAL or LOW, exactly); else NORMAL. The one place that rule is written."""
+        if self.priority is not None:
+            return self.priority
+        named = self.payload.get("priority")
+        if isinstance(named, str) and named in JobPriority.__members__:
+            return JobPriority(named)
+        return JobPriority.NORMAL
 
     def idempotency_view(self) -> dict[str, Any]:
         """What an ``Idempotency-Key`` record hashes of this request: the ``IDEMPOTENCY_BASE_FIELDS`` as JSON, and
@@ -395,6 +506,8 @@ class Job(BaseModel):
         default=None, description="When the job reached its final status; set then and only then."
     )
     attempts: int = Field(default=0, description="How many runs started (a retry is another).")
+    priority: OpenPriority = Field(default=JobPriority.NORMAL, description="The queue the job waits in.")
+    not_before: Timestamp | None = Field(default=None, description="The job starts no earlier than this time.")
     result: dict[str, Any] | None = Field(default=None, description="What the job's processor returned.")
     error: JobError | None = Field(default=None, description="Why the job FAILED.")
     cancel_requested_at: Timestamp | None = Field(
@@ -551,12 +664,39 @@ class JobFinished(JobsError):
         self.status = status
 
 
+class InvalidRequest(JobsError):
+    """A request that fits the schema but breaks a rule the service checks (422); ``errors`` are
+    ``{"loc", "msg", "type"}`` dicts, ``loc`` from the body (``["body", "not_before"]``)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(e["msg"]) for e in errors))
+        self.errors = errors
+
+
+class Forbidden(JobsError):
+    """The caller is authenticated but its token lacks what the request needs (403): ``reason`` says what."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RetryLater(JobsError):
-    """This delivery cannot finish now; its message should come back after ``delay_seconds``."""
+    """This delivery cannot finish now; its message should come back after ``delay_seconds`` (0 to
+    ``max_delay_seconds``)."""
+
+    max_delay_seconds = MAX_VISIBILITY_SECONDS
 
     def __init__(self, reason: str, *, delay_seconds: int) -> None:
         super().__init__(reason)
-        self.delay_seconds = max(0, min(delay_seconds, MAX_VISIBILITY_SECONDS))
+        self.delay_seconds = max(0, min(delay_seconds, self.max_delay_seconds))
+
+
+class NotYetDue(RetryLater):
+    """The job's ``not_before`` has not come: its message hides until then, or as long as SQS allows (12 hours
+    from its receive; ChangeMessageVisibility, SQS API reference)."""
+
+    max_delay_seconds = SQS_MAX_VISIBILITY_SECONDS
 
 
 class JobInProgress(RetryLater):

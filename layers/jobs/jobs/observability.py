@@ -6,7 +6,8 @@ CloudWatch Logs; metrics are CloudWatch embedded metric format (EMF) lines in th
 ever logs a token, a secret or a job's payload.
 
 Metrics (namespace ``JobSystem``, dimension ``service``): ``JobsCreated`` and ``AuthFailures`` (API),
-``JobsSucceeded``, ``JobsFailed``, ``JobsRetried``, ``ProcessingTime`` and ``QueueWait`` (consumer),
+``JobsSucceeded``, ``JobsFailed``, ``JobsRetried``, ``JobsHeldUntilDue``, ``ProcessingTime`` and ``QueueWait``
+(consumer; ``QueueWait`` also per ``priority``),
 ``JobsDeadLettered`` (dead-letter handler), and ``ColdStart`` (every function). There is no X-Ray Tracer: its
 SDK costs more cold start than it tells (docs/decisions.md); Lambda's own segments are on (``Tracing: Active``).
 """
@@ -17,7 +18,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -36,12 +37,32 @@ metrics = Metrics()
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 
+def queue_wait_seconds(job: Job) -> float | None:
+    """How long a started job waited in its queue, seconds: from the later of ``created_at`` and ``not_before`` (a
+    scheduled job waits from its start time) to ``started_at``; None before it started."""
+    if job.started_at is None:
+        return None
+    since = max(job.created_at, job.not_before) if job.not_before is not None else job.created_at
+    return max(0.0, (job.started_at - since).total_seconds())
+
+
 def record_queue_wait(job: Job) -> None:
-    """``QueueWait``: how long a job waited between its creation and the start of the run that took it
-    (``started_at - created_at``, seconds). Call it once a run has started the job."""
-    if job.started_at is not None:
-        seconds = max(0.0, (job.started_at - job.created_at).total_seconds())
-        metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=seconds)
+    """``QueueWait`` (seconds, ``queue_wait_seconds``), once under the function's dimensions and once more with
+    the job's ``priority``, so each level's wait is a metric of its own (three values: no cardinality to fear).
+    Call it once a run has started the job."""
+    seconds = queue_wait_seconds(job)
+    if seconds is None:
+        return
+    metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=seconds)
+    dimensions = {"service": str(metrics.service), "priority": job.priority.value}
+    with single_metric(
+        name="QueueWait",
+        unit=MetricUnit.Seconds,
+        value=seconds,
+        namespace=metrics.namespace,
+        default_dimensions=dimensions,
+    ):
+        pass
 
 
 __all__ = [

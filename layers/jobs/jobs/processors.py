@@ -35,6 +35,7 @@ from jobs.models import (
     UnknownJobType,
     format_timestamp,
 )
+from jobs.observability import queue_wait_seconds
 
 Processor = Callable[[Job, JobContext], dict[str, Any]]
 
@@ -140,9 +141,13 @@ def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
         total += 1
         by_status[item.status] += 1
         by_type[item.type] += 1
-        if item.started_at is not None:
-            waiting.append((item.started_at - item.created_at).total_seconds())
-            if item.finished_at is not None and item.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if (wait := queue_wait_seconds(item)) is not None:
+            waiting.append(wait)
+            if (
+                item.started_at is not None
+                and item.finished_at is not None
+                and item.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+            ):
                 processing.append((item.finished_at - item.started_at).total_seconds())
     finished = by_status[JobStatus.SUCCEEDED] + by_status[JobStatus.FAILED]
     payload = ReportPayload.model_validate(job.payload)

@@ -11,16 +11,78 @@ can hold travels as printable ASCII and comes back exactly, so no owner id is ev
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from jobs import aws
-from jobs.models import JobMessage
+from jobs.models import Job, JobMessage, JobPriority, format_timestamp
 
 #: The most entries one SendMessageBatch call takes (SQS quotas, "Messages per batch": 10).
 MAX_BATCH = 10
+#: SQS's longest ``DelaySeconds`` for one message, seconds (SendMessage, API reference: 0 to 900).
+MAX_DELAY_SECONDS = 900
+#: The longest ``MessageGroupId``, characters (SendMessage, API reference).
+MAX_GROUP_ID_LENGTH = 128
+#: The message attribute that carries a scheduled job's ``not_before`` (RFC 3339), so a consumer can tell an early
+#: delivery without reading the job. Consumers of earlier versions ignore message attributes.
+NOT_BEFORE_ATTRIBUTE = "not_before"
+
+
+def message_group_id(owner_id: str) -> str:
+    """The ``MessageGroupId`` of an owner's messages: the tenant of SQS fair queues.
+
+    SendMessage takes 1 to 128 characters, each alphanumeric or punctuation (``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~``;
+    SendMessage, API reference, ``MessageGroupId``). A valid owner id is 1 to 255 printable ASCII characters without
+    space (``jobs.models.OWNER_ID_PATTERN``), all of them allowed, so an owner id of up to 128 characters is its own
+    group id; a longer one becomes its first 63 characters, ``#`` and the SHA-256 hex digest of the whole id
+    (128 characters; stable, and distinct for distinct owners but with negligible probability).
+    """
+    if len(owner_id) <= MAX_GROUP_ID_LENGTH:
+        return owner_id
+    digest = hashlib.sha256(owner_id.encode("ascii", "backslashreplace")).hexdigest()
+    return f"{owner_id[:63]}#{digest}"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One job's message and where it goes: the queue of its ``priority``, hidden for ``delay_seconds`` (0 to
+    ``MAX_DELAY_SECONDS``), with the job's ``not_before`` as a message attribute when it has one."""
+
+    message: JobMessage
+    priority: JobPriority = JobPriority.NORMAL
+    not_before: datetime | None = None
+    delay_seconds: int = 0
+
+    @classmethod
+    def of(cls, job: Job, now: datetime) -> Dispatch:
+        """The dispatch of ``job`` at ``now``: its priority's queue, hidden until its ``not_before`` or for
+        SQS's most (900 s), whichever is sooner (the consumer hides it further: ``JobService.run_job``)."""
+        wait = (job.not_before - now).total_seconds() if job.not_before is not None else 0.0
+        return cls(
+            message=JobMessage(owner_id=job.owner_id, job_id=job.job_id),
+            priority=job.priority,
+            not_before=job.not_before,
+            delay_seconds=max(0, min(MAX_DELAY_SECONDS, math.ceil(wait))),
+        )
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        """This dispatch as a SendMessageBatch entry named ``entry_id``."""
+        entry: dict[str, Any] = {
+            "Id": entry_id,
+            "MessageBody": encode_message(self.message),
+            "MessageGroupId": message_group_id(self.message.owner_id),
+        }
+        if self.delay_seconds:
+            entry["DelaySeconds"] = self.delay_seconds
+        if self.not_before is not None:
+            value = {"DataType": "String", "StringValue": format_timestamp(self.not_before)}
+            entry["MessageAttributes"] = {NOT_BEFORE_ATTRIBUTE: value}
+        return entry
 
 
 def encode_message(message: JobMessage) -> str:
@@ -51,68 +113,116 @@ class SendResult:
 
 
 class JobQueue(Protocol):
-    """Where work goes."""
+    """Where work goes: a queue per priority."""
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
-        """Enqueue up to ``MAX_BATCH`` job references in one call; returns, in order, what SQS said of each: its
-        message id, or why it refused the entry.
+    def priority_of(self, queue_arn: str) -> JobPriority:
+        """The priority whose queue is ``queue_arn``; NORMAL for a queue it does not know."""
+        ...
+
+    def send_batch(self, dispatches: Sequence[Dispatch]) -> list[SendResult]:
+        """Enqueue up to ``MAX_BATCH`` job references, each on its priority's queue; returns, in order, what SQS said
+        of each: its message id, or why it refused the entry.
 
         Raises:
             ValueError: more than ``MAX_BATCH`` messages.
-            jobs.models.ServiceUnavailable: the call as a whole was throttled, failed or could not reach SQS:
-                none of the messages can be taken as sent.
+            jobs.models.ServiceUnavailable: a call as a whole was throttled, failed or could not reach SQS: none of
+                its messages can be taken as sent.
         """
         ...
 
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        """Make a received message visible again after ``seconds`` (a consumer's retry delay)."""
-        ...
+
+def queue_name(url_or_arn: str) -> str:
+    """A queue's name: the last segment of its URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``) or of
+    its ARN (``arn:aws:sqs:<region>:<account>:<name>``)."""
+    return url_or_arn.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 class SqsJobQueue:
-    """``JobQueue`` on an SQS standard queue.
+    """``JobQueue`` on SQS standard queues, one per priority.
 
     Args:
-        queue_url: the queue's URL.
+        queue_urls: each priority's queue URL; a priority without one (a level added later, a configuration
+            from before priorities) goes to NORMAL's, which must be given.
         client: a boto3 SQS client; the process's cached one when omitted (created on first use, so a
             function that never sends never pays for it).
     """
 
-    def __init__(self, queue_url: str, client: Any | None = None) -> None:
-        self._queue_url = queue_url
+    def __init__(self, queue_urls: Mapping[JobPriority, str], client: Any | None = None) -> None:
+        if JobPriority.NORMAL not in queue_urls:
+            raise ValueError("SqsJobQueue needs the NORMAL queue's URL")
+        self._queue_urls = dict(queue_urls)
         self._client = client
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
-        """One SendMessageBatch call (entry ids are the messages' positions); see ``JobQueue.send_batch``."""
-        if len(messages) > MAX_BATCH:
-            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
-        if not messages:
-            return []
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client, created on first use."""
         if self._client is None:
             self._client = aws.client("sqs")
-        entries = [{"Id": str(index), "MessageBody": encode_message(m)} for index, m in enumerate(messages)]
-        with aws.transient_errors_as_unavailable("SendMessageBatch"):
-            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        results = [SendResult(code="NotAnswered") for _ in messages]  # an entry SQS did not mention: retried
-        for entry in response.get("Successful", []):
-            results[int(entry["Id"])] = SendResult(message_id=str(entry["MessageId"]))
-        for entry in response.get("Failed", []):
-            results[int(entry["Id"])] = SendResult(
-                sender_fault=bool(entry.get("SenderFault")), code=str(entry.get("Code", ""))
-            )
+        return self._client
+
+    def queue_url(self, priority: JobPriority) -> str:
+        """The URL of ``priority``'s queue (NORMAL's for a level without one)."""
+        return self._queue_urls.get(priority) or self._queue_urls[JobPriority.NORMAL]
+
+    def priority_of(self, queue_arn: str) -> JobPriority:
+        """The priority whose queue is ``queue_arn`` (matched by name); NORMAL for a queue not configured."""
+        name = queue_name(queue_arn)
+        for priority, url in self._queue_urls.items():
+            if queue_name(url) == name:
+                return priority
+        return JobPriority.NORMAL
+
+    def send_batch(self, dispatches: Sequence[Dispatch]) -> list[SendResult]:
+        """One SendMessageBatch call per queue the dispatches go to (entry ids are their positions); see
+        ``JobQueue.send_batch``."""
+        if len(dispatches) > MAX_BATCH:
+            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(dispatches)}")
+        results = [SendResult(code="NotAnswered") for _ in dispatches]  # an entry SQS did not mention: retried
+        by_queue: dict[str, list[int]] = {}
+        for index, dispatch in enumerate(dispatches):
+            by_queue.setdefault(self.queue_url(dispatch.priority), []).append(index)
+        for url, indexes in by_queue.items():
+            entries = [dispatches[index].entry(str(index)) for index in indexes]
+            with aws.transient_errors_as_unavailable("SendMessageBatch"):
+                response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
+            for entry in response.get("Successful", []):
+                results[int(entry["Id"])] = SendResult(message_id=str(entry["MessageId"]))
+            for entry in response.get("Failed", []):
+                results[int(entry["Id"])] = SendResult(
+                    sender_fault=bool(entry.get("SenderFault")), code=str(entry.get("Code", ""))
+                )
         return results
 
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        """Make a received message visible again after ``seconds`` (0 to 43200; ChangeMessageVisibility).
+
+class SourceQueues:
+    """The queues a consumer reads, by URL, for changing a received message's visibility.
+
+    Args:
+        queue_urls: the URLs of every queue the function's event source mappings read.
+        client: a boto3 SQS client; the process's cached one when omitted.
+    """
+
+    def __init__(self, queue_urls: Sequence[str], client: Any | None = None) -> None:
+        self._urls = {queue_name(url): url for url in queue_urls}
+        self._client = client
+
+    def delay(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        """Make a message received from the queue ``queue_arn`` (a record's ``eventSourceARN``) visible again after
+        ``seconds`` (0 to 43200 from now, and at most 12 hours after its receive; ChangeMessageVisibility, SQS API
+        reference).
 
         Raises:
+            ValueError: ``queue_arn`` names none of the queues.
             jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
         """
+        url = self._urls.get(queue_name(queue_arn))
+        if url is None:
+            raise ValueError(f"{queue_arn} is none of this function's queues")
         if self._client is None:
             self._client = aws.client("sqs")
         with aws.transient_errors_as_unavailable("ChangeMessageVisibility"):
             self._client.change_message_visibility(
-                QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+                QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
             )
 
 
@@ -173,25 +283,32 @@ class SqsDiscardedBatchQueue:
 
 
 class InMemoryJobQueue:
-    """``JobQueue`` in a list, for unit tests: ``messages`` holds what was sent, in order. A message whose
-    ``job_id`` is in ``refuse`` is refused with ``refuse[job_id]`` (a ``SendResult`` without a message id)."""
+    """``JobQueue`` in lists, for unit tests: ``dispatches`` holds what was sent, in order (``messages``: their
+    messages). A message whose ``job_id`` is in ``refuse`` is refused with ``refuse[job_id]`` (a ``SendResult``
+    without a message id)."""
 
     def __init__(self) -> None:
-        self.messages: list[JobMessage] = []
-        self.delays: list[tuple[str, int]] = []
+        self.dispatches: list[Dispatch] = []
         self.refuse: dict[str, SendResult] = {}
 
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        self.delays.append((receipt_handle, seconds))
+    @property
+    def messages(self) -> list[JobMessage]:
+        """The messages sent, in order."""
+        return [dispatch.message for dispatch in self.dispatches]
 
-    def send_batch(self, messages: Sequence[JobMessage]) -> list[SendResult]:
-        if len(messages) > MAX_BATCH:
-            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(messages)}")
+    def priority_of(self, queue_arn: str) -> JobPriority:
+        """The priority named by the queue's name (``...-HIGH``, ``...-LOW``), else NORMAL."""
+        name = queue_name(queue_arn).upper()
+        return next((p for p in JobPriority if name.endswith(f"-{p.value}")), JobPriority.NORMAL)
+
+    def send_batch(self, dispatches: Sequence[Dispatch]) -> list[SendResult]:
+        if len(dispatches) > MAX_BATCH:
+            raise ValueError(f"SendMessageBatch takes at most {MAX_BATCH} messages, not {len(dispatches)}")
         results = []
-        for message in messages:
-            if message.job_id in self.refuse:
-                results.append(self.refuse[message.job_id])
+        for dispatch in dispatches:
+            if dispatch.message.job_id in self.refuse:
+                results.append(self.refuse[dispatch.message.job_id])
                 continue
-            self.messages.append(message)
-            results.append(SendResult(message_id=f"in-memory-{len(self.messages)}"))
+            self.dispatches.append(dispatch)
+            results.append(SendResult(message_id=f"in-memory-{len(self.dispatches)}"))
         return results

@@ -15,7 +15,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -25,9 +25,12 @@ from pydantic import ValidationError
 from jobs import aws
 from jobs.context import JobContext
 from jobs.models import (
+    MAX_NOT_BEFORE_SECONDS,
     MAX_RESULT_BYTES,
+    SQS_MAX_VISIBILITY_SECONDS,
     ContinueLater,
     InvalidPageToken,
+    InvalidRequest,
     Job,
     JobCreate,
     JobError,
@@ -36,7 +39,9 @@ from jobs.models import (
     JobMessage,
     JobNotFound,
     JobPage,
+    JobPriority,
     JobStatus,
+    NotYetDue,
     RetryableProcessorError,
     RetryLater,
     ServiceUnavailable,
@@ -49,7 +54,7 @@ from jobs.models import (
 )
 from jobs.observability import SEED_DELETE_LINE, SEED_LIST_LINE, MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
-from jobs.queue import MAX_BATCH, DiscardedBatchQueue, JobQueue, SendResult
+from jobs.queue import MAX_BATCH, MAX_DELAY_SECONDS, DiscardedBatchQueue, Dispatch, JobQueue, SendResult
 from jobs.store import QUEUED_SHARDS, JobStore
 from jobs.streams import DiscardedBatch, RecordsExpired, StreamReader, job_message_of
 
@@ -217,10 +222,23 @@ class JobService:
         Raises:
             UnknownJobType: ``request.type`` is not registered.
             InvalidPayload: the payload does not fit the type.
+            InvalidRequest: ``not_before`` is more than 7 days ahead (``MAX_NOT_BEFORE_SECONDS``).
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
         created_at = self.clock()
+        if request.not_before is not None and request.not_before > created_at + timedelta(
+            seconds=MAX_NOT_BEFORE_SECONDS
+        ):
+            raise InvalidRequest(
+                [
+                    {
+                        "loc": ["body", "not_before"],
+                        "msg": f"at most {MAX_NOT_BEFORE_SECONDS // 86400} days ahead",
+                        "type": "not_before_too_late",
+                    }
+                ]
+            )
         return Job(
             owner_id=owner_id,
             job_id=str(uuid6.uuid7()),
@@ -230,6 +248,8 @@ class JobService:
             payload=request.payload,
             created_at=created_at,
             updated_at=created_at,
+            priority=request.effective_priority,
+            not_before=request.not_before,
         )
 
     def store_new(self, job: Job) -> None:
@@ -258,9 +278,37 @@ class JobService:
             return stored
         return job
 
-    def enqueue_all(self, messages: Sequence[JobMessage]) -> list[bool]:
-        """Send the messages of jobs the table's stream reports as created (the outbox's relay), ``MAX_BATCH``
-        per SendMessageBatch call; returns, in order, whether each message is settled.
+    def dispatch_all(self, jobs: Sequence[Job | JobMessage]) -> list[bool]:
+        """Send the messages of jobs the table's stream reports as created (the outbox's relay); returns, in order,
+        whether each is settled (``enqueue_all``).
+
+        A ``Job`` (the record's new image) goes to its priority's queue, delayed towards its ``not_before``
+        (``Dispatch.of``). A ``JobMessage`` (a record with keys only: a ``KEYS_ONLY`` stream's, before the upgrade
+        to ``NEW_AND_OLD_IMAGES``) is looked up first: a job that is gone or no longer QUEUED needs no message
+        (settled), and one whose read fails is not settled (retried).
+        """
+        now = self.clock()
+        outcomes: list[bool | Dispatch] = []  # settled already (True), not settled (False), or to send
+        for found in jobs:
+            if isinstance(found, JobMessage):
+                try:
+                    job = self.store.get(found.owner_id, found.job_id)
+                except ServiceUnavailable as error:
+                    logger.warning("Job %s not read: %s", found.job_id, error, extra={"job_id": found.job_id})
+                    outcomes.append(False)
+                    continue
+                if job is None or job.status != JobStatus.QUEUED:
+                    logger.info("Job %s needs no message (gone or started)", found.job_id)
+                    outcomes.append(True)
+                    continue
+                found = job
+            outcomes.append(Dispatch.of(found, now))
+        sent = iter(self.enqueue_all([outcome for outcome in outcomes if isinstance(outcome, Dispatch)]))
+        return [next(sent) if isinstance(outcome, Dispatch) else outcome for outcome in outcomes]
+
+    def enqueue_all(self, dispatches: Sequence[Dispatch]) -> list[bool]:
+        """Send the messages of jobs to their queues, ``MAX_BATCH`` per call (one SendMessageBatch per queue
+        among them); returns, in order, whether each message is settled.
 
         A message is settled when it was sent, or when its job can never get one and is marked FAILED at once:
         its owner id breaks the identity rule (``jobs.models.is_owner_id``: no valid token can own the job, and
@@ -274,8 +322,8 @@ class JobService:
         if self.queue is None:
             raise RuntimeError("JobService.enqueue_all needs a queue")
         settled: list[bool] = []
-        for start in range(0, len(messages), MAX_BATCH):
-            chunk = messages[start : start + MAX_BATCH]
+        for start in range(0, len(dispatches), MAX_BATCH):
+            chunk = dispatches[start : start + MAX_BATCH]
             if not all(settled):
                 # A message before these was not settled: Lambda retries the stream from its record on, so these
                 # would be sent again anyway. Stop here, rather than send them twice or wait on a failing SQS.
@@ -284,9 +332,9 @@ class JobService:
             settled.extend(self._enqueue_chunk(chunk))
         return settled
 
-    def _enqueue_chunk(self, chunk: Sequence[JobMessage]) -> list[bool]:
+    def _enqueue_chunk(self, chunk: Sequence[Dispatch]) -> list[bool]:
         assert self.queue is not None
-        sendable = [message for message in chunk if is_owner_id(message.owner_id)]
+        sendable = [dispatch for dispatch in chunk if is_owner_id(dispatch.message.owner_id)]
         try:
             results = self.queue.send_batch(sendable) if sendable else []
         except ServiceUnavailable as error:
@@ -294,9 +342,10 @@ class JobService:
             results = [SendResult(code="Unavailable")] * len(sendable)
         answers = iter(results)  # in the order of ``sendable``, which keeps the chunk's order
         settled = []
-        for message in chunk:
+        for dispatch in chunk:
+            message = dispatch.message
             result = next(answers) if is_owner_id(message.owner_id) else None
-            extra = {"job_id": message.job_id}
+            extra = {"job_id": message.job_id, "priority": dispatch.priority.value}
             if result is None:
                 failure = JobError(
                     type="InvalidOwner",
@@ -305,7 +354,7 @@ class JobService:
                 )
                 settled.append(self._fail_unsendable(message, failure))
             elif result.sent:
-                logger.info("Job %s enqueued", message.job_id, extra=extra)
+                logger.info("Job %s enqueued", message.job_id, extra={**extra, "delay_seconds": dispatch.delay_seconds})
                 settled.append(True)
             elif result.sender_fault:
                 failure = JobError(type="MessageRefused", message=f"SQS refused the job's message ({result.code})")
@@ -380,7 +429,8 @@ class JobService:
                     for record in reader.records(batch)
                     if record.get("eventName") == "INSERT" and (message := job_message_of(record)) is not None
                 ]
-                queued = [m for m in messages if self._is_queued(m)]
+                now = self.clock()
+                queued = [Dispatch.of(job, now) for m in messages if (job := self._queued_job(m)) is not None]
                 settled = self.enqueue_all(queued)
             except RecordsExpired as expired:
                 logger.warning("Discarded batch no longer in the stream; removed: %s", expired, extra=where)
@@ -397,9 +447,9 @@ class JobService:
             batches.delete(receipt)
         return sent
 
-    def _is_queued(self, message: JobMessage) -> bool:
+    def _queued_job(self, message: JobMessage) -> Job | None:
         job = self.store.get(message.owner_id, message.job_id)
-        return job is not None and job.status == JobStatus.QUEUED
+        return job if job is not None and job.status == JobStatus.QUEUED else None
 
     def reconcile(self, *, queued_for: timedelta, max_jobs: int = 4800) -> int:
         """Send again the messages of QUEUED jobs not updated for ``queued_for``: jobs the stream could not give a
@@ -416,24 +466,28 @@ class JobService:
         now = self.clock()
         before = format_timestamp(now - queued_for)
         share = max(1, math.ceil(max_jobs / len(QUEUED_SHARDS)))
-        pending = [
+        found = [
             JobMessage(owner_id=owner_id, job_id=job_id)
             for shard in QUEUED_SHARDS
             for owner_id, job_id in islice(self.store.list_queued(shard, updated_before_text=before), share)
         ]
+        # The index holds keys only: each job is read for its priority and start time (and a job that started
+        # since the query needs no message).
+        pending = [Dispatch.of(job, now) for message in found if (job := self._queued_job(message)) is not None]
         settled = 0
         for start in range(0, len(pending), MAX_BATCH):
             chunk = pending[start : start + MAX_BATCH]
-            for message, done in zip(chunk, self.enqueue_all(chunk), strict=True):
+            for dispatch, done in zip(chunk, self.enqueue_all(chunk), strict=True):
                 if not done:
                     continue
                 settled += 1
+                message = dispatch.message
                 try:
                     self.store.mark_reconciled(message.owner_id, message.job_id, now_text=format_timestamp(now))
                 except WriteRefused as refused:
                     logger.warning("Job %s not marked reconciled (%s)", message.job_id, refused.code)
-        if pending:
-            logger.warning("Reconciled %d QUEUED job(s) older than %s: %d settled", len(pending), before, settled)
+        if found:
+            logger.warning("Reconciled %d QUEUED job(s) older than %s: %d settled", len(found), before, settled)
         return settled
 
     def get_job(self, owner_id: str, job_id: str) -> Job:
@@ -539,10 +593,21 @@ class JobService:
         """
         delivery = delivery or Delivery()
         owner_id, job_id = message.owner_id, message.job_id
+        if delivery.not_before is not None:
+            now = self.clock()
+            if now < delivery.not_before:
+                self._wait_for_start(self._dispatch(message, delivery, delivery.not_before), delivery, now)
+                return None
+            if delivery.came_early:
+                # Due now, but this message's receives so far were early ones: a fresh message runs the job, so
+                # that none of them counts toward the redrive policy.
+                self._send_again(self._dispatch(message, delivery, None), "due; a fresh message runs it")
+                return None
         left, invocation = self.seconds_left(), self.invocation()
         first_in_invocation = invocation is not None and invocation != self._started_in
         if left is not None and left < self.min_start_seconds and not first_in_invocation:
-            self._send_again(message, f"{left:.1f} s left in the invocation, too little to start it")
+            why = f"{left:.1f} s left in the invocation, too little to start it"
+            self._send_again(self._dispatch(message, delivery, delivery.not_before), why)
             return None
         self._started_in = invocation
         now = self.clock()
@@ -556,7 +621,12 @@ class JobService:
                 run_id=run_id,
             )
         except TransitionRejected as rejected:
-            resumed = self._resume_or_settle(rejected.current, run_id, now)
+            current = rejected.current
+            if current is not None and current.status == JobStatus.QUEUED and current.not_before is not None:
+                # Not due yet, and the message did not say so (it was sent without the attribute).
+                self._wait_for_start(Dispatch.of(current, now), delivery, now)
+                return None
+            resumed = self._resume_or_settle(current, run_id, now)
             if resumed is None or resumed.status != JobStatus.RUNNING:
                 return resumed
             job = resumed
@@ -570,7 +640,7 @@ class JobService:
         try:
             result = self.registry[job.type].run(job, context)
         except ContinueLater as later:
-            return self._continue(job, later.checkpoint, message)
+            return self._continue(job, later.checkpoint)
         except (RetryableProcessorError, ServiceUnavailable) as error:
             failure = JobError(type=type(error).__name__, message=str(error))
             if delivery.is_last_try(job.attempts):
@@ -631,24 +701,51 @@ class JobService:
         metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
         logger.info("Job %s CANCELLED", job.job_id, extra={"job_id": job.job_id, "attempts": job.attempts})
 
-    def _send_again(self, message: JobMessage, why: str) -> None:
-        """Send ``message`` again as a new message (its receive count starts afresh), so that the caller can
-        acknowledge the one it holds.
+    def _dispatch(self, message: JobMessage, delivery: Delivery, not_before: datetime | None) -> Dispatch:
+        """A fresh message for the job of ``message``, with ``not_before``, on the queue ``delivery`` came from (its
+        job's priority's), not delayed."""
+        priority = self.queue.priority_of(delivery.queue_arn) if self.queue and delivery.queue_arn else None
+        return Dispatch(message=message, priority=priority or JobPriority.NORMAL, not_before=not_before)
+
+    def _wait_for_start(self, dispatch: Dispatch, delivery: Delivery, now: datetime) -> None:
+        """Keep the message of a job whose ``not_before`` has not come until it has, in as few receives as SQS
+        allows, none of which counts toward a run's (``Delivery.hold_seconds``): hide the message held for as long
+        as it may stay hidden, or, when it may not (its receives or the queue's retention would run out) or the
+        wait is within ``MAX_DELAY_SECONDS``, replace it with a fresh message delayed towards the start.
+
+        Raises:
+            NotYetDue: the message held comes back after ``delay_seconds``.
+            RetryLater: the fresh message could not be sent: the one held comes back instead.
+        """
+        assert dispatch.not_before is not None
+        wait = math.ceil((dispatch.not_before - now).total_seconds())
+        hold = delivery.hold_seconds(now, wait)
+        if hold is None:
+            fresh = replace(dispatch, delay_seconds=max(0, min(MAX_DELAY_SECONDS, wait)))
+            self._send_again(fresh, f"not due for {wait} s; replaced by a message delayed {fresh.delay_seconds} s")
+            return
+        metrics.add_metric(name="JobsHeldUntilDue", unit=MetricUnit.Count, value=1)
+        raise NotYetDue(f"job {dispatch.message.job_id} is not due for {wait} s", delay_seconds=hold)
+
+    def _send_again(self, dispatch: Dispatch, why: str) -> None:
+        """Send the message of ``dispatch`` again as a new message (its receive count starts afresh), so that the
+        caller can acknowledge the one it holds.
 
         Raises:
             RetryLater: the new message could not be sent: the one held must come back instead.
         """
+        message = dispatch.message
         if self.queue is None:
             raise RetryLater(f"job {message.job_id}: {why}; no queue to send it again", delay_seconds=1)
         try:
-            (sent,) = self.queue.send_batch([message])
+            (sent,) = self.queue.send_batch([dispatch])
         except ServiceUnavailable as error:
             raise RetryLater(f"job {message.job_id}: {why}; not sent again: {error}", delay_seconds=1) from error
         if not sent.sent:
             raise RetryLater(f"job {message.job_id}: {why}; not sent again ({sent.code})", delay_seconds=1)
         logger.info("Job %s sent again as a new message: %s", message.job_id, why, extra={"job_id": message.job_id})
 
-    def _continue(self, job: Job, checkpoint: dict[str, object], message: JobMessage) -> Job | None:
+    def _continue(self, job: Job, checkpoint: dict[str, object]) -> Job | None:
         """Save the run's checkpoint and release the job for continuation, then send the message that continues
         it. A job a cancel was asked of ends CANCELLED instead.
 
@@ -671,7 +768,7 @@ class JobService:
             return self._finish(
                 job, error=JobError(type="CheckpointRefused", message=f"DynamoDB refused it ({refused.code})")
             )
-        self._send_again(message, "continued from its checkpoint")
+        self._send_again(Dispatch.of(released, self.clock()), "continued from its checkpoint")
         return released
 
     def fail_dead_lettered(self, message: JobMessage, delivery: Delivery | None = None) -> Job | None:
@@ -803,10 +900,20 @@ class JobService:
         return math.ceil((finished_at + self.retention).timestamp())
 
 
+#: The longest a scheduled job's message is hidden per receive, seconds: SQS's 12 hours from the receive
+#: (``SQS_MAX_VISIBILITY_SECONDS``; ChangeMessageVisibility, SQS API reference), less 10 minutes for the time
+#: between the receive and the call (the batch's earlier jobs, the invocation's start).
+MAX_HOLD_SECONDS = SQS_MAX_VISIBILITY_SECONDS - 600
+#: How long before the queue's retention would drop a message it is replaced, seconds.
+RETENTION_MARGIN_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """What SQS says about one delivery of a message, ``receive_count`` (ApproximateReceiveCount) and
-    ``max_receive_count`` (the redrive policy's), and ``max_attempts``, the runs a job gets.
+    """What SQS says about one delivery of a message: ``receive_count`` (ApproximateReceiveCount),
+    ``max_receive_count`` (the redrive policy's), ``max_attempts`` (the runs a job gets), the queue it came from
+    (``queue_arn``), when it was sent (``sent_at``) and first received (``first_received_at``), the scheduled job's
+    ``not_before`` (a message attribute), and the queue's ``retention_seconds``.
 
     Receives and attempts differ: a message is received again after an invocation that failed as a whole (a
     crash or timeout of any job in its batch) or while its job runs elsewhere, without its job running; so the
@@ -816,8 +923,47 @@ class Delivery:
     receive_count: int = 1
     max_receive_count: int = 5
     max_attempts: int = 3
+    queue_arn: str = ""
+    sent_at: datetime | None = None
+    first_received_at: datetime | None = None
+    not_before: datetime | None = None
+    retention_seconds: int = 345600
 
     def is_last_try(self, attempts: int) -> bool:
         """Whether a run that failed retryably, the job's ``attempts``-th, must be its last: the job's attempts
         are spent, or this is the message's last receive before the dead-letter queue."""
         return attempts >= self.max_attempts or self.receive_count >= self.max_receive_count
+
+    @property
+    def came_early(self) -> bool:
+        """True when this message was received before now and its first receive came before its ``not_before``:
+        its receive count holds early receives, which must not count toward a run's."""
+        return (
+            self.not_before is not None
+            and self.receive_count > 1
+            and self.first_received_at is not None
+            and self.first_received_at < self.not_before
+        )
+
+    def hold_seconds(self, now: datetime, wait: int) -> int | None:
+        """How long to hide this message of a job ``wait`` seconds before its start, or None when a fresh message
+        must replace it. The rule that bounds a scheduled job's receives:
+
+        - a wait within ``MAX_DELAY_SECONDS`` (900) is a fresh message's ``DelaySeconds``: no receive counted;
+        - the message is hidden at most ``MAX_HOLD_SECONDS`` per receive (SQS: 12 hours from the receive);
+        - it is hidden only while its receive count leaves two receives below the redrive limit (one for the
+          replacement, one of slack for a batch that fails as a whole), so an early receive never moves a
+          message to the dead-letter queue;
+        - it is hidden only until ``RETENTION_MARGIN_SECONDS`` before the queue would drop it (its retention
+          counts from ``sent_at``; SQS developer guide, "Message retention").
+
+        A week's wait takes about 15 hides of 11.8 hours and a replacement every three, about 20 receives in all,
+        instead of 672 messages of 900 s.
+        """
+        if wait <= MAX_DELAY_SECONDS or self.receive_count > self.max_receive_count - 2:
+            return None
+        hold = min(wait, MAX_HOLD_SECONDS)
+        if self.sent_at is not None:
+            expires = self.sent_at + timedelta(seconds=self.retention_seconds - RETENTION_MARGIN_SECONDS)
+            hold = min(hold, math.floor((expires - now).total_seconds()))
+        return hold if hold > MAX_DELAY_SECONDS else None

@@ -14,6 +14,8 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from jobs.models import JobPriority
+
 #: Algorithms a deployment may pin. ``none`` is never accepted (RFC 8725 section 3.1).
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
@@ -47,11 +49,27 @@ class StoreSettings(BaseSettings):
 
 
 class QueueSettings(BaseSettings):
-    """Where work goes: ``JOBS_QUEUE_URL`` (the jobs queue's URL, as ``!Ref`` of an SQS queue gives it)."""
+    """Where work goes, a queue per priority (URLs, as ``!Ref`` of an SQS queue gives them): ``JOBS_QUEUE_URL``
+    (NORMAL's), ``JOBS_HIGH_PRIORITY_QUEUE_URL`` and ``JOBS_LOW_PRIORITY_QUEUE_URL``; a level without a URL (a
+    configuration from before priorities) uses NORMAL's. ``JOBS_QUEUE_RETENTION_SECONDS`` is the queues'
+    ``MessageRetentionPeriod`` (a scheduled job's message is replaced before it would outlive it)."""
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
     queue_url: str = Field(min_length=1)
+    high_priority_queue_url: str | None = None
+    low_priority_queue_url: str | None = None
+    queue_retention_seconds: int = Field(default=345600, ge=60, le=1209600)
+
+    @property
+    def queue_urls(self) -> dict[JobPriority, str]:
+        """Each configured priority's queue URL."""
+        urls = {
+            JobPriority.HIGH: self.high_priority_queue_url,
+            JobPriority.NORMAL: self.queue_url,
+            JobPriority.LOW: self.low_priority_queue_url,
+        }
+        return {priority: url for priority, url in urls.items() if url}
 
 
 class ReconcilerSettings(BaseSettings):
@@ -79,7 +97,8 @@ class IdempotencySettings(BaseSettings):
 class ConsumerSettings(BaseSettings):
     """What a queue consumer (the jobs consumer, the dead-letter handler) needs to know, from ``JOBS_*``.
 
-    ``source_queue_url`` is the queue the function reads (to delay a retry with ChangeMessageVisibility);
+    ``source_queue_urls`` are the queues the function reads, comma-separated (to delay a retry with
+    ChangeMessageVisibility on the queue a record came from; ``JOBS_SOURCE_QUEUE_URL``, one URL, is read too);
     ``max_receive_count`` the jobs queue's redrive ``maxReceiveCount`` (a record whose
     ``ApproximateReceiveCount`` has reached it is on its last delivery); ``max_attempts`` the runs a job gets
     before a retryable failure fails it (fewer than the receives: see ``jobs.service.Delivery``);
@@ -90,12 +109,14 @@ class ConsumerSettings(BaseSettings):
     ``dead_letter_max_receives`` the receives after which the dead-letter handler gives up on a record it cannot
     settle (its queue has no dead-letter queue of its own, so nothing else bounds it); ``min_start_seconds`` the
     least time left in an invocation to start a job (a batch of ten shares one invocation: a job met later is
-    sent again as a new message, spending no delivery).
+    sent again as a new message, spending no delivery); ``queue_retention_seconds`` the jobs queues'
+    ``MessageRetentionPeriod`` (a scheduled job's message is replaced before it would outlive it).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
-    source_queue_url: str = Field(min_length=1)
+    source_queue_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    source_queue_url: str | None = None
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     max_attempts: int = Field(default=3, ge=1, le=1000)
     lease_seconds: int = Field(default=35, ge=1, le=900)
@@ -103,6 +124,24 @@ class ConsumerSettings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, le=3650)
     dead_letter_max_receives: int = Field(default=20, ge=1, le=1000)
     min_start_seconds: float = Field(default=12, ge=0, le=900)
+    queue_retention_seconds: int = Field(default=345600, ge=60, le=1209600)
+
+    @field_validator("source_queue_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return tuple(url.strip() for url in value.split(",") if url.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> Self:
+        if not self.source_queue_urls and not self.source_queue_url:
+            raise ValueError("JOBS_SOURCE_QUEUE_URLS (or JOBS_SOURCE_QUEUE_URL) names no queue")
+        return self
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every queue URL the function reads."""
+        extra = (self.source_queue_url,) if self.source_queue_url else ()
+        return tuple(dict.fromkeys((*self.source_queue_urls, *extra)))
 
 
 class JobTypeSettings(BaseSettings):
@@ -126,6 +165,8 @@ class AuthSettings(BaseSettings):
     ``HS256``). ``JWKS_URL`` wins when both are set, and the template only grants the SSM read when it is empty.
     ``JWT_ALGORITHMS`` is a comma-separated list; algorithms come from here, never from a token's header.
     Empty strings count as unset, because CloudFormation parameters cannot be null.
+
+    ``JOBS_HIGH_PRIORITY_SCOPE`` names the scope a token needs for a HIGH job (``jobs.auth.Principal.scopes``).
 
     ``JWT_ISSUER`` and ``JWT_AUDIENCE`` (a comma-separated list of audiences, as API Gateway's JWT authorizer
     takes) are required in JWKS mode: an identity provider signs tokens for every application it serves, and
@@ -154,6 +195,11 @@ class AuthSettings(BaseSettings):
     #: The least time between two JWKS refreshes caused by unknown ``kid`` values, seconds.
     jwks_refresh_cooldown_seconds: float = Field(
         default=30, ge=0, le=3600, validation_alias="JWKS_REFRESH_COOLDOWN_SECONDS"
+    )
+    #: The scope a token must carry to submit a HIGH job (``JOBS_HIGH_PRIORITY_SCOPE``); empty: anyone may. One
+    #: RFC 6749 section 3.3 scope-token (printable ASCII but space, ``"`` and ``\\``).
+    high_priority_scope: str = Field(
+        default="", pattern=r"^[!#-\[\]-~]*$", max_length=256, validation_alias="JOBS_HIGH_PRIORITY_SCOPE"
     )
 
     @field_validator("jwks_url", "jwt_secret_parameter", "jwt_issuer", "jwt_audience", mode="before")

@@ -129,8 +129,20 @@ def status_key(status: JobStatus | str, job_id: str) -> str:
 QUEUED_INDEX = "Queued"
 QUEUED_SHARD = "queued_shard"
 #: When the reconciler last re-sent a QUEUED job's message (RFC 3339; projected into the ``Queued`` index), so
-#: it re-sends one at most once per bound however long a backlog lasts.
+#: it re-sends one at most once per bound however long a backlog lasts. A scheduled job is written with its
+#: ``not_before`` here (``reconcile_from``): its message hides in SQS until then, so the reconciler's bound counts
+#: from its start time, and a week of scheduled jobs never fills a reconciler run.
 RECONCILED_AT = "reconciled_at"
+
+
+def reconcile_from(job: Job) -> str | None:
+    """What a new job's ``reconciled_at`` starts as: its ``not_before`` when that is after its creation (RFC 3339),
+    else None (the bound counts from ``updated_at``)."""
+    if job.not_before is not None and job.not_before > job.updated_at:
+        return format_timestamp(job.not_before)
+    return None
+
+
 QUEUED_SHARDS = tuple("0123456789abcdef")
 
 
@@ -164,6 +176,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
     data[STATUS_KEY] = status_key(job.status, job.job_id)
     if job.status == JobStatus.QUEUED:
         data[QUEUED_SHARD] = queued_shard(job.job_id)
+        if (start := reconcile_from(job)) is not None:
+            data[RECONCILED_AT] = start
     item = {name: to_attribute_value(value) for name, value in data.items()}
     item[PAYLOAD] = {"S": payload_text(job.payload)}
     return item
@@ -794,9 +808,11 @@ _LIVE = f"attribute_not_exists({EXPIRES_AT}) OR {EXPIRES_AT} > :now"
 _STALE = "(leased_at < :stale OR (attribute_not_exists(leased_at) AND started_at < :stale))"
 _NO_CANCEL = "attribute_not_exists(cancel_requested_at)"
 _RELEASED_MARK = "attribute_exists(continued_at)"
-#: QUEUED, or RUNNING under a lease that has expired (not released for continuation, no cancel asked).
+#: Due: no ``not_before``, or one that has come (``:now``).
+_DUE = "(attribute_not_exists(not_before) OR not_before <= :now)"
+#: QUEUED and due, or RUNNING under a lease that has expired (not released for continuation, no cancel asked).
 _STARTABLE = (
-    "attribute_exists(job_id) AND (#status = :queued OR (#status = :running AND "
+    f"attribute_exists(job_id) AND ((#status = :queued AND {_DUE}) OR (#status = :running AND "
     f"attribute_not_exists(continued_at) AND {_NO_CANCEL} AND {_STALE}))"
 )
 #: RUNNING, released for continuation by its last run, no cancel asked.
@@ -862,6 +878,8 @@ class InMemoryJobStore:
             if (job.owner_id, job.job_id) in self.items:
                 raise ValueError(f"job {job.job_id} exists already")
             self._save(job)
+            if (start := reconcile_from(job)) is not None:
+                self.reconciled_at[(job.owner_id, job.job_id)] = start
 
     def get(self, owner_id: str, job_id: str) -> Job | None:
         if not holdable_key(owner_id, job_id):
@@ -933,7 +951,7 @@ class InMemoryJobStore:
             owner_id,
             job_id,
             lambda job: (
-                job.status == JobStatus.QUEUED
+                (job.status == JobStatus.QUEUED and _due(job, now_text))
                 or (
                     job.status == JobStatus.RUNNING
                     and not _released(job)
@@ -1002,7 +1020,7 @@ class InMemoryJobStore:
             owner_id,
             job_id,
             lambda job: (
-                job.status == JobStatus.QUEUED
+                (job.status == JobStatus.QUEUED and _due(job, now_text))
                 or (
                     job.status == JobStatus.RUNNING
                     and not _cancel(job)
@@ -1125,6 +1143,10 @@ def _stale(job: Job, stale_before_text: str) -> bool:
     if job.leased_at is not None:
         return job.leased_at < stale_before_text
     return job.started_at is not None and format_timestamp(job.started_at) < stale_before_text
+
+
+def _due(job: Job, now_text: str) -> bool:
+    return job.not_before is None or format_timestamp(job.not_before) <= now_text
 
 
 def _released(job: Job) -> bool:

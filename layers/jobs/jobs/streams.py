@@ -1,12 +1,12 @@
 """The Jobs table's stream: the only module that speaks DynamoDB Streams.
 
-Two readers: the outbox relay gets stream records from its event source mapping (``job_message_of`` turns one
-into the job's message); the reconciler replays the records the mapping gave up on. With bounded retries, the
-mapping sends a record of each discarded batch to its on-failure destination: not the records themselves, only
-their coordinates (``DDBStreamBatchInfo``: the shard and the first and last sequence numbers; "Retaining
-discarded records for a DynamoDB event source in Lambda", AWS Lambda developer guide). ``StreamReader`` reads the
-records back from the stream while it still holds them (24 hours; DynamoDB developer guide, "Change data capture
-for DynamoDB Streams").
+Two readers: the outbox relay gets stream records from its event source mapping (``job_of`` reads the job from the
+record's new image, or its keys from a ``KEYS_ONLY`` record written before the upgrade); the reconciler replays the
+records the mapping gave up on. With bounded retries, the mapping sends a record of each discarded batch to its
+on-failure destination: not the records themselves, only their coordinates (``DDBStreamBatchInfo``: the shard and
+the first and last sequence numbers; "Retaining discarded records for a DynamoDB event source in Lambda", AWS Lambda
+developer guide). ``StreamReader`` reads the records back from the stream while it still holds them (24 hours;
+DynamoDB developer guide, "Change data capture for DynamoDB Streams").
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs import aws
-from jobs.models import JobMessage
+from jobs.models import Job, JobMessage
+from jobs.store import item_to_job
 
 #: GetRecords pages of an open shard that may come back empty before the reader decides it has read to the end.
 MAX_EMPTY_PAGES = 3
@@ -38,6 +39,26 @@ def job_message_of(record: Mapping[str, Any]) -> JobMessage | None:
     if not (isinstance(owner_id, str) and isinstance(job_id, str) and owner_id and job_id):
         return None
     return JobMessage(owner_id=owner_id, job_id=job_id)
+
+
+def job_of(record: Mapping[str, Any]) -> Job | JobMessage | None:
+    """What an INSERT record says of its job: the ``Job`` its new image holds (``NEW_AND_OLD_IMAGES`` or
+    ``NEW_IMAGE`` streams), else the ``JobMessage`` its keys name (a ``KEYS_ONLY`` stream's record, from before the
+    upgrade, or a new image this version cannot read: the job is then looked up), or None when its keys name no
+    job (``job_message_of``)."""
+    message = job_message_of(record)
+    if message is None:
+        return None
+    change = record.get("dynamodb")
+    image = change.get("NewImage") if isinstance(change, Mapping) else None
+    if isinstance(image, Mapping):
+        try:
+            job = item_to_job(image)
+        except (ValidationError, ValueError, TypeError, KeyError):
+            return message
+        if job.owner_id == message.owner_id and job.job_id == message.job_id:
+            return job
+    return message
 
 
 _STREAM_ARN = r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table/[\w.-]+/stream/\S+$"
