@@ -73,8 +73,9 @@ approximation of AWS's rule (AWS calls its own thresholds approximate too):
 ``JOBS_LOCAL_SQS_FAIR_QUEUES=0`` turns the rule off in the server process (on by default, as on AWS, where every
 standard queue is fair for messages with a group id), so the bench can compare the two.
 
-The rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse`` or ``replace``),
-which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT`` (moto.server's options).
+The message-characters rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse``
+or ``replace``), which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT``
+(moto.server's options).
 """
 
 from __future__ import annotations
