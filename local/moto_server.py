@@ -1,4 +1,4 @@
-"""moto's server as the local stack runs it: ``moto.server``'s own ``main``, after two fixes to moto's SQS.
+"""moto's server as the local stack runs it: ``moto.server``'s own ``main``, after fixes to moto's SQS.
 
 Deletes under the lock. moto 5.2.5's ``Queue.delete_message`` rebuilds the queue's message list and assigns it
 back without holding the queue's ``_messages_lock``, which ``add_message`` holds to append. moto's server answers
@@ -50,8 +50,32 @@ messages (new ids, receive count 0) with the same body and attributes. Assumed w
 several source queues needs ``DestinationArn`` locally (moto does not record which queue a dead letter came from),
 and ``MaxNumberOfMessagesPerSecond`` is accepted and not paced.
 
-The rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse`` or ``replace``),
-which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT`` (moto.server's options).
+Fair queues. On a standard queue AWS treats each ``MessageGroupId`` as a tenant (a message without one is a tenant
+of its own) and, while a tenant is a noisy neighbour, ReceiveMessage returns quiet tenants' messages first whenever
+any wait; among noisy tenants, the one with the fewest messages in flight first; noisy messages are never dropped,
+and come as usual when no quiet message waits ("How Amazon SQS fair queues work",
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-fair-queues-detailed.html). moto
+ignores group ids on standard queues and returns messages in the order they were sent. ``play_fair_queues`` plays an
+approximation of AWS's rule (AWS calls its own thresholds approximate too):
+
+- noisy: more than 10 % of the queue's in-flight messages (received, neither deleted nor visible again) are the
+  tenant's and at least 30 of its own are in flight (AWS's "concurrency share"), judged afresh at each receive from
+  the messages moto holds; a tenant is quiet again as soon as that no longer holds (AWS keeps it noisy "until its
+  shares drop to levels comparable to quiet tenants", which it does not quantify), when its backlog is drained
+  (nothing of it waits, so nothing is reordered), or when it sent nothing for 5 minutes (judged by the newest of its
+  messages the queue still holds);
+- AWS's second measure, a tenant's share of recent consumer processing time over 10 %, is left out: AWS gives
+  neither the window nor a floor, taken literally it marks a tenant noisy in any queue with fewer than ten busy
+  tenants, and the local measure would be this machine's wall clock, so which message comes first would change
+  with the machine's speed (the tests assert behaviour, never speed);
+- one receive of up to 10 is ordered once, at its start; FIFO queues are untouched (their group ids order them).
+
+``JOBS_LOCAL_SQS_FAIR_QUEUES=0`` turns the rule off in the server process (on by default, as on AWS, where every
+standard queue is fair for messages with a group id), so the bench can compare the two.
+
+The message-characters rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse``
+or ``replace``), which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT``
+(moto.server's options).
 """
 
 from __future__ import annotations
@@ -61,10 +85,12 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.core.utils import unix_time_millis
 from moto.moto_api._internal import mock_random
 from moto.sqs.constants import MAXIMUM_MESSAGE_LENGTH
 from moto.sqs.exceptions import (
@@ -360,15 +386,97 @@ def play_message_move_tasks() -> None:
     SQSResponse.cancel_message_move_task = cancel_message_move_task  # type: ignore[attr-defined]
 
 
+#: The environment variable that turns fair queues off in the server process ("0"); anything else keeps them on.
+FAIR_QUEUES_VARIABLE = "JOBS_LOCAL_SQS_FAIR_QUEUES"
+#: A noisy tenant holds more than this share of the queue's in-flight messages...
+NOISY_SHARE = 0.10
+#: ...and at least this many of its own (both from "How Amazon SQS fair queues work").
+NOISY_IN_FLIGHT = 30
+#: A tenant that sent nothing for this long is quiet again, milliseconds (5 minutes).
+QUIET_AFTER_MS = 5 * 60 * 1000
+_FAIR = "_jobs_local_fair"
+_fair = True
+
+
+def noisy_tenants(held: Iterable[Message], now_ms: float) -> dict[str, int]:
+    """The noisy tenants among a standard queue's messages ``held`` (all of them: waiting, in flight, delayed), by
+    group id, each with its count of messages in flight, at ``now_ms`` (Unix time, milliseconds).
+
+    A tenant is noisy when more than ``NOISY_SHARE`` of the in-flight messages are its own, at least
+    ``NOISY_IN_FLIGHT`` of them, and its newest message held was sent less than ``QUIET_AFTER_MS`` ago. A message
+    without a group id is a tenant of its own, so never noisy (one message cannot be 30 in flight), but it counts
+    in the queue's in-flight total.
+    """
+    in_flight: Counter[str] = Counter()
+    total = 0
+    newest: dict[str, int] = {}
+    for message in held:
+        group = message.group_id
+        if message.visible_at >= now_ms:  # moto's Message.visible: now > visible_at
+            total += 1
+            if group is not None:
+                in_flight[group] += 1
+        sent: int = getattr(message, "sent_timestamp", None) or 0  # moto types it None; mark_sent sets ms
+        if group is not None:
+            newest[group] = max(newest.get(group, 0), sent)
+    return {
+        group: count
+        for group, count in in_flight.items()
+        if count >= NOISY_IN_FLIGHT and count > NOISY_SHARE * total and now_ms - newest.get(group, 0) < QUIET_AFTER_MS
+    }
+
+
+def fair_order(waiting: list[Message], held: Iterable[Message], now_ms: float) -> list[Message]:
+    """``waiting`` (the messages a receive may take, in moto's order) as a fair queue hands them out: quiet
+    tenants' first, in their order; then each noisy tenant's (``noisy_tenants`` of ``held``), the one with the
+    fewest in flight first. The same messages, none dropped; ``waiting`` itself when no tenant is noisy."""
+    noisy = noisy_tenants(held, now_ms)
+    if not noisy:
+        return waiting
+    quiet = [message for message in waiting if message.group_id not in noisy]
+    loud = [message for message in waiting if message.group_id in noisy]
+    loud.sort(key=lambda message: noisy[message.group_id])  # type: ignore[index]  # stable: each in its order
+    return quiet + loud
+
+
+def play_fair_queues(enabled: bool = True) -> None:
+    """Make moto's ReceiveMessage on standard queues follow SQS's fair-queues rule (``fair_order``; see the
+    module's docstring) while ``enabled``. Patches ``Queue.messages`` (the visible messages moto's receive walks,
+    in order) once; a later call only turns the rule on or off. FIFO queues keep moto's order."""
+    global _fair
+    _fair = enabled
+    current: Any = Queue.__dict__["messages"]  # the property itself
+    visible: Callable[[Any], list[Message]] = current.fget
+    if getattr(visible, _FAIR, False):
+        return
+
+    @functools.wraps(visible)
+    def messages(self: Any) -> list[Message]:
+        waiting = visible(self)
+        if not _fair or self.fifo_queue or len(waiting) < 2:
+            return waiting
+        return fair_order(waiting, list(self._messages), unix_time_millis())
+
+    setattr(messages, _FAIR, True)
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
+
+
+def fair_queues_enabled(value: str | None) -> bool:
+    """``JOBS_LOCAL_SQS_FAIR_QUEUES`` read: off for ``0``, ``false``, ``off`` or ``no`` (any case), else on."""
+    return (value or "").strip().lower() not in {"0", "false", "off", "no"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """moto.server's command line, with ``lock_deletes()``, ``enforce_message_group_ids()``,
-    ``play_message_move_tasks()`` and ``enforce_message_characters()`` (in the mode
-    ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
+    ``play_message_move_tasks()``, ``play_fair_queues()`` (off when ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and
+    ``enforce_message_characters()`` (in the mode ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by
+    default) applied first."""
     from moto.server import main as moto_main
 
     lock_deletes()
     enforce_message_group_ids()
     play_message_move_tasks()
+    play_fair_queues(fair_queues_enabled(os.environ.get(FAIR_QUEUES_VARIABLE)))
     try:
         enforce_message_characters(os.environ.get(INVALID_CHARACTERS_VARIABLE) or INVALID_CHARACTERS_MODES[0])
     except ValueError as error:

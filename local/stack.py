@@ -23,6 +23,9 @@ Environment (all optional):
                               what moto's SQS does with a message character AWS does not allow (SendMessage API
                               reference, MessageBody): "refuse" (InvalidMessageContents, as AWS documents today) or
                               "replace" (each becomes U+FFFD, as it documented before); see local/moto_server.py
+    JOBS_LOCAL_SQS_FAIR_QUEUES
+                              "0" turns off moto's play of SQS fair queues on standard queues (on by default, as on
+                              AWS); read by the moto server process (local/moto_server.py)
 """
 
 from __future__ import annotations

@@ -20,32 +20,50 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobs import aws
-from jobs.models import Job, JobMessage, JobPriority, format_timestamp
+from jobs.models import Job, JobMessage, JobPriority, format_timestamp, is_owner_id
 
 #: The most entries one SendMessageBatch call takes (SQS quotas, "Messages per batch": 10).
 MAX_BATCH = 10
 #: SQS's longest ``DelaySeconds`` for one message, seconds (SendMessage, API reference: 0 to 900).
 MAX_DELAY_SECONDS = 900
-#: The longest ``MessageGroupId``, characters (SendMessage, API reference).
-MAX_GROUP_ID_LENGTH = 128
+#: The longest ``MessageGroupId`` SQS takes (SendMessage, API reference): 128 characters.
+MAX_GROUP_ID = 128
 #: The message attribute that carries a scheduled job's ``not_before`` (RFC 3339), so a consumer can tell an early
 #: delivery without reading the job. Consumers of earlier versions ignore message attributes.
 NOT_BEFORE_ATTRIBUTE = "not_before"
 
 
 def message_group_id(owner_id: str) -> str:
-    """The ``MessageGroupId`` of an owner's messages: the tenant of SQS fair queues.
+    """The ``MessageGroupId`` of an owner's messages: the tenant SQS fair queues balance on a standard queue
+    ("How Amazon SQS fair queues work", SQS Developer Guide).
 
     SendMessage takes 1 to 128 characters, each alphanumeric or punctuation (``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~``;
-    SendMessage, API reference, ``MessageGroupId``). A valid owner id is 1 to 255 printable ASCII characters without
-    space (``jobs.models.OWNER_ID_PATTERN``), all of them allowed, so an owner id of up to 128 characters is its own
-    group id; a longer one becomes its first 63 characters, ``#`` and the SHA-256 hex digest of the whole id
-    (128 characters; stable, and distinct for distinct owners but with negligible probability).
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html, MessageGroupId).
+    A valid owner id (``jobs.models.OWNER_ID_PATTERN``: 1 to 255 characters 0x21 to 0x7E) is made of exactly
+    those characters, so only its length can be too much:
+
+    - up to 127 characters: the owner id itself;
+    - 128 to 255: its first 64 characters and the SHA-256 hex digest (64 characters) of the whole id, 128 in all.
+
+    A derived id is always 128 characters long and an owner's own one at most 127, so two owners share a group id
+    only if SHA-256 collides (an owner id of exactly 128 characters is derived too: kept as it is, it could equal
+    another, longer owner's derived id). Stable: the same owner id always gives the same group id.
+
+    Args:
+        owner_id: a valid owner id (1 to 255 printable ASCII characters, no space).
+
+    Returns:
+        1 to 128 characters SQS accepts as a ``MessageGroupId``.
+
+    Raises:
+        ValueError: ``owner_id`` is not a valid owner id (empty, too long, or a character outside 0x21 to 0x7E).
     """
-    if len(owner_id) <= MAX_GROUP_ID_LENGTH:
+    if not is_owner_id(owner_id):
+        raise ValueError("not a valid owner id (1 to 255 printable ASCII characters, no space)")
+    if len(owner_id) < MAX_GROUP_ID:
         return owner_id
-    digest = hashlib.sha256(owner_id.encode("ascii", "backslashreplace")).hexdigest()
-    return f"{owner_id[:63]}#{digest}"
+    digest = hashlib.sha256(owner_id.encode("ascii")).hexdigest()
+    return owner_id[: MAX_GROUP_ID - len(digest)] + digest
 
 
 @dataclass(frozen=True)
