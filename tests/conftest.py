@@ -19,17 +19,23 @@ from moto import mock_aws
 
 from jobs import bootstrap
 from local import dynamodb_local
-from local.moto_server import enforce_message_characters, enforce_message_group_ids, play_message_move_tasks
+from local.moto_server import (
+    enforce_message_characters,
+    enforce_message_group_ids,
+    enforce_visibility_limits,
+    play_message_move_tasks,
+)
 from local.resources import LocalStack
 from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET, transform_file
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _sqs_characters_as_aws() -> None:
-    """moto's SQS refuses a message character or group id AWS refuses, and plays message move tasks, as the local
-    stack's does."""
+    """moto's SQS refuses a message character, group id, visibility timeout or delay AWS refuses, and plays message
+    move tasks, as the local stack's does."""
     enforce_message_characters("refuse")
     enforce_message_group_ids()
+    enforce_visibility_limits()
     play_message_move_tasks()
 
 
