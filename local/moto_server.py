@@ -73,6 +73,20 @@ approximation of AWS's rule (AWS calls its own thresholds approximate too):
 ``JOBS_LOCAL_SQS_FAIR_QUEUES=0`` turns the rule off in the server process (on by default, as on AWS, where every
 standard queue is fair for messages with a group id), so the bench can compare the two.
 
+Visibility and delay limits. ChangeMessageVisibility takes a ``VisibilityTimeout`` of 0 to 43200 seconds, and
+the timeout may end at most 12 hours after the ReceiveMessage request that returned the message (the API reference,
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html: "If you try to
+extend the visibility timeout beyond 12 hours, your request is rejected"; the developer guide, "Visibility timeout",
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html: "12 hours from
+the time that Amazon SQS receives the ReceiveMessage request"). AWS answers ``InvalidParameterValue``, "Value N for
+parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200
+seconds]." (the text SDK users report, e.g. aws/aws-sdk-net#794). moto 5.2.5 counts the 12 hours from the message's
+send instead, refusing hides AWS takes (a message delayed 900 s, then hidden 11.8 hours), and takes a negative
+timeout; ``enforce_visibility_limits`` counts from the latest receive and refuses a negative one (the reason's text
+for it is an assumption). SendMessage's ``DelaySeconds`` is 0 to 900 (SendMessage, API reference); moto refuses more
+than 900 but takes a negative delay: refused the same way, in a batch as that entry's failure, as moto fails a delay
+over 900.
+
 The message-characters rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse``
 or ``replace``), which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT``
 (moto.server's options).
@@ -97,6 +111,8 @@ from moto.sqs.exceptions import (
     BatchEntryIdsNotDistinct,
     BatchRequestTooLong,
     InvalidBatchEntryId,
+    InvalidParameterValue,
+    ReceiptHandleIsInvalid,
     SQSException,
     TooManyEntriesInBatchRequest,
 )
@@ -106,6 +122,13 @@ from moto.sqs.responses import SQSResponse
 _PATCHED = "_jobs_local_locked"
 _CHECKED = "_jobs_local_characters"
 _GROUPS_CHECKED = "_jobs_local_group_ids"
+_LIMITS_CHECKED = "_jobs_local_limits"
+#: ChangeMessageVisibility's longest timeout, and the longest a message stays hidden after a receive, seconds.
+MAX_VISIBILITY_SECONDS = 43200
+#: SendMessage's longest ``DelaySeconds``.
+MAX_DELAY_SECONDS = 900
+#: Where a moto ``Message`` keeps the time of its latest receive (epoch milliseconds).
+_RECEIVED_AT = "_jobs_local_received_at"
 #: SendMessage, MessageGroupId: 1 to 128 alphanumeric or punctuation characters.
 MESSAGE_GROUP_ID = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
 
@@ -296,6 +319,57 @@ def enforce_message_group_ids() -> None:
     SQSBackend.send_message_batch = send_message_batch  # type: ignore[method-assign]
 
 
+def _visibility_refused(seconds: int, reason: str) -> InvalidParameterValue:
+    return InvalidParameterValue(f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: {reason}")
+
+
+def enforce_visibility_limits() -> None:
+    """Hold moto's ChangeMessageVisibility and SendMessage to SQS's limits (idempotent; see the module's docstring):
+    a visibility timeout of 0 to 43200 s that ends within 12 hours of the message's latest receive, and a
+    ``DelaySeconds`` of 0 to 900."""
+    received: Callable[..., None] = Message.mark_received
+    send: Callable[..., Any] = SQSBackend.send_message
+    if getattr(send, _LIMITS_CHECKED, False):
+        return
+
+    @functools.wraps(received)
+    def mark_received(self: Any, visibility_timeout: int | None = None) -> None:
+        setattr(self, _RECEIVED_AT, int(unix_time_millis()))
+        received(self, visibility_timeout)
+
+    def change_message_visibility(self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
+        seconds = int(visibility_timeout)
+        if not 0 <= seconds <= MAX_VISIBILITY_SECONDS:
+            raise _visibility_refused(seconds, f"Must be between 0 and {MAX_VISIBILITY_SECONDS}, if provided.")
+        queue = self.get_queue(queue_name)
+        for message in queue._messages:
+            if message.had_receipt_handle(receipt_handle):
+                receive = getattr(message, _RECEIVED_AT, None) or message.sent_timestamp
+                if unix_time_millis() + seconds * 1000 - receive > MAX_VISIBILITY_SECONDS * 1000:
+                    limit = f"beyond the limit [{MAX_VISIBILITY_SECONDS} seconds]"
+                    raise _visibility_refused(seconds, f"Total VisibilityTimeout for the message is {limit}")
+                message.change_visibility(seconds)
+                if message.visible and message in queue.pending_messages:
+                    queue.pending_messages.remove(message)
+                return
+        raise ReceiptHandleIsInvalid
+
+    @functools.wraps(send)
+    def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        delay = kwargs.get("delay_seconds")
+        if delay is not None and int(delay) < 0:
+            raise InvalidParameterValue(
+                f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= "
+                f"{MAX_DELAY_SECONDS}."
+            )
+        return send(self, queue_name, *args, **kwargs)
+
+    setattr(send_message, _LIMITS_CHECKED, True)
+    Message.mark_received = mark_received  # type: ignore[method-assign]
+    SQSBackend.change_message_visibility = change_message_visibility  # type: ignore[method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
 class ResourceNotFound(SQSException):
     """SQS's error for a message move task naming a queue that does not exist."""
 
@@ -468,13 +542,14 @@ def fair_queues_enabled(value: str | None) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """moto.server's command line, with ``lock_deletes()``, ``enforce_message_group_ids()``,
-    ``play_message_move_tasks()``, ``play_fair_queues()`` (off when ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and
-    ``enforce_message_characters()`` (in the mode ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by
-    default) applied first."""
+    ``enforce_visibility_limits()``, ``play_message_move_tasks()``, ``play_fair_queues()`` (off when
+    ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and ``enforce_message_characters()`` (in the mode
+    ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
     from moto.server import main as moto_main
 
     lock_deletes()
     enforce_message_group_ids()
+    enforce_visibility_limits()
     play_message_move_tasks()
     play_fair_queues(fair_queues_enabled(os.environ.get(FAIR_QUEUES_VARIABLE)))
     try:

@@ -22,6 +22,7 @@ from local import dynamodb_local
 from local.moto_server import (
     enforce_message_characters,
     enforce_message_group_ids,
+    enforce_visibility_limits,
     play_fair_queues,
     play_message_move_tasks,
 )
@@ -31,10 +32,11 @@ from tests.helpers import ROOT, SECRET_PARAMETER, TEST_SECRET, transform_file
 
 @pytest.fixture(scope="session", autouse=True)
 def _sqs_characters_as_aws() -> None:
-    """moto's SQS refuses a message character or group id AWS refuses, and plays message move tasks and fair queues,
-    as the local stack's does."""
+    """moto's SQS refuses a message character, group id, visibility timeout or delay AWS refuses, and plays message
+    move tasks and fair queues, as the local stack's does."""
     enforce_message_characters("refuse")
     enforce_message_group_ids()
+    enforce_visibility_limits()
     play_message_move_tasks()
     play_fair_queues()
 

@@ -596,6 +596,9 @@ class JobService:
         if delivery.not_before is not None:
             now = self.clock()
             if now < delivery.not_before:
+                waiting, current = self._still_waiting(message)
+                if not waiting:
+                    return current
                 self._wait_for_start(self._dispatch(message, delivery, delivery.not_before), delivery, now)
                 return None
             if delivery.came_early:
@@ -706,6 +709,22 @@ class JobService:
         job's priority's), not delayed."""
         priority = self.queue.priority_of(delivery.queue_arn) if self.queue and delivery.queue_arn else None
         return Dispatch(message=message, priority=priority or JobPriority.NORMAL, not_before=not_before)
+
+    def _still_waiting(self, message: JobMessage) -> tuple[bool, Job | None]:
+        """Whether the job of an early message still waits for its start (QUEUED), and the job as read. A job
+        cancelled or deleted meanwhile needs its message no longer: it is acknowledged now rather than kept for
+        up to 7 days. When the read fails the job is taken to wait (the message is kept: its start's condition
+        still holds)."""
+        try:
+            current = self.store.get(message.owner_id, message.job_id)
+        except ServiceUnavailable as error:
+            logger.warning("Job %s not read before its start: %s", message.job_id, error)
+            return True, None
+        if current is None or current.status != JobStatus.QUEUED:
+            status = current.status if current is not None else "gone"
+            logger.info("Job %s is %s before its start; its message is acknowledged", message.job_id, status)
+            return False, current
+        return True, current
 
     def _wait_for_start(self, dispatch: Dispatch, delivery: Delivery, now: datetime) -> None:
         """Keep the message of a job whose ``not_before`` has not come until it has, in as few receives as SQS
@@ -900,12 +919,20 @@ class JobService:
         return math.ceil((finished_at + self.retention).timestamp())
 
 
-#: The longest a scheduled job's message is hidden per receive, seconds: SQS's 12 hours from the receive
-#: (``SQS_MAX_VISIBILITY_SECONDS``; ChangeMessageVisibility, SQS API reference), less 10 minutes for the time
-#: between the receive and the call (the batch's earlier jobs, the invocation's start).
+#: The longest a scheduled job's message is hidden per receive, seconds. SQS allows a message's visibility timeout to
+#: end at most 12 hours (``SQS_MAX_VISIBILITY_SECONDS``) after the ReceiveMessage request that returned it, and refuses
+#: a longer one ("Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"; SQS developer guide,
+#: "Visibility timeout": https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html;
+#: ChangeMessageVisibility, API reference). 10 minutes are kept for the time between the receive and the call: the
+#: event source mapping's batching window and the batch's earlier jobs (the consumer's ``Timeout`` is 30 s).
 MAX_HOLD_SECONDS = SQS_MAX_VISIBILITY_SECONDS - 600
 #: How long before the queue's retention would drop a message it is replaced, seconds.
 RETENTION_MARGIN_SECONDS = 3600
+#: How far SQS's timestamps (``ApproximateFirstReceiveTimestamp``) and the consumer's clock may disagree, seconds: a
+#: message first received less than this before its ``not_before`` is not taken for an early one (``came_early``), so
+#: the message that runs a job is never replaced for a skew, which would reset the receive count a crash loop needs
+#: to reach the dead-letter queue.
+CLOCK_SKEW_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -936,34 +963,46 @@ class Delivery:
 
     @property
     def came_early(self) -> bool:
-        """True when this message was received before now and its first receive came before its ``not_before``:
-        its receive count holds early receives, which must not count toward a run's."""
+        """True when this message was received before now and its first receive came before its ``not_before``
+        (by more than ``CLOCK_SKEW_SECONDS``): its receive count holds early receives, which must not count toward
+        a run's. The rule of ``hold_seconds`` never brings such a message back after ``not_before``; an invocation
+        that failed as a whole, or a consumer backlog, can."""
         return (
             self.not_before is not None
             and self.receive_count > 1
             and self.first_received_at is not None
-            and self.first_received_at < self.not_before
+            and self.first_received_at < self.not_before - timedelta(seconds=CLOCK_SKEW_SECONDS)
         )
 
     def hold_seconds(self, now: datetime, wait: int) -> int | None:
-        """How long to hide this message of a job ``wait`` seconds before its start, or None when a fresh message
-        must replace it. The rule that bounds a scheduled job's receives:
+        """How long to hide this message of a job ``wait`` seconds (rounded up) before its start, or None when a
+        fresh message delayed ``min(wait, MAX_DELAY_SECONDS)`` must replace it. The rule that bounds a scheduled
+        job's receives:
 
-        - a wait within ``MAX_DELAY_SECONDS`` (900) is a fresh message's ``DelaySeconds``: no receive counted;
-        - the message is hidden at most ``MAX_HOLD_SECONDS`` per receive (SQS: 12 hours from the receive);
+        - a wait within ``MAX_DELAY_SECONDS`` (900, SQS's longest ``DelaySeconds``) is a fresh message's delay, so
+          the message that runs the job is first received at its ``not_before``: none of its receives is early;
+        - otherwise the message is hidden until ``MAX_DELAY_SECONDS`` before the start, at most
+          ``MAX_HOLD_SECONDS`` per receive (SQS: 12 hours from the receive), so its last early receive is the one
+          that sends that fresh message;
         - it is hidden only while its receive count leaves two receives below the redrive limit (one for the
           replacement, one of slack for a batch that fails as a whole), so an early receive never moves a
           message to the dead-letter queue;
         - it is hidden only until ``RETENTION_MARGIN_SECONDS`` before the queue would drop it (its retention
-          counts from ``sent_at``; SQS developer guide, "Message retention").
+          counts from ``sent_at``; SQS developer guide, "Message retention"), and is replaced instead when that
+          leaves no more than a fresh message's delay.
 
-        A week's wait takes about 15 hides of 11.8 hours and a replacement every three, about 20 receives in all,
-        instead of 672 messages of 900 s.
+        Receives for a whole wait, the run's included (tests/unit/test_scheduled_start.py, MaxReceiveCount 5): 1 hour
+        3, 13 hours 4, 5 days 16, 7 days 21 (15 hides of 11.8 hours, three per message, and a fresh message every
+        fourth receive), instead of 672 messages of 900 s. The 12-hour hides alone set a week's floor at 17 (15
+        hides, the fresh message's receive and the run's); the redrive limit's replacements add four, and a larger
+        ``MaxReceiveCount`` fewer (8 hides per message at 10: 18).
         """
         if wait <= MAX_DELAY_SECONDS or self.receive_count > self.max_receive_count - 2:
             return None
-        hold = min(wait, MAX_HOLD_SECONDS)
+        hold = min(wait - MAX_DELAY_SECONDS, MAX_HOLD_SECONDS)
         if self.sent_at is not None:
             expires = self.sent_at + timedelta(seconds=self.retention_seconds - RETENTION_MARGIN_SECONDS)
-            hold = min(hold, math.floor((expires - now).total_seconds()))
-        return hold if hold > MAX_DELAY_SECONDS else None
+            kept = math.floor((expires - now).total_seconds())
+            if kept < hold:
+                return kept if kept > MAX_DELAY_SECONDS else None
+        return hold
