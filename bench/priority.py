@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, UNTHROTTLED, median, percentile, table
+from bench.common import ROOT, UNTHROTTLED, client, median, percentile, table
 from jobs.auth import issue_token
 from local import dynamodb_local
 from local.template import load_template
@@ -41,6 +41,8 @@ MAXIMUM_CONCURRENCY = {
     "NORMAL": "ConsumerMaximumConcurrency",
     "LOW": "LowPriorityMaximumConcurrency",
 }
+#: Each level's queue (logical ids of template.yaml; the stack's physical ids are their URLs).
+QUEUES = {"HIGH": "JobsHighPriorityQueue", "NORMAL": "JobsQueue", "LOW": "JobsLowPriorityQueue"}
 #: Pause between the benchmark's reads while the jobs drain, seconds (the figures come from the jobs' own
 #: timestamps, so reading less often changes none of them but leaves the CPU to the stack).
 DRAIN_POLL_SECONDS = 2.0
@@ -58,6 +60,8 @@ class Run:
     failures: dict[int, int] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     submit_seconds: dict[str, float] = field(default_factory=dict)
+    scenario: str = "streamed"
+    relay_seconds: float | None = None  # queued: from the backlog's last 201 to its last message on the queue
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -131,14 +135,65 @@ def submit(api: Api, run: Run, priority: str, count: int, clients: int) -> None:
     run.submit_seconds[priority] = time.monotonic() - began
 
 
+class Mapping:
+    """The consumer's event source mapping of one queue, through the stack's Lambda API
+    (UpdateEventSourceMapping), and that queue's depth."""
+
+    def __init__(self, stack: StackProcess, level: str) -> None:
+        self.queue_url = stack.physical[QUEUES[level]]
+        self.sqs = client("sqs", stack.aws_endpoint)
+        self.lambda_ = client("lambda", stack.lambda_url)
+        name = self.queue_url.rsplit("/", 1)[-1]
+        found = self.lambda_.list_event_source_mappings(FunctionName="ProcessJobsFunction")["EventSourceMappings"]
+        self.uuid = next(m["UUID"] for m in found if m["EventSourceArn"].endswith(f":{name}"))
+
+    def enable(self, enabled: bool) -> None:
+        self.lambda_.update_event_source_mapping(UUID=self.uuid, Enabled=enabled)
+        wanted = "Enabled" if enabled else "Disabled"
+        while self.lambda_.get_event_source_mapping(UUID=self.uuid)["State"] != wanted:
+            time.sleep(0.1)
+
+    def depth(self) -> int:
+        """Messages on the queue, visible, delayed or in flight."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names.append("ApproximateNumberOfMessagesDelayed")
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes[name]) for name in names)
+
+
 def run_once(
-    stack: StackProcess, *, concurrency: int, engine: str, backlog: int, high: int, clients: int, drain_seconds: float
+    stack: StackProcess,
+    *,
+    concurrency: int,
+    engine: str,
+    backlog: int,
+    high: int,
+    clients: int,
+    drain_seconds: float,
+    queued: bool,
 ) -> Run:
-    """The backlog, then the HIGH jobs, then wait until every job has finished (or ``drain_seconds`` passed)."""
-    run = Run(concurrency, engine, backlog, high)
+    """The backlog, then the HIGH jobs, then wait until every job has finished (or ``drain_seconds`` passed).
+
+    ``queued``: the NORMAL mapping is disabled while the backlog is submitted, until its queue holds every
+    backlog message (the relay has caught up); the HIGH jobs are submitted then, and the NORMAL mapping is enabled
+    again at the same moment, so both levels start from a full SQS backlog. Without it, the HIGH jobs follow the
+    backlog at once, while the relay is still sending it."""
+    run = Run(concurrency, engine, backlog, high, scenario="queued" if queued else "streamed")
     api = Api(stack, f"bench-priority-{time.time_ns()}")
+    normal = Mapping(stack, "NORMAL")
+    if queued:
+        normal.enable(False)
     submit(api, run, "NORMAL", backlog, clients)
+    if queued:
+        held_from = time.monotonic()
+        while normal.depth() < len(run.submitted["NORMAL"]):
+            time.sleep(0.2)
+        run.relay_seconds = time.monotonic() - held_from
+        release = threading.Thread(target=normal.enable, args=(True,))
+        release.start()
     submit(api, run, "HIGH", high, 1)
+    if queued:
+        release.join()
     give_up = time.monotonic() + drain_seconds
     wanted = {job for ids in run.submitted.values() for job in ids}
     while True:
@@ -190,17 +245,19 @@ def measure(
             ) as stack,
         ):
             warm_up(stack)
-            runs.append(
-                run_once(
-                    stack,
-                    concurrency=concurrency,
-                    engine=engine_of(dynamodb),
-                    backlog=backlog,
-                    high=high,
-                    clients=clients,
-                    drain_seconds=drain_seconds,
+            for queued in (False, True):
+                runs.append(
+                    run_once(
+                        stack,
+                        concurrency=concurrency,
+                        engine=engine_of(dynamodb),
+                        backlog=backlog,
+                        high=high,
+                        clients=clients,
+                        drain_seconds=drain_seconds,
+                        queued=queued,
+                    )
                 )
-            )
     defaults = load_template(ROOT / "template.yaml")["Parameters"]
     maximum = {level: int(defaults[name]["Default"]) for level, name in MAXIMUM_CONCURRENCY.items()}
     return {"runs": runs, "maximum_concurrency": maximum, "clients": clients}
@@ -225,14 +282,17 @@ def report(results: dict[str, Any]) -> str:
             ids = run.submitted[priority]
             waits = [w for job in ids if (w := queue_wait_ms(run.jobs.get(job, {}))) is not None]
             unfinished = sum(1 for job in ids if run.jobs.get(job, {}).get("status") != "SUCCEEDED")
+            held = f"{run.relay_seconds:.1f}" if priority == "NORMAL" and run.relay_seconds is not None else ""
             rows.append(
                 [
+                    run.scenario,
                     run.engine,
                     run.concurrency,
                     pollers,
                     priority,
                     len(ids),
                     f"{len(ids) / run.submit_seconds[priority]:.0f}",
+                    held,
                     waiting if priority == "HIGH" else "",
                     f"{median(waits):.0f}",
                     f"{percentile(waits, 0.99):.0f}",
@@ -241,9 +301,9 @@ def report(results: dict[str, Any]) -> str:
                     ", ".join(f"{code}: {n}" for code, n in sorted(run.failures.items())) or "none",
                 ]
             )
-    header = ["DynamoDB on", "worker processes", "pollers HIGH/NORMAL/LOW", "priority", "jobs", "submitted jobs/s"]
-    header += ["NORMAL jobs not started when the first HIGH arrived", "queue wait p50 ms", "p99 ms", "max ms"]
-    header += ["unfinished", "non-201"]
+    header = ["HIGH sent", "DynamoDB on", "worker processes", "pollers HIGH/NORMAL/LOW", "priority", "jobs"]
+    header += ["submitted jobs/s", "NORMAL held for the relay s", "NORMAL jobs not started when the first HIGH arrived"]
+    header += ["queue wait p50 ms", "p99 ms", "max ms", "unfinished", "non-201"]
     return "\n\n".join(
         [
             f"One owner submits the NORMAL backlog from {results['clients']} concurrent clients, then the HIGH jobs "
@@ -253,11 +313,19 @@ def report(results: dict[str, Any]) -> str:
             "ProcessJobsFunction runs `worker processes` (the stack's --concurrency), shared by the three mappings, "
             "and each mapping has min(--concurrency, its MaximumConcurrency) pollers; route throttling raised out "
             f"of the way ({UNTHROTTLED}).",
+            "Two ways to send the HIGH jobs. *streamed*: right after the backlog's last 201, while the outbox relay "
+            "is still sending the backlog's messages. *queued*: the NORMAL queue's mapping is disabled "
+            "(UpdateEventSourceMapping) while the backlog is submitted, until the queue holds all of its messages "
+            "(`NORMAL held for the relay`: seconds from the last 201 until then); then the HIGH jobs are sent and "
+            "the NORMAL mapping enabled at the same moment, so the NORMAL queue wait includes that hold.",
             table(header, rows),
-            "Locally a HIGH message waits for one of the shared workers to finish its current batch (up to ten "
-            "NORMAL jobs), not for the backlog; on AWS the HIGH mapping's invocations are its own (up to its "
-            "MaximumConcurrency, within the account's unreserved concurrency), so a HIGH job waits for the poller's "
-            "next receive and an invocation's start.",
+            "The relay reads the table's stream in order (one shard here; on AWS a partition key's records stay in "
+            "order too), so a HIGH job created behind a backlog of inserts gets its message only after theirs "
+            "(*streamed*): its queue wait is the relay's lag, whatever the queues do. Once its message is on the "
+            "HIGH queue (*queued*), it waits for the HIGH mapping's poller and a worker, not for the NORMAL backlog. "
+            "Locally the three mappings' pollers share the function's worker processes, so a HIGH batch waits for "
+            "a worker to finish its current batch (up to ten NORMAL jobs); on AWS the HIGH mapping's invocations "
+            "are its own (up to its MaximumConcurrency, within the account's unreserved concurrency).",
         ]
     )
 
