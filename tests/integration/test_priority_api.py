@@ -8,12 +8,16 @@ import json
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from jobs.models import JobPriority
 from local.poller import to_record
+from local.resources import LocalStack
+from local.stack import parse_overrides
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, api_event, load_event, load_function, sign
+from tests.helpers import ROOT, FakeLambdaContext, api_event, load_event, load_function, sign
 
 SEED = load_event("seed-payload.json")
 #: The queue of each level (logical ids of template.yaml).
@@ -276,3 +280,15 @@ def test_a_continued_job_continues_on_its_own_queue(
 
 def test_priorities_are_the_three_the_template_has_queues_for() -> None:
     assert set(QUEUES) == {level.value for level in JobPriority}
+
+
+@pytest.mark.parametrize(("overrides", "scope"), [({}, ""), ({"HighPriorityScope": "jobs:high"}, "jobs:high")])
+def test_the_scope_parameter_reaches_the_api_function_locally(overrides: dict[str, str], scope: str) -> None:
+    # make run: JOBS_PARAMETER_OVERRIDES="HighPriorityScope=jobs:high" (local.stack.parse_overrides)
+    assert parse_overrides(" ".join(f"{k}={v}" for k, v in overrides.items())) == overrides
+    with mock_aws():
+        stack = LocalStack(ROOT / "template.yaml", boto3.client, parameter_overrides=overrides)
+        stack.create_all()
+        api = next(spec for spec in stack.functions() if spec.logical_id == "ApiFunction")
+
+    assert api.environment["JOBS_HIGH_PRIORITY_SCOPE"] == scope

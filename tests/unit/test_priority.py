@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import jwt
 import pytest
 from moto import mock_aws
 from pydantic import ValidationError
 
-from jobs.auth import Principal
+from jobs.auth import Principal, issue_token
 from jobs.models import Job, JobCreate, JobMessage, JobPriority
 from jobs.queue import MAX_GROUP_ID_LENGTH, Dispatch, SqsJobQueue, message_group_id
 from jobs.store import item_to_job, job_to_item
+from local import token as local_token
 from local.moto_server import check_group_id
 
 NOW = datetime(2026, 12, 1, 9, 0, 0, 123000, tzinfo=UTC)
@@ -299,3 +301,34 @@ def test_the_queue_a_record_came_from_names_its_priority(sqs: Any) -> None:
 def test_a_queue_without_normals_url_is_refused() -> None:
     with pytest.raises(ValueError, match="NORMAL"):
         SqsJobQueue({JobPriority.HIGH: "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-HIGH"})
+
+
+# --- the local token tool ------------------------------------------------------------------------------------
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def test_the_token_tool_adds_the_scopes_it_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    assert local_token.main(["--sub", "alice", "--scope", "jobs:high  jobs:read"]) == 0
+
+    claims = claims_of(capsys.readouterr().out.strip())
+
+    assert claims["scope"] == "jobs:high jobs:read"
+    assert Principal("alice", claims).scopes == {"jobs:high", "jobs:read"}
+
+
+@pytest.mark.parametrize(
+    "argv", [["--sub", "alice"], ["--sub", "alice", "--scope", ""], ["--sub", "alice", "--scope", "  "]]
+)
+def test_without_scopes_the_token_has_no_scope_claim(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert local_token.main(argv) == 0
+
+    assert "scope" not in claims_of(capsys.readouterr().out.strip())
+
+
+@pytest.mark.parametrize("scopes", [[""], ["a b"], ["ok", ""]])
+def test_issue_token_refuses_a_scope_that_is_not_one_word(scopes: list[str]) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        issue_token("secret-long-enough-for-hs256-0123456789abcdef", "alice", scopes=scopes)
