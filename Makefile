@@ -131,5 +131,9 @@ deploy: build ## sam deploy --guided (first time) using samconfig.toml
 bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer (prints figures; never fails on time) into bench/RESULTS.md
 	PYTHONPATH=.:layers/jobs $(PY) -m bench.run --output bench/RESULTS.md
 
+.PHONY: bench-priority
+bench-priority: $(VENV)/.installed dynamodb-local ## The priority benchmark alone (bench/priority.py, a few minutes): prints its table
+	PYTHONPATH=.:layers/jobs $(PY) -m bench.priority --backlog 1000 --high 20 --concurrency 2 4
+
 clean: ## Remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache
