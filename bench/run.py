@@ -1,9 +1,9 @@
-"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their five tables.
+"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their six sections.
 
 Benchmarks print figures; they never pass or fail on time. The machine is shared and noisy: each comparison
 is made against the peer measured in the same run, interleaved, and quoted as a ratio.
 
-    .venv/bin/python -m bench.run                 # the full run (about 8 minutes on 2 cores)
+    .venv/bin/python -m bench.run                 # the full run (about 15 minutes on 2 cores)
     .venv/bin/python -m bench.run --quick         # one tiny iteration of each, for the smoke test
 """
 
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import calls, coldstart, load, size, warm
+from bench import calls, coldstart, load, priority, size, warm
 from bench.common import ROOT, median
 
 
@@ -45,6 +45,12 @@ def _run(*, quick: bool, output: Path | None) -> str:
     sections.append(("4. The local stack under load", load.report(loaded)))
     sizes = size.measure(build=not quick)
     sections.append(("5. Size and memory", size.report(sizes, peak_rss(cold, hot))))
+    ranked = (
+        priority.measure(backlog=20, high=2, dynamodb="moto", drain_seconds=120)
+        if quick
+        else priority.measure(backlog=1000, high=20, concurrencies=(2, 4))
+    )
+    sections.append(("6. Priority", priority.report(ranked)))
 
     text = render(sections, cold, hot, compiled, time.monotonic() - began, quick=quick)
     if output is not None:

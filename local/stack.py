@@ -15,7 +15,9 @@ Environment (all optional):
                               DynamoDB-compatible endpoint
     JOBS_JWT_SECRET           the HS256 secret the local stack puts in SSM (a development default, with a warning)
     JOBS_LOCAL_CONCURRENCY    worker processes per function (2)
-    JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides)
+    JOBS_PARAMETER_OVERRIDES  template parameters, "Key=Value Key2=Value2" (like sam's --parameter-overrides);
+                              "HighPriorityScope=jobs:high" makes HIGH jobs need that scope in the token (make
+                              token SUB=alice SCOPE=jobs:high signs one)
     JOBS_LOCAL_ENV_VARS       a JSON file of extra function environment, in sam local's --env-vars shape:
                               {"Parameters": {...all functions...}, "ApiFunction": {...one function...}}
     JOBS_FAULT_INJECTION      "1" adds the fault-injection job types (flaky, fail, sleep, crash) to every function

@@ -1,4 +1,6 @@
 """``make token SUB=alice``: print a bearer token the local stack accepts (HS256, one hour).
+``make token SUB=alice SCOPE="jobs:high"`` adds a ``scope`` claim (space-separated scopes), for a stack started
+with ``JOBS_PARAMETER_OVERRIDES="HighPriorityScope=jobs:high" make run``, where a HIGH job needs that scope.
 
 It is signed with ``JOBS_JWT_SECRET`` (or the local stack's development default), the same secret
 ``make run`` stores in SSM for the API function.
@@ -23,12 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=int, default=3600, help="seconds until exp (default 3600)")
     parser.add_argument("--issuer", default=None)
     parser.add_argument("--audience", default=None)
+    parser.add_argument(
+        "--scope",
+        default="",
+        help='scopes for the token\'s scope claim, space-separated ("jobs:high jobs:read"); none by default',
+    )
     args = parser.parse_args(argv)
     if not args.sub.strip():
         parser.error("--sub must not be empty")
-    print(
-        issue_token(jwt_secret(), args.sub, lifetime_seconds=args.lifetime, issuer=args.issuer, audience=args.audience)
+    token = issue_token(
+        jwt_secret(),
+        args.sub,
+        lifetime_seconds=args.lifetime,
+        issuer=args.issuer,
+        audience=args.audience,
+        scopes=args.scope.split(),
     )
+    print(token)
     return 0
 
 

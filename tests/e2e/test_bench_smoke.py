@@ -18,7 +18,14 @@ def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path
     text = run.run(quick=True, output=output)
 
     assert output.read_text(encoding="utf-8") == text
-    for title in ("1. Cold start", "2. Warm", "3. AWS calls", "4. The local stack", "5. Size and memory"):
+    for title in (
+        "1. Cold start",
+        "2. Warm",
+        "3. AWS calls",
+        "4. The local stack",
+        "5. Size and memory",
+        "6. Priority",
+    ):
         assert f"## {title}" in text
     assert "| get |" in text  # the cold start of ours and the peer's GET both answered
     assert "Closing note" in text

@@ -22,7 +22,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -308,13 +308,24 @@ def issue_token(
     issuer: str | None = None,
     audience: str | None = None,
     algorithm: str = "HS256",
+    scopes: Sequence[str] = (),
 ) -> str:
     """A signed HS token for development and tests: ``sub``, ``iat``, ``exp`` (now + lifetime, seconds), and
-    ``iss``/``aud`` when given. Production tokens come from the identity provider, never from here."""
+    ``iss``/``aud`` when given, and ``scope`` (the ``scopes`` space-separated, as RFC 9068 section 2.2.3 writes
+    it; ``Principal.scopes`` reads it) when there are any. Production tokens come from the identity provider,
+    never from here.
+
+    Raises:
+        ValueError: a scope that is empty or holds a space (RFC 6749 section 3.3: a scope-token has none).
+    """
+    if any(not scope or " " in scope for scope in scopes):
+        raise ValueError("a scope is one non-empty word without spaces")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + lifetime_seconds}
     if issuer:
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
+    if scopes:
+        claims["scope"] = " ".join(scopes)
     return str(pyjwt(asymmetric=not algorithm.startswith("HS")).encode(claims, secret, algorithm=algorithm))
