@@ -347,6 +347,8 @@ class Stack:
                     bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
                     on_failure=self._on_failure_destination(source),
                     enabled=mapping.enabled,
+                    parallelization_factor=int(source.get("ParallelizationFactor", 1)),
+                    partition_key=stack.partition_key_of_stream(source["Stream"]),
                 )
                 stream.start()
                 self._pollers.append(stream)

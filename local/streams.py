@@ -12,6 +12,13 @@ Amazon DynamoDB event source mappings"; "Retaining discarded records for a Dynam
   bound is discarded, its coordinates sent to ``DestinationConfig.OnFailure`` (an SQS queue) as Lambda sends
   them (``DDBStreamBatchInfo``; never the records), and the shard moves on;
 - otherwise the shard moves on.
+
+``ParallelizationFactor`` (1 to 10) processes that many batches of a shard at once, each record going to the lane
+of its partition key's hash, so records with the same partition key stay in order and no other key waits behind
+them ("Lambda parameters for Amazon DynamoDB event source mappings": "Lambda ... ensures in-order processing at the
+partition-key level"). With more than one lane the reader reads ahead into the lanes (at most
+``READ_AHEAD_RECORDS`` records held), as Lambda's poller feeds its concurrent batches; each lane retries, splits and
+discards on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import json
 import threading
 import time
 import uuid
+import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +41,8 @@ from local.template import ACCOUNT_ID, REGION, UnsupportedTemplate
 
 #: Pause between empty polls of a shard, seconds (Lambda polls each shard about four times a second).
 POLL_SECONDS = 0.25
+#: The most records a mapping with several lanes holds read but not yet delivered; the reader waits beyond it.
+READ_AHEAD_RECORDS = 10_000
 
 
 def matches(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
@@ -88,6 +99,8 @@ class StreamPoller:
             None drops it, as Lambda does without a destination.
         retry_pause_seconds: the pause before a retry.
         enabled: set while the mapping is enabled; while it is clear, no shard is read.
+        parallelization_factor: the mapping's ``ParallelizationFactor``: concurrent batches per shard (1 to 10).
+        partition_key: the table's partition key attribute, which picks a record's lane (with one lane, unused).
     """
 
     def __init__(
@@ -106,7 +119,11 @@ class StreamPoller:
         on_failure: Callable[[str], None] | None = None,
         retry_pause_seconds: float = 1.0,
         enabled: threading.Event | None = None,
+        parallelization_factor: int = 1,
+        partition_key: str | None = None,
     ) -> None:
+        if not 1 <= parallelization_factor <= 10:
+            raise UnsupportedTemplate(f"ParallelizationFactor is 1 to 10, not {parallelization_factor}")
         self.streams = streams
         self.stream_arn = stream_arn
         self.pool = pool
@@ -126,15 +143,21 @@ class StreamPoller:
         self._iterators: dict[str, str | None] = {}
         self._last: dict[str, str] = {}  # the last sequence number read, per shard
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
+        self.parallelization_factor = parallelization_factor
+        self.partition_key = partition_key
+        self._lanes: dict[tuple[str, int], _Lane] = {}
 
     def start(self) -> None:
         """Start polling."""
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop after the batch in flight."""
+        """Stop after the batch in flight (of each lane)."""
         self._stop.set()
-        self._thread.join(timeout=40)
+        if self._thread.is_alive():
+            self._thread.join(timeout=40)
+        for lane in list(self._lanes.values()):
+            lane.thread.join(timeout=40)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -156,6 +179,8 @@ class StreamPoller:
     def poll_once(self) -> int:
         """Read each shard once and deliver what it holds; returns the number of records delivered."""
         delivered = 0
+        if sum(len(lane.records) for lane in list(self._lanes.values())) >= READ_AHEAD_RECORDS:
+            return 0
         for shard in self._shards():
             if shard not in self._iterators:
                 self._iterators[shard] = self._iterator(shard)
@@ -181,9 +206,24 @@ class StreamPoller:
                 if not self.patterns or any(matches(pattern, record) for pattern in self.patterns)
             ]
             if records:
-                delivered += self._drain(shard, records)
+                delivered += self._deliver(shard, records)
             self._iterators[shard] = response.get("NextShardIterator")
         return delivered
+
+    def _deliver(self, shard: str, records: list[dict[str, Any]]) -> int:
+        """Deliver one page of a shard's records: at once, in order, with one lane; else into each record's lane
+        (returns the records handed over)."""
+        if self.parallelization_factor == 1:
+            return self._drain(shard, records)
+        for record in records:
+            key = record["dynamodb"].get("Keys", {})
+            value = key.get(self.partition_key) if self.partition_key else key
+            index = zlib.crc32(json.dumps(value, sort_keys=True).encode()) % self.parallelization_factor
+            lane = self._lanes.get((shard, index))
+            if lane is None:
+                lane = self._lanes[(shard, index)] = _Lane(self, shard)
+            lane.put(record)
+        return len(records)
 
     def _iterator(self, shard: str, *, trimmed: bool = False) -> str | None:
         """A shard iterator: after the last record read from ``shard`` when there is one (and it was not trimmed
@@ -299,3 +339,39 @@ class StreamPoller:
         )
         if self.on_failure is not None:
             self.on_failure(json.dumps(document))
+
+
+class _Lane:
+    """One of a shard's concurrent batches (``ParallelizationFactor``): its records in order, delivered by a thread
+    of its own in batches of up to the mapping's ``BatchSize``, with the mapping's retries."""
+
+    def __init__(self, poller: StreamPoller, shard: str) -> None:
+        self.poller = poller
+        self.shard = shard
+        self.records: deque[dict[str, Any]] = deque()
+        self._ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name=f"stream-lane-{shard[-8:]}", daemon=True)
+        self.thread.start()
+
+    def put(self, record: dict[str, Any]) -> None:
+        """Queue a record behind the lane's others."""
+        with self._ready:
+            self.records.append(record)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        poller = self.poller
+        while not poller._stop.is_set():
+            with self._ready:
+                if not self.records:
+                    self._ready.wait(POLL_SECONDS)
+                    continue
+            if not poller.enabled.is_set():
+                poller._stop.wait(DISABLED_PAUSE_SECONDS)
+                continue
+            with self._ready:
+                batch = [self.records.popleft() for _ in range(min(poller.batch_size, len(self.records)))]
+            try:
+                poller._drain(self.shard, batch)
+            except Exception as error:  # noqa: BLE001 - the lane keeps delivering, as Lambda's does
+                poller.log(json.dumps({"poller": poller.stream_arn, "level": "ERROR", "error": repr(error)}))

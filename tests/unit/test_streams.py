@@ -188,3 +188,83 @@ def test_a_trimmed_or_expired_iterator_is_replaced_and_the_shard_read_on(code: s
 
         assert [mapping.poll_once() for _ in range(3)] == [1, 0, 0]
         stub.assert_no_pending_responses()
+
+
+class Slow:
+    """A function pool stand-in whose invocations with ``slow_owner``'s records take ``seconds``; keeps, in arrival
+    order, the owner and sequence number of every record it was sent."""
+
+    def __init__(self, slow_owner: str, seconds: float) -> None:
+        self.slow_owner, self.seconds = slow_owner, seconds
+        self.seen: list[tuple[str, str]] = []
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        owners = {record["dynamodb"]["Keys"]["owner_id"]["S"] for record in event["Records"]}
+        if self.slow_owner in owners:
+            time.sleep(self.seconds)
+        self.seen.extend(
+            (record["dynamodb"]["Keys"]["owner_id"]["S"], record["dynamodb"]["SequenceNumber"])
+            for record in event["Records"]
+        )
+        return OK
+
+
+def keyed(owner: str, *sequence_numbers: int) -> list[dict[str, Any]]:
+    return [
+        {"dynamodb": {"SequenceNumber": str(n), "Keys": {"owner_id": {"S": owner}, "job_id": {"S": f"job-{n}"}}}}
+        for n in sequence_numbers
+    ]
+
+
+def test_with_a_parallelization_factor_another_owner_is_not_delivered_behind_a_burst_and_each_stays_in_order() -> None:
+    pool = Slow("burst", seconds=0.05)
+    mapping = StreamPoller(
+        None,
+        "arn:stream",
+        pool,  # type: ignore[arg-type]
+        batch_size=10,
+        starting_position="TRIM_HORIZON",
+        filters=[],
+        log=lambda _: None,
+        parallelization_factor=10,
+        partition_key="owner_id",
+    )
+    try:
+        mapping._deliver("shard-1", keyed("burst", *range(1, 201)))
+        mapping._deliver("shard-1", keyed("quiet", 201, 202))
+        deadline = time.monotonic() + 30
+        while len(pool.seen) < 202 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        mapping.stop()
+
+    order = [owner for owner, _ in pool.seen]
+    assert len(pool.seen) == 202
+    assert order.index("quiet") < 50  # beside the burst's lane, not after its 200 records
+    for owner in ("burst", "quiet"):  # the partition key's order is kept
+        numbers = [int(n) for o, n in pool.seen if o == owner]
+        assert numbers == sorted(numbers)
+
+
+def test_with_one_lane_records_are_delivered_in_stream_order() -> None:
+    pool = Slow("burst", seconds=0)
+    mapping, _ = poller(pool)  # type: ignore[arg-type]
+
+    mapping._deliver("shard-1", keyed("burst", 1, 2, 3) + keyed("quiet", 4) + keyed("burst", 5))
+
+    assert [int(n) for _, n in pool.seen] == [1, 2, 3, 4, 5]
+
+
+def test_a_parallelization_factor_outside_1_to_10_is_refused() -> None:
+    for factor in (0, 11):
+        with pytest.raises(UnsupportedTemplate):
+            StreamPoller(
+                None,
+                "arn",
+                Slow("x", 0),  # type: ignore[arg-type]
+                batch_size=10,
+                starting_position="LATEST",
+                filters=[],
+                log=print,
+                parallelization_factor=factor,
+            )
