@@ -306,6 +306,7 @@ EVENT_PROPERTIES = {
         "DestinationConfig",
         "FunctionResponseTypes",
         "FilterCriteria",
+        "ParallelizationFactor",
     },
     "Schedule": {"Schedule", "Description", "Input", "Name"},
 }
