@@ -1,7 +1,13 @@
 """Soak test: N concurrent clients submit M jobs to the local stack while faults are injected, then the table
-and both queues are counted to check the promise: every accepted job is terminal or deleted, none is lost,
-duplicated or resurrected, no final status is written twice, no dead-lettered message belongs to a job
-that is still QUEUED or RUNNING, every job whose cancel was accepted ends CANCELLED and no other job does.
+and the three priority queues and their dead-letter queues are counted to check the promise: every accepted job
+is terminal or deleted, none is lost, duplicated or resurrected, no final status is written twice, no
+dead-lettered message belongs to a job that is still QUEUED or RUNNING, every job whose cancel was accepted ends
+CANCELLED and no other job does, every job keeps the priority it was given, and no scheduled job started before
+its ``not_before``.
+
+Jobs come from two owners (``soak-a`` and ``soak-b``, alternating job by job in every client, so both owners'
+message groups share each queue), with a mix of priorities (HIGH, LOW, NORMAL sent or left to the default), and
+some are scheduled a few seconds ahead (``not_before``), some of those cancelled while they wait.
 
 Faults: processor errors (retryable and not), workers killed mid-job (``crash``, the process exits after the
 job is RUNNING), jobs that never stop crashing (the dead-letter path), deletes while jobs run, and cancels
@@ -32,12 +38,14 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from bench.common import UNTHROTTLED
+from jobs.models import format_timestamp
 from tests.e2e.support import running_stack, short_template
 from tests.helpers import sign
 
@@ -57,7 +65,18 @@ MIX: list[tuple[float, str, dict[str, Any], str | None]] = [
     (0.01, "crash", {"attempts": 0}, None),  # the worker always dies: the dead-letter handler fails the job
     (0.04, "noop", {}, "cancel"),  # cancelled at once: QUEUED, unless it already ran (409)
     (0.04, "sleep", {"seconds": 3.0}, "cancel running"),  # cancelled while it runs: its run ends it CANCELLED
+    (0.06, "noop", {}, "scheduled"),  # not_before a few seconds ahead: starts no earlier
+    (0.03, "noop", {}, "cancel scheduled"),  # scheduled, then cancelled while it waits: CANCELLED at once
 ]
+#: The two owners every client submits for, job by job.
+OWNERS = ("soak-a", "soak-b")
+#: The priorities sent, by weight; None sends none (the API's default, NORMAL).
+PRIORITIES: list[tuple[float, str | None]] = [(0.2, "HIGH"), (0.3, "NORMAL"), (0.3, None), (0.2, "LOW")]
+#: How far ahead a scheduled job's not_before is, seconds.
+SCHEDULE_AHEAD = (2.0, 8.0)
+#: The template's queues of jobs, one per priority, and their dead-letter queues (logical ids).
+QUEUES = ("JobsHighPriorityQueue", "JobsQueue", "JobsLowPriorityQueue")
+DEAD_LETTER_QUEUES = ("JobsHighPriorityDeadLetterQueue", "JobsDeadLetterQueue", "JobsLowPriorityDeadLetterQueue")
 
 
 @dataclass
@@ -65,6 +84,9 @@ class Ledger:
     """What the clients saw: accepted job ids (201), deleted ones (204), and the HTTP statuses."""
 
     accepted: dict[str, str] = field(default_factory=dict)  # job_id -> owner
+    priorities: dict[str, str] = field(default_factory=dict)  # job_id -> the priority the 201 returned
+    asked: dict[str, str] = field(default_factory=dict)  # job_id -> the priority sent (NORMAL when none)
+    scheduled: dict[str, str] = field(default_factory=dict)  # job_id -> not_before as the 201 returned it
     deleted: set[str] = field(default_factory=set)
     cancels: dict[str, tuple[int, str]] = field(default_factory=dict)  # job_id -> (HTTP status, status returned)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
@@ -97,19 +119,31 @@ def cancel(base: str, owner: str, job_id: str, ledger: Ledger, *, when_running: 
         ledger.cancels[job_id] = (status, job["status"] if status == 200 else "")
 
 
-def client(base: str, owner: str, count: int, ledger: Ledger, rng: random.Random) -> None:
-    """One client: submits ``count`` jobs of the mix, deleting or cancelling the marked ones."""
+def client(base: str, first_owner: int, count: int, ledger: Ledger, rng: random.Random) -> None:
+    """One client: submits ``count`` jobs of the mix for the two owners in turn (from ``OWNERS[first_owner]``),
+    each with a priority of ``PRIORITIES``, deleting, cancelling or scheduling the marked ones."""
     weights = [weight for weight, *_ in MIX]
-    for _ in range(count):
+    priority_weights = [weight for weight, _ in PRIORITIES]
+    for n in range(count):
+        owner = OWNERS[(first_owner + n) % len(OWNERS)]
         _, job_type, payload, action = rng.choices(MIX, weights=weights)[0]
-        status, job = call(
-            base, "POST", "/api/v1/jobs", owner, {"title": job_type, "type": job_type, "payload": payload}
-        )
+        priority = rng.choices(PRIORITIES, weights=priority_weights)[0][1]
+        body: dict[str, Any] = {"title": job_type, "type": job_type, "payload": payload}
+        if priority is not None:
+            body["priority"] = priority
+        if action in ("scheduled", "cancel scheduled"):
+            ahead = timedelta(seconds=rng.uniform(*SCHEDULE_AHEAD))
+            body["not_before"] = format_timestamp(datetime.now(UTC) + ahead)
+        status, job = call(base, "POST", "/api/v1/jobs", owner, body)
         with ledger.lock:
             ledger.statuses[status] += 1
             if status == 201:
                 ledger.accepted[job["job_id"]] = owner
-        if status == 201 and action in ("cancel", "cancel running"):
+                ledger.priorities[job["job_id"]] = job.get("priority", "")
+                ledger.asked[job["job_id"]] = priority or "NORMAL"
+                if job.get("not_before"):
+                    ledger.scheduled[job["job_id"]] = job["not_before"]
+        if status == 201 and action in ("cancel", "cancel running", "cancel scheduled"):
             cancel(base, owner, job["job_id"], ledger, when_running=action == "cancel running")
         if status == 201 and action == "delete":
             time.sleep(rng.uniform(0.2, 1.2))
@@ -121,12 +155,20 @@ def client(base: str, owner: str, count: int, ledger: Ledger, rng: random.Random
 
 
 def scan(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """Every job item: status, owner, priority (NORMAL when the item has none), started_at and not_before (None
+    when absent)."""
     items: dict[str, dict[str, Any]] = {}
     request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
     while True:
         page = dynamodb.scan(**request)
         for item in page["Items"]:
-            items[item["job_id"]["S"]] = {"status": item["status"]["S"], "owner": item["owner_id"]["S"]}
+            items[item["job_id"]["S"]] = {
+                "status": item["status"]["S"],
+                "owner": item["owner_id"]["S"],
+                "priority": item.get("priority", {}).get("S", "NORMAL"),
+                "started_at": item.get("started_at", {}).get("S"),
+                "not_before": item.get("not_before", {}).get("S"),
+            }
         if "LastEvaluatedKey" not in page:
             return items
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -192,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=args.clients) as pool:
                 for i, count in enumerate(per_client):
-                    pool.submit(client, stack.base_url, f"soak-{i}", count, ledger, random.Random(args.seed + i))
+                    pool.submit(client, stack.base_url, i, count, ledger, random.Random(args.seed + i))
             submitted = time.monotonic() - started
             print(f"submitted {len(ledger.accepted)} jobs in {submitted:.1f} s with {args.clients} clients")
 
@@ -201,19 +243,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             dynamodb = session.client("dynamodb", endpoint_url=stack.dynamodb_endpoint)
             sqs = session.client("sqs", endpoint_url=stack.aws_endpoint)
-            table, queue, dlq = (stack.physical[k] for k in ("JobsTable", "JobsQueue", "JobsDeadLetterQueue"))
+            table = stack.physical["JobsTable"]
+            queues = {name: stack.physical[name] for name in QUEUES + DEAD_LETTER_QUEUES}
             deadline = time.monotonic() + args.settle_timeout
             while True:
                 items = scan(dynamodb, table)
                 open_jobs = [job_id for job_id, item in items.items() if item["status"] not in TERMINAL]
-                busy = queue_depth(sqs, queue) + queue_depth(sqs, dlq)
+                busy = sum(queue_depth(sqs, url) for url in queues.values())
                 if (not open_jobs and busy == 0) or time.monotonic() > deadline:
                     break
                 time.sleep(2)
             settled = time.monotonic() - started
             time.sleep(1)
             items = scan(dynamodb, table)
-            dead = drain(sqs, dlq)
+            left = {name: queue_depth(sqs, queues[name]) for name in QUEUES}
+            dead = {name: drain(sqs, queues[name]) for name in DEAD_LETTER_QUEUES}
             writes = final_writes(stack.log)
 
     accepted, deleted = set(ledger.accepted), ledger.deleted
@@ -225,12 +269,36 @@ def main(argv: list[str] | None = None) -> int:
         returned if status == 200 else str(status) for status, returned in ledger.cancels.values()
     )
     cancelled = {job_id for job_id, item in items.items() if item["status"] == "CANCELLED"}
-    dead_statuses = [items.get(json.loads(m["Body"]).get("job_id", ""), {}).get("status") for m in dead]
+    dead_messages = [message for messages in dead.values() for message in messages]
+    dead_statuses = [items.get(json.loads(m["Body"]).get("job_id", ""), {}).get("status") for m in dead_messages]
     dead_open = [status for status in dead_statuses if status is not None and status not in TERMINAL]
+    kept = {job_id: item for job_id, item in items.items() if job_id in accepted}
+    by_priority = collections.Counter(item["priority"] for item in kept.values())
+    by_owner = collections.Counter(item["owner"] for item in kept.values())
+    wrong_priority = [
+        job_id
+        for job_id, item in kept.items()
+        if item["priority"] != ledger.asked[job_id] or ledger.priorities[job_id] != ledger.asked[job_id]
+    ]
+    scheduled = {job_id: item for job_id, item in kept.items() if job_id in ledger.scheduled}
+    # Both timestamps are RFC 3339 in UTC with milliseconds, so their string order is their time order.
+    early = [
+        job_id
+        for job_id, item in scheduled.items()
+        if item["started_at"] is not None and item["started_at"] < ledger.scheduled[job_id]
+    ]
+    lost_start = [job_id for job_id, item in scheduled.items() if item["not_before"] != ledger.scheduled[job_id]]
+    late = sorted(
+        (parse(item["started_at"]) - parse(ledger.scheduled[job_id])).total_seconds()
+        for job_id, item in scheduled.items()
+        if item["started_at"] is not None
+    )
     figures = {
         "accepted (201)": len(accepted),
         "deleted (204)": len(deleted),
         "in the table": len(present),
+        **{f"  owner {owner}": by_owner.get(owner, 0) for owner in OWNERS},
+        **{f"  priority {level}": by_priority.get(level, 0) for level in ("HIGH", "NORMAL", "LOW")},
         **{f"  {status}": by_status.get(status, 0) for status in ("SUCCEEDED", "FAILED", "CANCELLED")},
         **{f"  {status}": by_status.get(status, 0) for status in sorted(open_statuses | {"QUEUED", "RUNNING"})},
         "cancels asked": len(ledger.cancels),
@@ -243,8 +311,20 @@ def main(argv: list[str] | None = None) -> int:
         "resurrected (deleted, back in the table)": len(deleted & present),
         "final status written twice": sum(1 for count in writes.values() if count > 1),
         "final statuses written": sum(writes.values()),
-        "DLQ messages left": len(dead),
+        "messages left in the job queues": dict(left),
+        "DLQ messages left": {name: len(messages) for name, messages in dead.items()},
         "DLQ messages of jobs not final": len(dead_open),
+        "priority not as asked": len(wrong_priority),
+        "scheduled (not_before set)": len(scheduled),
+        **{
+            f"  scheduled, {status}": count
+            for status, count in sorted(collections.Counter(item["status"] for item in scheduled.values()).items())
+        },
+        "  not_before not stored as returned": len(lost_start),
+        "  started after not_before, s (min, p50, max)": (
+            (round(late[0], 3), round(late[len(late) // 2], 3), round(late[-1], 3)) if late else None
+        ),
+        "scheduled job started before its not_before": len(early),
         "HTTP statuses": dict(sorted(ledger.statuses.items())),
         "seconds to submit": round(submitted, 1),
         "seconds until settled": round(settled, 1),
@@ -261,10 +341,20 @@ def main(argv: list[str] | None = None) -> int:
         "DLQ messages of jobs not final",
         "cancel accepted (200), job not CANCELLED",
         "CANCELLED without an accepted cancel",
+        "priority not as asked",
+        "  not_before not stored as returned",
+        "scheduled job started before its not_before",
     ]
     violated = [name for name in broken if figures[name]]
+    if sum(left.values()):
+        violated.append("messages left in the job queues")
     print("invariants:", "OK" if not violated else f"VIOLATED: {violated}")
     return 1 if violated else 0
+
+
+def parse(text: str) -> datetime:
+    """An RFC 3339 timestamp as the table stores it (``2026-11-29T10:52:06.750Z``)."""
+    return datetime.fromisoformat(text)
 
 
 if __name__ == "__main__":

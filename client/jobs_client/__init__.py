@@ -4,19 +4,20 @@
 distribution), so the client and the API share one definition of a job::
 
     with JobsClient("http://127.0.0.1:3000", token) as client:
-        job = client.submit("Audit", {"report_type": "quarterly_audit"})
+        job = client.submit("Audit", {"report_type": "quarterly_audit"}, priority="HIGH")
         done = client.wait(job.job_id, timeout=60)
 """
 
 from __future__ import annotations
 
-from jobs.models import Job, JobCreate, JobError, JobPage, JobStatus
+from jobs.models import Job, JobCreate, JobError, JobPage, JobPriority, JobStatus
 from jobs_client._version import __version__
-from jobs_client.client import DEFAULT_API_URL, JobsClient, PollPolicy, RetryPolicy
+from jobs_client.client import DEFAULT_API_URL, JobsClient, PollPolicy, ReceivedJob, RetryPolicy
 from jobs_client.errors import (
     BadRequest,
     Conflict,
     ConnectionFailed,
+    Forbidden,
     JobsApiError,
     JobsClientError,
     NotFound,
@@ -34,16 +35,19 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "ConnectionFailed",
+    "Forbidden",
     "Job",
     "JobCreate",
     "JobError",
     "JobPage",
+    "JobPriority",
     "JobStatus",
     "JobsApiError",
     "JobsClient",
     "JobsClientError",
     "NotFound",
     "PollPolicy",
+    "ReceivedJob",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailable",

@@ -20,9 +20,11 @@ SIGPIPE ended; 130 Ctrl-C.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from itertools import islice
 from pathlib import Path
@@ -30,11 +32,12 @@ from typing import Annotated, Any
 
 import click
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from jobs.models import DuplicateMemberName, Job, JobStatus, read_json
+from jobs.models import START_TIME, DuplicateMemberName, Job, JobPriority, JobStatus, format_timestamp, read_json
 from jobs_client import render
 from jobs_client.client import DEFAULT_API_URL, JobsClient, check_idempotency_key, new_idempotency_key
 from jobs_client.dev_token import LocalStackUnavailable, issue_local_token
@@ -161,6 +164,41 @@ def parse_payload(text: str) -> dict[str, Any]:
     return value
 
 
+#: A relative ``--not-before``: ``+`` then a whole number of seconds, minutes, hours or days (``+90s``, ``+10m``).
+_RELATIVE = re.compile(r"\+([0-9]{1,7})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_not_before(text: str | None, now: datetime | None = None) -> str | None:
+    """A ``--not-before`` value as the RFC 3339 text the API takes (UTC, milliseconds).
+
+    Accepts RFC 3339 with an offset (``2026-12-01T09:00:00Z``, ``2026-12-01T10:00:00+01:00``), the API's own
+    rule (``jobs.models.StartTime``), or a time relative to ``now`` (this machine's clock, UTC): ``+`` and a
+    whole number of ``s``, ``m``, ``h`` or ``d`` (``+30s``, ``+10m``, ``+2h``, ``+1d``). The 7-day limit is the
+    API's to apply (a 422).
+
+    Raises:
+        typer.BadParameter: anything else (a time without an offset, a date alone, ``10m`` without ``+``).
+    """
+    if text is None:
+        return None
+    relative = _RELATIVE.fullmatch(text.strip())
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        return format_timestamp((now or datetime.now(UTC)) + timedelta(seconds=amount * _UNIT_SECONDS[unit]))
+    try:
+        return format_timestamp(START_TIME.validate_python(text.strip()))
+    except ValidationError:
+        raise typer.BadParameter(
+            "must be RFC 3339 with an offset (2026-12-01T09:00:00Z) or relative to now (+90s, +10m, +2h, +1d)"
+        ) from None
+
+
+def not_before_option(text: str | None) -> str | None:
+    """A ``--not-before`` value as ``parse_not_before`` reads it, relative forms counted from now."""
+    return parse_not_before(text)
+
+
 def check_key_option(key: str | None) -> str | None:
     """A ``--idempotency-key`` value, refused as a usage error when it breaks the API's rule."""
     if key is None:
@@ -248,19 +286,42 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
                 "a second: 1 to 255 visible ASCII characters but the comma. A new UUID when omitted.",
             ),
         ] = None,
+        priority: Annotated[
+            JobPriority | None,
+            typer.Option(
+                "--priority",
+                case_sensitive=False,
+                show_default=False,
+                help="HIGH, NORMAL or LOW. Omitted: the payload's priority when it names one, else NORMAL. HIGH may "
+                "need a scope in the token (403 without it).",
+            ),
+        ] = None,
+        not_before: Annotated[
+            str | None,
+            typer.Option(
+                "--not-before",
+                callback=not_before_option,
+                show_default=False,
+                help="Start no earlier than this time: RFC 3339 with an offset (2026-12-01T09:00:00Z) or relative "
+                "to now (+90s, +10m, +2h, +1d); at most 7 days ahead, a past time starts at once.",
+            ),
+        ] = None,
         wait: Wait = False,
         timeout: Timeout = 120.0,
         api_url: ApiUrl = DEFAULT_API_URL,
         token: Token = None,
         as_json: AsJson = False,
     ) -> None:
-        """Submit a job; with --wait, follow it to SUCCEEDED or FAILED and print its result."""
+        """Submit a job; with --wait, follow it to SUCCEEDED or FAILED and print its result (a scheduled job
+        waits for its --not-before first: give --timeout room for it)."""
         body = parse_payload(payload)
         # Chosen here, not in the client, so that it can be shown when the submit's outcome is unknown.
         key = new_idempotency_key() if idempotency_key is None else idempotency_key
         with session(api_url, token) as client:
             try:
-                job = client.submit(title, body, job_type=job_type, idempotency_key=key)
+                job = client.submit(
+                    title, body, job_type=job_type, idempotency_key=key, priority=priority, not_before=not_before
+                )
             except _OUTCOME_UNKNOWN as error:
                 error.add_note(
                     f"The job may have been created. Repeat this command with --idempotency-key {key} "

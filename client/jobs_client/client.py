@@ -1,4 +1,5 @@
-"""``JobsClient``: the jobs API over HTTP (httpx), returning the API's own pydantic models.
+"""``JobsClient``: the jobs API over HTTP (httpx), returning the API's own pydantic models (each job a
+``ReceivedJob``: a ``Job`` that also keeps the JSON object the API sent).
 
 Transient failures are retried: 503 and 429 answers, and connection errors, with capped exponential backoff that
 waits at least as long as the answer's ``Retry-After``. A request that may have reached the API is retried only
@@ -22,9 +23,9 @@ from urllib.parse import quote
 
 import httpx
 import jwt
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 
-from jobs.models import Job, JobCreate, JobPage, JobStatus
+from jobs.models import Job, JobCreate, JobPage, JobPriority, JobStatus
 from jobs_client._version import __version__
 from jobs_client.errors import (
     ConnectionFailed,
@@ -173,6 +174,67 @@ def token_subject(token: str | None) -> str:
     return sub if isinstance(sub, str) else ""
 
 
+class ReceivedJob(Job):
+    """A ``Job`` as this client read it from the API, which also keeps the JSON object the API sent (``sent``).
+
+    The model reads what it knows and tolerates the rest, as it does a status added later: a field it does not
+    know is ignored, a priority it does not know is a pseudo-member of ``JobPriority`` (``is_known`` False), and a
+    field an older API does not send takes its default (``priority`` NORMAL, ``not_before`` None). ``sent`` is
+    the answer as it came, so that ``jobsctl --json`` prints what the API said, not this version's reading of it.
+    Equal to another ``ReceivedJob`` with the same fields and body; never equal to a plain ``Job``.
+    """
+
+    _sent: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def sent(self) -> dict[str, Any]:
+        """The job's JSON object as the API sent it (no ``owner_id``: the API never sends one); a copy."""
+        return dict(self._sent)
+
+    @classmethod
+    def of(cls, body: Any, owner_id: str) -> ReceivedJob:
+        """The job in ``body`` (a JSON object of the API), owned by ``owner_id`` (the token's ``sub``).
+
+        Raises:
+            UnexpectedResponse: ``body`` is not a JSON object that fits ``Job``.
+        """
+        if not isinstance(body, dict):
+            raise UnexpectedResponse(f"the answer is not a job: {str(body)[:200]}")
+        try:
+            job = cls.model_validate({**body, "owner_id": owner_id})
+        except ValidationError as error:
+            raise UnexpectedResponse(f"the answer does not fit Job: {error}") from None
+        job._sent = body
+        return job
+
+
+def start_time(value: datetime | str) -> str:
+    """A ``not_before`` as the API takes it: an aware ``datetime`` as RFC 3339 text in UTC with milliseconds, or a
+    string passed on as given (``JobCreate`` checks it is RFC 3339 with an offset).
+
+    Raises:
+        ValidationFailed: a naive ``datetime`` (no ``tzinfo``): which zone it means is unknown, so it is refused
+            rather than guessed; ``errors`` names ``["body", "not_before"]``.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationFailed(
+                422,
+                "Unprocessable Content",
+                "The request is not valid (checked before sending).",
+                [
+                    {
+                        "loc": ["body", "not_before"],
+                        "msg": "not_before is a naive datetime: give it a timezone (datetime.now(UTC) + "
+                        "timedelta(...), or .replace(tzinfo=UTC) when it is UTC)",
+                        "type": "timezone_aware",
+                    }
+                ],
+            )
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
 class JobsClient:
     """A client of one jobs API for one bearer token. Use it as a context manager, or ``close()`` it.
 
@@ -233,7 +295,9 @@ class JobsClient:
         *,
         job_type: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Job:
+        priority: JobPriority | str | None = None,
+        not_before: datetime | str | None = None,
+    ) -> ReceivedJob:
         """Submit a job (``POST /api/v1/jobs``) and return it as created: QUEUED.
 
         Every submit sends an ``Idempotency-Key``, the same on each of its retries, so a retry after an answer that
@@ -248,11 +312,22 @@ class JobsClient:
             idempotency_key: 1 to 255 visible ASCII characters, unique per job you mean to create; a new UUID when
                 None. Pass your own to make your own retries safe too: the API answers the same key and body
                 with the first job for a day (the same key with another body is a 422).
+            priority: ``HIGH``, ``NORMAL`` or ``LOW`` (a ``JobPriority`` or its name); None sends none, and the API
+                takes the payload's ``priority`` when it names a level, else NORMAL. Only the levels this client
+                knows are sent.
+            not_before: start no earlier than this time: an aware ``datetime`` or an RFC 3339 string with an offset
+                (``2026-12-01T09:00:00Z``), at most 7 days ahead (the API's rule: a 422 past that); a past time
+                starts at once. Sent in UTC with milliseconds. None sends none.
+
+        Neither ``priority`` nor ``not_before`` is sent when None, so a submit without them works against an API
+        that predates them.
 
         Raises:
-            ValidationFailed: the request breaks ``JobCreate`` or ``idempotency_key`` breaks the API's rule
+            ValidationFailed: the request breaks ``JobCreate`` (an unknown priority, a ``not_before`` that is not
+                RFC 3339 with an offset, a naive ``datetime``) or ``idempotency_key`` breaks the API's rule
                 (checked here first and nothing is sent), or the API refuses it (unknown type, payload that does
-                not fit the type, a key already used with another body).
+                not fit the type, a key already used with another body, ``not_before`` more than 7 days ahead).
+            Forbidden: a HIGH job without the scope the deployment names for it (``HighPriorityScope``).
             JobsApiError: any other error answer (``Unauthorized``, ``ServiceUnavailable`` after retries,
                 ``Conflict`` when the first try with this key is still in progress after retries, ...).
             ConnectionFailed: the API could not be reached.
@@ -263,6 +338,10 @@ class JobsClient:
             fields["payload"] = dict(payload)
         if job_type is not None:
             fields["type"] = job_type
+        if priority is not None:
+            fields["priority"] = priority
+        if not_before is not None:
+            fields["not_before"] = start_time(not_before)
         try:
             request = JobCreate.model_validate(fields)
         except ValidationError as error:
@@ -281,7 +360,7 @@ class JobsClient:
         )
         return self._job(_json(response))
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> ReceivedJob:
         """One of the caller's jobs (``GET /api/v1/jobs/{job_id}``).
 
         Raises:
@@ -317,8 +396,9 @@ class JobsClient:
         body = _json(self._request("GET", JOBS_PATH, params=params))
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise UnexpectedResponse(f"the job list is not a page of jobs: {str(body)[:200]}")
+        items = [self._job(item) for item in body["items"]]
         try:
-            page = JobPage.model_validate({**body, "items": [self._owned(item) for item in body["items"]]})
+            page = JobPage.model_validate({**body, "items": items})
         except ValidationError as error:
             raise UnexpectedResponse(f"the job list does not fit JobPage: {error}") from None
         if status is not None:
@@ -357,7 +437,7 @@ class JobsClient:
         """
         self._request("DELETE", _job_path(job_id))
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str) -> ReceivedJob:
         """Cancel one of the caller's jobs and keep its record (``POST /api/v1/jobs/{job_id}/cancel``): a QUEUED job
         comes back CANCELLED; a RUNNING one with ``cancel_requested_at``, until its run ends it CANCELLED (``wait``
         for that). Cancelling a CANCELLED job is harmless, so a cancel is retried like a GET.
@@ -369,7 +449,7 @@ class JobsClient:
         """
         return self._job(_json(self._request("POST", f"{_job_path(job_id)}/cancel", repeatable=True)))
 
-    def wait(self, job_id: str, timeout: float = 60.0, *, on_poll: Callable[[Job], None] | None = None) -> Job:
+    def wait(self, job_id: str, timeout: float = 60.0, *, on_poll: Callable[[Job], None] | None = None) -> ReceivedJob:
         """Poll a job until it is finished (``Job.is_finished``: SUCCEEDED, FAILED, or a status added after this
         client whose job has ``finished_at``) and return it (a FAILED job is returned, not raised).
 
@@ -401,19 +481,13 @@ class JobsClient:
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
-    def _get(self, job_id: str) -> tuple[Job, float | None]:
+    def _get(self, job_id: str) -> tuple[ReceivedJob, float | None]:
         response = self._request("GET", _job_path(job_id))
         return self._job(_json(response)), parse_retry_after(response.headers.get("retry-after"))
 
-    def _owned(self, item: Any) -> Any:
+    def _job(self, body: Any) -> ReceivedJob:
         # The API never sends owner_id (the model excludes it); it is the token's sub by the API's contract.
-        return {**item, "owner_id": self.owner_id} if isinstance(item, dict) else item
-
-    def _job(self, body: Any) -> Job:
-        try:
-            return Job.model_validate(self._owned(body))
-        except ValidationError as error:
-            raise UnexpectedResponse(f"the answer does not fit Job: {error}") from None
+        return ReceivedJob.of(body, self.owner_id)
 
     def _request(
         self,

@@ -53,6 +53,11 @@ class Unauthorized(JobsApiError):
     """401: no token, or one the API rejects (expired, wrong secret, no ``sub``)."""
 
 
+class Forbidden(JobsApiError):
+    """403: the token lacks what the request needs: a HIGH job where the deployment names a scope for it
+    (``HighPriorityScope``) and the token does not carry that scope."""
+
+
 class NotFound(JobsApiError):
     """404: no such job for this caller (absent, deleted, someone else's), or no such route."""
 
@@ -99,6 +104,7 @@ class WaitTimedOut(JobsClientError):
 _BY_STATUS: dict[int, type[JobsApiError]] = {
     400: BadRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     422: ValidationFailed,

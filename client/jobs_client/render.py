@@ -14,7 +14,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobPriority, JobStatus
+from jobs_client.client import ReceivedJob
 
 STATUS_STYLES = {
     JobStatus.QUEUED: "yellow",
@@ -26,13 +27,31 @@ STATUS_STYLES = {
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    """The job as the API returns it (``owner_id`` excluded, RFC 3339 timestamps)."""
+    """The job as the API sent it: a ``ReceivedJob``'s body as it came (fields this version does not know kept,
+    fields an older API did not send left out); any other ``Job`` as this version's API would send it
+    (``owner_id`` excluded, RFC 3339 timestamps)."""
+    if isinstance(job, ReceivedJob):
+        return job.sent
     return job.model_dump(mode="json")
 
 
 def dumps(value: Any) -> str:
     """Indented JSON text for ``--json`` output, non-ASCII kept as is."""
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+#: How each priority is shown; a level this version does not know is shown plain, by its name.
+PRIORITY_STYLES = {JobPriority.HIGH: "bold", JobPriority.NORMAL: "", JobPriority.LOW: "dim"}
+
+
+def priority_text(priority: JobPriority) -> Text:
+    """The priority, styled (HIGH bold, LOW dim; a level added later plain)."""
+    return Text(priority.value, style=PRIORITY_STYLES.get(priority, ""))
+
+
+def is_scheduled(job: Job) -> bool:
+    """True for a job that waits for its ``not_before``: QUEUED with one set (it may be due already)."""
+    return job.status == JobStatus.QUEUED and job.not_before is not None
 
 
 def status_text(status: JobStatus) -> Text:
@@ -43,7 +62,8 @@ def status_text(status: JobStatus) -> Text:
 def status_line(job: Job) -> str:
     """``Job <id> is <STATUS>`` (rich markup, the status bold), with ``(cancel requested)`` when one was asked."""
     asked = " (cancel requested)" if job.cancel_requested_at is not None and not job.is_finished else ""
-    return f"Job {job.job_id} is [bold]{job.status.value}[/]{asked}"
+    waits = f" (not before {when(job.not_before)} UTC)" if is_scheduled(job) else ""
+    return f"Job {job.job_id} is [bold]{job.status.value}[/]{asked}{waits}"
 
 
 def plain_progress(job: Job) -> str:
@@ -51,6 +71,8 @@ def plain_progress(job: Job) -> str:
     line = f"Job {job.job_id} is {job.status.value}"
     if job.cancel_requested_at is not None and not job.is_finished:
         line += " (cancel requested)"
+    if is_scheduled(job):
+        line += f" (not before {when(job.not_before)} UTC)"
     if job.progress is not None:
         line += f" {job.progress.percent:g}%"
         if job.progress.message:
@@ -71,6 +93,8 @@ MIN_TITLE = 10
 ID_WIDTH, STATUS_WIDTH, CREATED_WIDTH = 36, len("SUCCEEDED"), len("YYYY-MM-DD HH:MM")
 #: The width the three whole columns need on one line.
 ESSENTIAL_WIDTH = ID_WIDTH + STATUS_WIDTH + CREATED_WIDTH + 2 * COLUMN_GAP
+#: The headers of the columns shown only for some lists (``list_layout``).
+PRIORITY_HEADER, NOT_BEFORE_HEADER = "PRIORITY", "NOT BEFORE (UTC)"
 
 
 def created_text(job: Job) -> str:
@@ -78,23 +102,49 @@ def created_text(job: Job) -> str:
     return job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def not_before_text(job: Job) -> str:
+    """When a scheduled job (``is_scheduled``) may start, UTC, to the minute; "" for any other job."""
+    return job.not_before.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if is_scheduled(job) and job.not_before else ""
+
+
+def _optional_widths(jobs: Sequence[Job]) -> dict[str, int]:
+    """The optional columns these jobs call for, with their widths: ``priority`` when one of them is not NORMAL,
+    ``type`` always, ``not_before`` when one of them is scheduled."""
+    widths = {"type": max(max((len(job.type) for job in jobs), default=0), len("TYPE"))}
+    if any(job.priority != JobPriority.NORMAL for job in jobs):
+        widths["priority"] = max(max(len(job.priority.value) for job in jobs), len(PRIORITY_HEADER))
+    if any(is_scheduled(job) for job in jobs):
+        widths["not_before"] = len(NOT_BEFORE_HEADER)
+    return widths
+
+
+#: The order of the columns on a line; ``list_layout`` drops optional ones in ``_GIVE_WAY`` order.
+_ORDER = ("id", "status", "priority", "type", "created", "not_before", "title")
+_GIVE_WAY = ("type", "priority", "not_before")
+
+
 def list_layout(jobs: Sequence[Job], width: int | None) -> tuple[str, ...]:
     """The columns ``jobsctl list`` shows in ``width`` terminal columns (None: not a terminal, no limit).
 
-    ``JOB ID``, ``STATUS`` and ``CREATED (UTC)`` are never cut. What gives way, in this order: the title is
-    shortened with an ellipsis (down to ``MIN_TITLE`` characters); then ``TYPE`` is dropped, the title getting its
-    room; then ``TITLE`` is dropped. Narrower than the three whole columns (``ESSENTIAL_WIDTH``, 67), each job
-    takes two lines (``stacked``): its id, then status, created time, type and title. Where the output is not a
-    terminal, every column is shown whole, one job per line.
+    ``JOB ID``, ``STATUS`` and ``CREATED (UTC)`` are never cut. Two columns appear only when the list calls for
+    them: ``PRIORITY`` when a job's priority is not NORMAL, ``NOT BEFORE (UTC)`` when a job is QUEUED with a
+    ``not_before`` (scheduled; the cell is empty for the others). What gives way, in this order: the title is
+    shortened with an ellipsis (down to ``MIN_TITLE`` characters); then ``TYPE`` is dropped, then ``PRIORITY``,
+    then ``NOT BEFORE``, the title getting their room; then ``TITLE`` is dropped. Narrower than the three whole
+    columns (``ESSENTIAL_WIDTH``, 67), each job takes two lines (``stacked``): its id, then status, created time,
+    priority and not_before where called for, type and title. Where the output is not a terminal, every column
+    the list calls for is shown whole, one job per line.
     """
+    optional = _optional_widths(jobs)
     if width is None:
-        return ("id", "status", "type", "created", "title")
-    type_width = max((len(job.type) for job in jobs), default=4)
-    with_type = ESSENTIAL_WIDTH + COLUMN_GAP + max(type_width, len("TYPE"))
-    if width - with_type - COLUMN_GAP >= MIN_TITLE:
-        return ("id", "status", "type", "created", "title")
-    if width - ESSENTIAL_WIDTH - COLUMN_GAP >= MIN_TITLE:
-        return ("id", "status", "created", "title")
+        return tuple(column for column in _ORDER if column in optional or column not in _GIVE_WAY)
+    kept = dict(optional)
+    for dropped in (None, *_GIVE_WAY):
+        if dropped is not None:
+            kept.pop(dropped, None)
+        used = ESSENTIAL_WIDTH + sum(COLUMN_GAP + w for w in kept.values())
+        if width - used - COLUMN_GAP >= MIN_TITLE:
+            return tuple(column for column in _ORDER if column in kept or column not in _GIVE_WAY)
     if width >= ESSENTIAL_WIDTH:
         return ("id", "status", "created")
     return ("stacked",)
@@ -105,39 +155,55 @@ def jobs_table(jobs: Iterable[Job], width: int | None = None) -> RenderableType:
     whole). Text from the job is never read as markup."""
     jobs = list(jobs)
     columns = list_layout(jobs, width)
+    optional = _optional_widths(jobs)
     if columns == ("stacked",):
         grid = Table.grid()
         grid.add_column(no_wrap=True, overflow="ellipsis")
         for job in jobs:
             grid.add_row(Text(job.job_id))
             status = Text(job.status.value.ljust(STATUS_WIDTH), style=STATUS_STYLES.get(job.status, ""))
-            line = Text("  ").append_text(status)
-            line.append(f"  {created_text(job)}  ").append(job.type).append("  ").append(job.title)
+            line = Text("  ").append_text(status).append(f"  {created_text(job)}")
+            if "priority" in optional:
+                line.append("  ").append_text(priority_text(job.priority))
+            if is_scheduled(job):
+                line.append(f"  not before {not_before_text(job)}")
+            line.append("  ").append(job.type).append("  ").append(job.title)
             grid.add_row(line)
         return grid
     # Fixed widths where a terminal's width is known: rich otherwise shrinks every column in proportion.
     fixed = width is not None
-    type_width = max((len(job.type) for job in jobs), default=0)
-    used = ESSENTIAL_WIDTH + (COLUMN_GAP + max(type_width, len("TYPE")) if "type" in columns else 0)
+    used = ESSENTIAL_WIDTH + sum(COLUMN_GAP + w for name, w in optional.items() if name in columns)
     title_width = min(max((len(job.title) for job in jobs), default=0), width - used - COLUMN_GAP) if width else None
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("JOB ID", no_wrap=True, min_width=ID_WIDTH, width=ID_WIDTH if fixed else None)
-    table.add_column("STATUS", no_wrap=True, min_width=STATUS_WIDTH, width=STATUS_WIDTH if fixed else None)
-    if "type" in columns:
-        table.add_column("TYPE", no_wrap=True, width=max(type_width, len("TYPE")) if fixed else None)
-    table.add_column("CREATED (UTC)", no_wrap=True, width=CREATED_WIDTH if fixed else None)
-    if "title" in columns:
-        table.add_column(
-            "TITLE", no_wrap=True, overflow="ellipsis", width=max(title_width or 0, len("TITLE")) if fixed else None
-        )
+    headers = {
+        "priority": PRIORITY_HEADER,
+        "type": "TYPE",
+        "not_before": NOT_BEFORE_HEADER,
+    }
+    for column in columns:
+        if column == "id":
+            table.add_column("JOB ID", no_wrap=True, min_width=ID_WIDTH, width=ID_WIDTH if fixed else None)
+        elif column == "status":
+            table.add_column("STATUS", no_wrap=True, min_width=STATUS_WIDTH, width=STATUS_WIDTH if fixed else None)
+        elif column == "created":
+            table.add_column("CREATED (UTC)", no_wrap=True, width=CREATED_WIDTH if fixed else None)
+        elif column == "title":
+            table.add_column(
+                "TITLE", no_wrap=True, overflow="ellipsis", width=max(title_width or 0, len("TITLE")) if fixed else None
+            )
+        else:
+            table.add_column(headers[column], no_wrap=True, width=optional[column] if fixed else None)
     for job in jobs:
-        row: list[RenderableType] = [job.job_id, status_text(job.status)]
-        if "type" in columns:
-            row.append(Text(job.type))
-        row.append(created_text(job))
-        if "title" in columns:
-            row.append(Text(job.title))
-        table.add_row(*row)
+        cells: dict[str, RenderableType] = {
+            "id": job.job_id,
+            "status": status_text(job.status),
+            "priority": priority_text(job.priority),
+            "type": Text(job.type),
+            "created": created_text(job),
+            "not_before": not_before_text(job),
+            "title": Text(job.title),
+        }
+        table.add_row(*(cells[column] for column in columns))
     return table
 
 
@@ -161,7 +227,8 @@ def print_jobs(console: Console, jobs: Sequence[Job]) -> None:
 
 
 def job_detail(job: Job) -> RenderableType:
-    """The job's fields as a two-column grid, then its error (FAILED) or its result (SUCCEEDED) as JSON.
+    """The job's fields as a two-column grid (``priority`` always, ``not before`` when the job has one), then its
+    error (FAILED) or its result (SUCCEEDED) as JSON.
 
     Text from the job (title, type, error) is never read as rich markup.
     """
@@ -172,8 +239,11 @@ def job_detail(job: Job) -> RenderableType:
     grid.add_row("title", Text(job.title))
     grid.add_row("type", Text(job.type))
     grid.add_row("status", status_text(job.status))
+    grid.add_row("priority", priority_text(job.priority))
     grid.add_row("attempts", str(job.attempts))
     grid.add_row("created", when(job.created_at))
+    if job.not_before is not None:
+        grid.add_row("not before", when(job.not_before))
     grid.add_row("started", when(job.started_at))
     grid.add_row("finished", when(job.finished_at))
     if job.cancel_requested_at is not None:

@@ -30,6 +30,7 @@ from jobs.models import (
     ServiceUnavailable,
 )
 from jobs.processors import BUILT_IN_TYPES, quarterly_audit
+from jobs.settings import auth_settings
 from local.openapi import COMMITTED, generate
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, api_event, load_event, load_function, sign
@@ -37,7 +38,7 @@ from tests.helpers import FakeLambdaContext, api_event, load_event, load_functio
 ALWAYS = {"401", "422", "429", "500", "503"}
 #: Every status each operation may answer; the test fails when the document and this table disagree.
 EXPECTED = {
-    ("post", "/api/v1/jobs"): ALWAYS | {"201", "400", "409", "413", "415"},
+    ("post", "/api/v1/jobs"): ALWAYS | {"201", "400", "403", "409", "413", "415"},
     ("get", "/api/v1/jobs"): ALWAYS | {"200", "400"},
     ("get", "/api/v1/jobs/{job_id}"): ALWAYS | {"200", "404"},
     ("delete", "/api/v1/jobs/{job_id}"): ALWAYS | {"204", "404"},
@@ -251,7 +252,16 @@ def test_ids_are_uuids_times_date_times_and_only_the_request_lists_job_types() -
         "started_at",
         "finished_at",
         "cancel_requested_at",
+        "not_before",
     }
+    assert schemas["JobCreate"]["properties"]["not_before"]["anyOf"][0]["format"] == "date-time"
+    assert schemas["JobPriority"]["enum"] == ["HIGH", "NORMAL", "LOW"]
+    # A job's priority stays open to levels added later, as its status does; a request names a known one.
+    assert {"type": "string", "description": "A priority added after this document."} in job["priority"]["anyOf"]
+    assert schemas["JobCreate"]["properties"]["priority"]["anyOf"] == [
+        {"$ref": "#/components/schemas/JobPriority"},
+        {"type": "null"},
+    ]
     assert schemas["JobCreate"]["properties"]["type"]["enum"] == sorted(BUILT_IN_TYPES)
     assert "enum" not in job["type"]  # a type added later never breaks an older client
     for path in ("/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel"):
@@ -309,14 +319,18 @@ def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> None:
+def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     alice = sign("alice")
+    # A deployment that names a scope for HIGH jobs (HighPriorityScope), and a token without it.
+    monkeypatch.setenv("JOBS_HIGH_PRIORITY_SCOPE", "jobs/priority.high")
+    auth_settings.cache_clear()
     text = api_event("create_job", token=alice, raw_body="title=x")
     text["headers"]["content-type"] = "text/plain"
     requests = {
         (400, "notJson"): api_event("create_job", token=alice, raw_body="{"),
         (400, "foreignNextToken"): api_event("list_jobs", token=alice, query={"next_token": "not-issued"}),
         (401, "noToken"): api_event("list_jobs", token=None),
+        (403, "highPriority"): api_event("create_job", token=alice, body={"title": "x", "priority": "HIGH"}),
         (404, "noSuchJob"): api_event("get_job", token=alice, job_id=examples.SEED_JOB_ID),
         (413, "tooLarge"): api_event("create_job", token=alice, raw_body=" " * (MAX_REQUEST_BYTES + 1)),
         (415, "notJson"): text,
@@ -329,7 +343,10 @@ def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> Non
         (500, "unexpected"): ERROR_RESPONSES[Exception](RuntimeError("boom")),
         (503, "busy"): ERROR_RESPONSES[ServiceUnavailable](ServiceUnavailable("throttled")),
     }
-    sent = {key: api.lambda_handler(event, FakeLambdaContext()) for key, event in requests.items()}
+    try:
+        sent = {key: api.lambda_handler(event, FakeLambdaContext()) for key, event in requests.items()}
+    finally:
+        auth_settings.cache_clear()  # the next test reads the environment as monkeypatch restores it
     sent |= {key: {"statusCode": r.status_code, "body": r.body} for key, r in from_the_table.items()}
 
     assert set(sent) == {(status, name) for status, bodies in examples.PROBLEMS.items() for name in bodies}

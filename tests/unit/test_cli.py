@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from jobs_client import JobsClient
-from jobs_client.cli import ExitCode, build_app
+from jobs.models import Job, format_timestamp
+from jobs_client import JobsClient, render
+from jobs_client.cli import ExitCode, build_app, parse_not_before
 from jobs_client.dev_token import repository_root
 from local.stack import DEVELOPMENT_SECRET
 from tests.client_fakes import API, JOB_ID, Answer, FakeClock, ScriptedApi, job_body, ok, problem
@@ -319,3 +324,178 @@ def test_cancel_wait_follows_a_running_job_to_cancelled_with_plain_progress_line
     assert [r.method for r in api.requests] == ["POST", "GET", "GET"]
     assert f"Job {JOB_ID} is RUNNING (cancel requested) 50% step 1 of 2" in result.stderr
     assert "CANCELLED" in result.stdout
+
+
+# --- priority and not_before (issue 15) ------------------------------------------------------------------------
+
+SCHEDULED = "2026-12-01T09:00:00.000Z"
+
+
+class Terminal(io.StringIO):
+    """What rich writes to a terminal: a file that says it is one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def scheduled_job(status: str = "QUEUED", **fields: Any) -> dict[str, Any]:
+    """A HIGH job scheduled for ``SCHEDULED``, as the API returns it."""
+    return job_body(status, **{"priority": "HIGH", "not_before": SCHEDULED, **fields})
+
+
+def test_submit_sends_the_priority_and_the_start_time_in_utc() -> None:
+    result, api = run(
+        "submit", "--title", "Audit", "--priority", "high", "--not-before", "2026-12-01T10:00:00+01:00",
+        answers=[ok(scheduled_job(), 201)],
+    )  # fmt: skip
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert api.bodies() == [{"title": "Audit", "payload": {}, "priority": "HIGH", "not_before": SCHEDULED}]
+    assert "HIGH" in result.stdout
+    assert "2026-12-01 09:00:00" in result.stdout  # the detail's "not before" row
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("+90s", 90), ("+10m", 600), ("+2h", 7200), ("+1d", 86400)])
+def test_a_relative_not_before_counts_from_now(text: str, seconds: int) -> None:
+    now = datetime(2026, 11, 29, 10, 52, 6, 750000, tzinfo=UTC)
+
+    sent = parse_not_before(text, now)
+
+    assert sent == format_timestamp(now + timedelta(seconds=seconds))
+
+
+def test_submit_with_a_relative_not_before_sends_a_time_that_far_ahead() -> None:
+    before = datetime.now(UTC)
+    result, api = run("submit", "--title", "Audit", "--not-before", "+10m", answers=[ok(scheduled_job(), 201)])
+
+    assert result.exit_code == ExitCode.OK, result.output
+    sent = datetime.fromisoformat(api.bodies()[0]["not_before"])
+    assert (
+        before + timedelta(minutes=10) - timedelta(milliseconds=1) <= sent <= datetime.now(UTC) + timedelta(minutes=10)
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--not-before", "2026-12-01T09:00:00"),  # no offset
+        ("--not-before", "2026-12-01"),
+        ("--not-before", "10m"),
+        ("--not-before", "+10w"),
+        ("--priority", "URGENT"),
+    ],
+)
+def test_a_priority_or_start_time_it_cannot_send_is_a_usage_error(option: str, value: str) -> None:
+    result, api = run("submit", "--title", "Audit", option, value)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert api.requests == []
+    assert option in result.stderr
+
+
+def test_a_high_job_refused_for_its_scope_exits_3_with_the_apis_reason() -> None:
+    refused = problem(403, "A HIGH job needs the scope jobs/priority.high in the token.")
+    result, _ = run("submit", "--title", "Audit", "--priority", "HIGH", answers=[refused])
+
+    assert result.exit_code == ExitCode.API_ERROR
+    assert "403" in result.stderr
+    assert "jobs/priority.high" in result.stderr
+
+
+def test_get_shows_the_priority_always_and_not_before_when_set() -> None:
+    plain, _ = run("get", JOB_ID, answers=[ok(job_body())])
+    scheduled, _ = run("get", JOB_ID, answers=[ok(scheduled_job())])
+
+    assert "priority" in plain.stdout
+    assert "NORMAL" in plain.stdout
+    assert "not before" not in plain.stdout
+    assert "not before" in scheduled.stdout
+    assert "2026-12-01 09:00:00" in scheduled.stdout
+    assert "HIGH" in scheduled.stdout
+
+
+def test_list_shows_priority_and_not_before_columns_only_when_the_jobs_call_for_them() -> None:
+    plain = {"items": [job_body(job_id="01a226ee-fede-7c74-8f78-000000000001")], "next_token": None}
+    mixed = {
+        "items": [
+            scheduled_job(job_id="01a226ee-fede-7c74-8f78-000000000002"),
+            job_body("SUCCEEDED", job_id="01a226ee-fede-7c74-8f78-000000000003", priority="LOW"),
+        ],
+        "next_token": None,
+    }
+
+    without, _ = run("list", answers=[ok(plain)])
+    with_both, _ = run("list", answers=[ok(mixed)])
+
+    assert "PRIORITY" not in without.stdout
+    assert "NOT BEFORE" not in without.stdout
+    header, _, first, second = with_both.stdout.splitlines()[:4]
+    assert "PRIORITY" in header
+    assert "NOT BEFORE (UTC)" in header
+    assert "HIGH" in first
+    assert "2026-12-01 09:00" in first
+    assert "LOW" in second
+    assert "2026-12-01" not in second
+
+
+def test_a_scheduled_job_that_ran_shows_no_start_time_in_the_list() -> None:
+    jobs = [Job.model_validate({**scheduled_job("SUCCEEDED"), "owner_id": "a"})]
+
+    assert render.list_layout(jobs, None) == ("id", "status", "priority", "type", "created", "title")
+
+
+@pytest.mark.parametrize("width", [200, 110, 100, 90, 80, 67, 66, 50])
+def test_priority_and_not_before_give_way_before_id_status_and_created(width: int) -> None:
+    jobs = [
+        Job.model_validate({**scheduled_job(job_id=f"01a226ee-fede-7c74-8f78-00000000000{n}"), "owner_id": "a"})
+        for n in range(3)
+    ]
+    out = Terminal()
+
+    render.print_jobs(Console(file=out, width=width, color_system=None), jobs)
+
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    if width >= render.ESSENTIAL_WIDTH:
+        for line, job in zip(lines[2:], jobs, strict=True):
+            assert line.startswith(f"{job.job_id}   QUEUED")
+            assert "2026-11-29 10:52" in line
+    else:
+        assert lines[0].rstrip() == jobs[0].job_id
+        assert lines[1].startswith("  QUEUED     2026-11-29 10:52  HIGH  not before 2")  # cut at the width
+
+
+def test_the_columns_with_priority_and_not_before_give_way_in_the_documented_order() -> None:
+    jobs = [Job.model_validate({**scheduled_job(), "owner_id": "a"})]
+
+    layouts = {width: render.list_layout(jobs, width) for width in (200, 125, 115, 105, 90, 80, 66)}
+
+    assert layouts == {
+        200: ("id", "status", "priority", "type", "created", "not_before", "title"),
+        125: ("id", "status", "priority", "type", "created", "not_before", "title"),  # the title shortened
+        115: ("id", "status", "priority", "created", "not_before", "title"),  # then TYPE dropped
+        105: ("id", "status", "created", "not_before", "title"),  # then PRIORITY
+        90: ("id", "status", "created", "title"),  # then NOT BEFORE
+        80: ("id", "status", "created", "title"),
+        66: ("stacked",),
+    }
+
+
+def test_json_prints_a_newer_apis_job_as_it_came() -> None:
+    newer = job_body(priority="URGENT", not_before=None, region="eu-west-1")
+    shown, _ = run("get", JOB_ID, answers=[ok(newer)])
+    as_json, _ = run("get", JOB_ID, "--json", answers=[ok(newer)])
+    listed, _ = run("list", "--json", answers=[ok({"items": [newer], "next_token": None})])
+
+    assert shown.exit_code == ExitCode.OK
+    assert "URGENT" in shown.stdout
+    assert json.loads(as_json.stdout) == newer
+    assert json.loads(listed.stdout) == [newer]
+
+
+def test_the_live_status_of_a_scheduled_job_says_when_it_may_start() -> None:
+    queued = Job.model_validate({**scheduled_job(), "owner_id": "a"})
+    started = Job.model_validate({**scheduled_job("RUNNING"), "owner_id": "a"})
+
+    assert render.plain_progress(queued) == f"Job {JOB_ID} is QUEUED (not before 2026-12-01 09:00:00 UTC)"
+    assert render.plain_progress(started) == f"Job {JOB_ID} is RUNNING"

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
 
 from jobs.http import IDEMPOTENCY_KEY_PATTERN
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobPriority, JobStatus
 from jobs_client import (
     BadRequest,
     Conflict,
     ConnectionFailed,
+    Forbidden,
     JobsApiError,
     JobsClient,
     NotFound,
+    ReceivedJob,
     RetryPolicy,
     ServerError,
     ServiceUnavailable,
@@ -556,3 +558,99 @@ def test_cancelling_a_finished_job_is_a_conflict() -> None:
         client.cancel(JOB_ID)
 
     assert "SUCCEEDED" in raised.value.detail
+
+
+# --- priority and not_before (issue 15) ------------------------------------------------------------------------
+
+
+def test_submit_sends_the_priority_and_not_before_in_utc_with_milliseconds() -> None:
+    scheduled = job_body(priority="HIGH", not_before="2026-12-01T09:00:00.000Z")
+    client, api, _ = scripted_client(ok(scheduled, status=201))
+    in_paris = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+
+    job = client.submit("Audit", priority=JobPriority.HIGH, not_before=in_paris)
+
+    assert api.bodies() == [{"title": "Audit", "priority": "HIGH", "not_before": "2026-12-01T09:00:00.123Z"}]
+    assert (job.priority, job.not_before) == (JobPriority.HIGH, datetime(2026, 12, 1, 9, tzinfo=UTC))
+
+
+def test_submit_takes_the_priority_by_name_and_not_before_as_rfc_3339_text() -> None:
+    client, api, _ = scripted_client(ok(job_body(priority="LOW"), status=201))
+
+    client.submit("Audit", priority="LOW", not_before="2026-12-01T10:00:00+01:00")
+
+    assert api.bodies() == [{"title": "Audit", "priority": "LOW", "not_before": "2026-12-01T09:00:00.000Z"}]
+
+
+def test_a_naive_not_before_is_refused_before_sending() -> None:
+    client, api, _ = scripted_client()
+
+    with pytest.raises(ValidationFailed) as raised:
+        client.submit("Audit", not_before=datetime(2026, 12, 1, 9))
+
+    assert api.requests == []
+    (error,) = raised.value.errors
+    assert error["loc"] == ["body", "not_before"]
+    assert "naive datetime" in error["msg"]
+    assert "timezone" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"priority": "URGENT"}, "priority"),  # a level this client does not know is never sent
+        ({"priority": "high"}, "priority"),
+        ({"not_before": "2026-12-01T09:00:00"}, "not_before"),  # no offset
+        ({"not_before": "2026-12-01"}, "not_before"),
+        ({"not_before": "in ten minutes"}, "not_before"),
+    ],
+)
+def test_a_priority_or_not_before_the_api_would_refuse_is_refused_before_sending(
+    fields: dict[str, str], where: str
+) -> None:
+    client, api, _ = scripted_client()
+
+    with pytest.raises(ValidationFailed) as raised:
+        client.submit("Audit", **fields)  # type: ignore[arg-type]
+
+    assert api.requests == []
+    assert [e["loc"][:2] for e in raised.value.errors] == [["body", where]]
+
+
+def test_a_newer_apis_job_is_read_with_its_unknown_priority_and_fields_kept_as_sent() -> None:
+    newer = job_body(priority="URGENT", not_before=None, region="eu-west-1", status="PAUSED")
+    client, _, _ = scripted_client(ok(newer))
+
+    job = client.get(JOB_ID)
+
+    assert isinstance(job, ReceivedJob)
+    assert (job.priority.value, job.priority.is_known, job.status.value) == ("URGENT", False, "PAUSED")
+    assert job.sent == newer  # the field this version does not know included
+
+
+def test_an_older_apis_job_reads_as_normal_and_unscheduled() -> None:
+    client, _, _ = scripted_client(ok(job_body()))  # job_body has neither priority nor not_before
+
+    job = client.get(JOB_ID)
+
+    assert (job.priority, job.not_before) == (JobPriority.NORMAL, None)
+    assert job.sent == job_body()
+
+
+def test_list_keeps_each_jobs_body_as_sent() -> None:
+    items = [job_body(job_id="a", priority="HIGH"), job_body(job_id="b", extra={"x": 1})]
+    client, _, _ = scripted_client(ok({"items": items, "next_token": None}))
+
+    jobs = list(client.list())
+
+    assert [job.sent for job in jobs if isinstance(job, ReceivedJob)] == items
+
+
+def test_a_high_job_without_the_scope_is_forbidden() -> None:
+    client, _, _ = scripted_client(problem(403, "A HIGH job needs the scope jobs/priority.high in the token."))
+
+    with pytest.raises(Forbidden) as raised:
+        client.submit("Audit", priority="HIGH")
+
+    assert raised.value.status == 403
+    assert "jobs/priority.high" in raised.value.detail
