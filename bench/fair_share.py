@@ -137,10 +137,16 @@ def enqueued_at(log: Path, job_ids: set[str]) -> dict[str, float]:
     return found
 
 
-def report(results: list[dict[str, Any]], jobs: int, quiet_jobs: int) -> str:
+def measure(jobs: int = 1000, quiet_jobs: int = 10, modes: tuple[bool, ...] = (True, False)) -> dict[str, Any]:
+    """The scenario once per mode (fair queues on, off), each on a stack of its own."""
+    return {"jobs": jobs, "quiet_jobs": quiet_jobs, "runs": [run(fair, jobs, quiet_jobs) for fair in modes]}
+
+
+def report(measured: dict[str, Any]) -> str:
     """The table of the runs."""
+    jobs, quiet_jobs = measured["jobs"], measured["quiet_jobs"]
     rows = []
-    for result in results:
+    for result in measured["runs"]:
         quiet, noisy, samples = result["quiet_waits"], result["noisy_waits"], result["in_flight"] or [0]
         rows.append(
             [
@@ -180,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1000, help="owner A's burst")
     parser.add_argument("--quiet-jobs", type=int, default=10, help="owner B's jobs")
     args = parser.parse_args(argv)
-    results = [run(fair, args.jobs, args.quiet_jobs) for fair in (True, False)]
-    print(report(results, args.jobs, args.quiet_jobs))
+    print(report(measure(args.jobs, args.quiet_jobs)))
     return 0
 
 

@@ -1,9 +1,9 @@
-"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their six sections.
+"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their seven sections.
 
 Benchmarks print figures; they never pass or fail on time. The machine is shared and noisy: each comparison
 is made against the peer measured in the same run, interleaved, and quoted as a ratio.
 
-    .venv/bin/python -m bench.run                 # the full run (about 15 minutes on 2 cores)
+    .venv/bin/python -m bench.run                 # the full run (about 22 minutes on 2 cores)
     .venv/bin/python -m bench.run --quick         # one tiny iteration of each, for the smoke test
 """
 
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import calls, coldstart, load, priority, size, warm
+from bench import calls, coldstart, fair_share, load, priority, size, warm
 from bench.common import ROOT, median
 
 
@@ -51,6 +51,8 @@ def _run(*, quick: bool, output: Path | None) -> str:
         else priority.measure(backlog=1000, high=20, concurrencies=(2, 4))
     )
     sections.append(("6. Priority", priority.report(ranked)))
+    shared = fair_share.measure(30, 2, modes=(True,)) if quick else fair_share.measure(1000, 10)
+    sections.append(("7. A fair share between owners", fair_share.report(shared)))
 
     text = render(sections, cold, hot, compiled, time.monotonic() - began, quick=quick)
     if output is not None:

@@ -25,6 +25,7 @@ def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path
         "4. The local stack",
         "5. Size and memory",
         "6. Priority",
+        "7. A fair share between owners",
     ):
         assert f"## {title}" in text
     assert "| get |" in text  # the cold start of ours and the peer's GET both answered
