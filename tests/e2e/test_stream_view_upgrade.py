@@ -1,0 +1,168 @@
+"""The stream's new view (issue 15), rehearsed on the local stack: ``local.upgrade`` takes CloudFormation's steps
+(disable the KEYS_ONLY stream, enable a NEW_AND_OLD_IMAGES one, create the relay's mapping on it, delete the old
+mapping) while jobs are created before, during (no stream enabled), right after and after the switch; then the
+README's step, the reconciler, gives the jobs written during the gap their messages. Every job ends SUCCEEDED
+after one run, and the gap's jobs are in neither stream: the reconciler, not the relay, saved them.
+
+The stack starts from a template variant whose stream is KEYS_ONLY, whatever template.yaml says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local import dynamodb_local, invoke
+from local.upgrade import upgrade_stream_view
+from tests.e2e.support import StackProcess, running_stack, short_template
+from tests.helpers import sign
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-upgrade-secret-that-is-long-enough-for-hs256-0123"
+
+
+def keys_only_template(directory: Path) -> Path:
+    """``short_template``'s copy of template.yaml with the Jobs table's stream KEYS_ONLY (the view before)."""
+    path = short_template(directory)
+    text, found = re.subn(r"StreamViewType: \w+", "StreamViewType: KEYS_ONLY", path.read_text())
+    assert found == 1, "the Jobs table's StreamViewType was not found"
+    path.write_text(text)
+    return path
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client(service, endpoint_url=endpoint)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    if dynamodb_local.find().jar is None:
+        pytest.skip("DynamoDB Local is not installed (make dynamodb-local): moto keeps no disabled stream readable")
+    directory = tmp_path_factory.mktemp("upgrade")
+    with running_stack(directory, secret=SECRET, template=keys_only_template(directory), dynamodb="local") as process:
+        yield process
+
+
+def submit(process: StackProcess, title: str) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{process.base_url}/api/v1/jobs",
+        data=json.dumps({"title": title, "type": "noop"}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {sign('alice', secret=SECRET)}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        assert response.status == 201
+        return str(json.loads(response.read())["job_id"])
+
+
+def job(process: StackProcess, job_id: str) -> dict[str, Any]:
+    key = {"owner_id": {"S": "alice"}, "job_id": {"S": job_id}}
+    table = process.physical["JobsTable"]
+    item = client("dynamodb", process.dynamodb_endpoint).get_item(TableName=table, Key=key, ConsistentRead=True)
+    found = item.get("Item") or {}
+    return {"status": found.get("status", {}).get("S"), "attempts": int(found.get("attempts", {}).get("N", "0"))}
+
+
+def until_succeeded(process: StackProcess, job_ids: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(job(process, job_id)["status"] != "SUCCEEDED" for job_id in job_ids):
+        if time.monotonic() > deadline:
+            statuses = {job_id: job(process, job_id) for job_id in job_ids}
+            raise AssertionError(f"not all SUCCEEDED within {timeout} s: {statuses}")
+        time.sleep(0.25)
+
+
+def stream_records(process: StackProcess, stream_arn: str) -> list[dict[str, Any]]:
+    """Every record of ``stream_arn``, each shard from its oldest record to its end (or to the present)."""
+    streams = client("dynamodbstreams", process.dynamodb_endpoint)
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        ).get("ShardIterator")
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            records.extend(page["Records"])
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return records
+
+
+def inserted(records: list[dict[str, Any]]) -> set[str]:
+    return {r["dynamodb"]["Keys"]["job_id"]["S"] for r in records if r["eventName"] == "INSERT"}
+
+
+def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
+    stack: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dynamodb = client("dynamodb", stack.dynamodb_endpoint)
+    lambda_client = client("lambda", stack.lambda_url)
+    with pytest.raises(ClientError) as refused:  # AWS's answer: no view change on an enabled stream
+        dynamodb.update_table(
+            TableName=stack.physical["JobsTable"],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "already has an enabled stream" in refused.value.response["Error"]["Message"]
+
+    jobs: dict[str, list[str]] = {"before": [submit(stack, f"before {n}") for n in range(3)]}
+
+    def during(step: str) -> None:
+        if step == "disabled":  # no stream is enabled: these get no record
+            jobs["gap"] = [submit(stack, f"gap {n}") for n in range(3)]
+        elif step == "enabled":  # on the new stream before its mapping exists: TRIM_HORIZON reads them
+            jobs["right after"] = [submit(stack, f"right after {n}") for n in range(2)]
+
+    switched = upgrade_stream_view(dynamodb, lambda_client, "NEW_AND_OLD_IMAGES", pause=during, say=lambda _: None)
+    jobs["after"] = [submit(stack, f"after {n}") for n in range(3)]
+
+    # One mapping left, on the new stream; the old one is gone.
+    mappings = lambda_client.list_event_source_mappings(FunctionName="EnqueueJobsFunction")["EventSourceMappings"]
+    assert [(m["EventSourceArn"], m["State"]) for m in mappings] == [(switched["new_stream_arn"], "Enabled")]
+    assert mappings[0]["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName": ["INSERT"]}'}]}
+    assert mappings[0]["MaximumRetryAttempts"] == 10 and mappings[0]["BisectBatchOnFunctionError"] is True
+    with pytest.raises(ClientError) as gone:
+        lambda_client.get_event_source_mapping(UUID=switched["old_mapping"])
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+    relayed = [job_id for when in ("before", "right after", "after") for job_id in jobs[when]]
+    until_succeeded(stack, relayed)
+    assert all(job(stack, job_id)["status"] == "QUEUED" for job_id in jobs["gap"])  # no message: no record
+
+    old_records = stream_records(stack, switched["old_stream_arn"])
+    new_records = stream_records(stack, switched["new_stream_arn"])
+    assert inserted(old_records) == set(jobs["before"])
+    assert inserted(new_records) == set(jobs["right after"] + jobs["after"])
+    assert not set(jobs["gap"]) & (inserted(old_records) | inserted(new_records))
+    assert all(set(r["dynamodb"]) >= {"Keys"} and "NewImage" not in r["dynamodb"] for r in old_records)
+    assert all("NewImage" in r["dynamodb"] for r in new_records)
+    modified = [r["dynamodb"] for r in new_records if r["eventName"] == "MODIFY"]
+    assert modified and all("OldImage" in change and "NewImage" in change for change in modified)
+
+    # The README's step: the reconciler right after the deploy (both passes; a small bound, locally).
+    time.sleep(1.1)
+    port = stack.lambda_url.rsplit(":", 1)[1]
+    capsys.readouterr()
+    payload = json.dumps({"replay": True, "reconcile_after_seconds": 1})
+    assert invoke.main(["ReconcileJobsFunction", "--payload", payload, "--port", port]) == 0
+    result = json.loads(capsys.readouterr().out)
+
+    assert result == {"replayed": 0, "reconciled": len(jobs["gap"])}
+    until_succeeded(stack, jobs["gap"])
+    every = [job_id for ids in jobs.values() for job_id in ids]
+    assert len(every) == 11
+    assert {job_id: job(stack, job_id)["attempts"] for job_id in every} == dict.fromkeys(every, 1)
