@@ -50,6 +50,9 @@ messages (new ids, receive count 0) with the same body and attributes. Assumed w
 several source queues needs ``DestinationArn`` locally (moto does not record which queue a dead letter came from),
 and ``MaxNumberOfMessagesPerSecond`` is accepted and not paced.
 
+DynamoDB streams switch as DynamoDB's do (a disabled stream stays readable, enabling again makes a new one, and
+UpdateTable refuses what DynamoDB refuses): ``local.moto_dynamodb``.
+
 The rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse`` or ``replace``),
 which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT`` (moto.server's options).
 """
@@ -76,6 +79,8 @@ from moto.sqs.exceptions import (
 )
 from moto.sqs.models import Message, Queue, SQSBackend
 from moto.sqs.responses import SQSResponse
+
+from local.moto_dynamodb import play_stream_switches
 
 _PATCHED = "_jobs_local_locked"
 _CHECKED = "_jobs_local_characters"
@@ -361,12 +366,14 @@ def play_message_move_tasks() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """moto.server's command line, with ``lock_deletes()``, ``enforce_message_group_ids()``,
+    """moto.server's command line, with ``lock_deletes()``, ``local.moto_dynamodb.play_stream_switches()``,
+    ``enforce_message_group_ids()``,
     ``play_message_move_tasks()`` and ``enforce_message_characters()`` (in the mode
     ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
     from moto.server import main as moto_main
 
     lock_deletes()
+    play_stream_switches()
     enforce_message_group_ids()
     play_message_move_tasks()
     try:

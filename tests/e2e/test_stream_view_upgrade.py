@@ -4,7 +4,8 @@ mapping) while jobs are created before, during (no stream enabled), right after 
 README's step, the reconciler, gives the jobs written during the gap their messages. Every job ends SUCCEEDED
 after one run, and the gap's jobs are in neither stream: the reconciler, not the relay, saved them.
 
-The stack starts from a template variant whose stream is KEYS_ONLY, whatever template.yaml says.
+The stack starts from a template variant whose stream is KEYS_ONLY, whatever template.yaml says; it runs once with
+its tables in DynamoDB Local and once in moto.
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ def client(service: str, endpoint: str) -> Any:
     ).client(service, endpoint_url=endpoint)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    if dynamodb_local.find().jar is None:
-        pytest.skip("DynamoDB Local is not installed (make dynamodb-local): moto keeps no disabled stream readable")
+@pytest.fixture(scope="module", params=["local", "moto"])
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[StackProcess]:
+    """A stack from the KEYS_ONLY variant, its tables in DynamoDB Local and then in moto (local.moto_dynamodb)."""
+    if request.param == "local" and dynamodb_local.find().jar is None:
+        pytest.skip(f"DynamoDB Local: {dynamodb_local.find().reason}")
     directory = tmp_path_factory.mktemp("upgrade")
-    with running_stack(directory, secret=SECRET, template=keys_only_template(directory), dynamodb="local") as process:
+    template = keys_only_template(directory)
+    with running_stack(directory, secret=SECRET, template=template, dynamodb=request.param) as process:
         yield process
 
 
@@ -134,7 +137,8 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
     mappings = lambda_client.list_event_source_mappings(FunctionName="EnqueueJobsFunction")["EventSourceMappings"]
     assert [(m["EventSourceArn"], m["State"]) for m in mappings] == [(switched["new_stream_arn"], "Enabled")]
     assert mappings[0]["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName": ["INSERT"]}'}]}
-    assert mappings[0]["MaximumRetryAttempts"] == 10 and mappings[0]["BisectBatchOnFunctionError"] is True
+    assert mappings[0]["MaximumRetryAttempts"] == 10
+    assert mappings[0]["BisectBatchOnFunctionError"] is True
     with pytest.raises(ClientError) as gone:
         lambda_client.get_event_source_mapping(UUID=switched["old_mapping"])
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
@@ -151,7 +155,8 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
     assert all(set(r["dynamodb"]) >= {"Keys"} and "NewImage" not in r["dynamodb"] for r in old_records)
     assert all("NewImage" in r["dynamodb"] for r in new_records)
     modified = [r["dynamodb"] for r in new_records if r["eventName"] == "MODIFY"]
-    assert modified and all("OldImage" in change and "NewImage" in change for change in modified)
+    assert modified
+    assert all("OldImage" in change and "NewImage" in change for change in modified)
 
     # The README's step: the reconciler right after the deploy (both passes; a small bound, locally).
     time.sleep(1.1)
