@@ -167,7 +167,7 @@ def play_stream_switches() -> None:
         return streams
 
     DynamoDBBackend.update_table_streams = update_table_streams  # type: ignore[method-assign,assignment]
-    DynamoDBStreamsBackend.describe_stream = describe_stream  # type: ignore[method-assign]
+    DynamoDBStreamsBackend.describe_stream = describe_stream  # type: ignore[method-assign,assignment]
     DynamoDBStreamsBackend.get_shard_iterator = get_shard_iterator  # type: ignore[method-assign]
     DynamoDBStreamsBackend.list_streams = list_streams  # type: ignore[method-assign]
     ShardIterator.get = get  # type: ignore[method-assign]
