@@ -2,7 +2,9 @@
 (disable the KEYS_ONLY stream, enable a NEW_AND_OLD_IMAGES one, create the relay's mapping on it, delete the old
 mapping) while jobs are created before, during (no stream enabled), right after and after the switch; then the
 README's step, the reconciler, gives the jobs written during the gap their messages. Every job ends SUCCEEDED
-after one run, and the gap's jobs are in neither stream: the reconciler, not the relay, saved them.
+after one run, and the gap's jobs are in neither stream: the reconciler, not the relay, saved them. The old mapping
+still relays records left on the disabled stream until it is deleted; what it has not read by then (its mapping
+paused, here) is left to the reconciler too.
 
 The stack starts from a template variant whose stream is KEYS_ONLY, whatever template.yaml says; it runs once with
 its tables in DynamoDB Local and once in moto.
@@ -123,10 +125,18 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
     assert "already has an enabled stream" in refused.value.response["Error"]["Message"]
 
     jobs: dict[str, list[str]] = {"before": [submit(stack, f"before {n}") for n in range(3)]}
+    until_succeeded(stack, jobs["before"])
+    # "late": their records wait on the old stream, its mapping paused, until that stream is disabled.
+    (old,) = lambda_client.list_event_source_mappings(FunctionName="EnqueueJobsFunction")["EventSourceMappings"]
+    lambda_client.update_event_source_mapping(UUID=old["UUID"], Enabled=False)
+    jobs["late"] = [submit(stack, f"late {n}") for n in range(2)]
 
     def during(step: str) -> None:
-        if step == "disabled":  # no stream is enabled: these get no record
-            jobs["gap"] = [submit(stack, f"gap {n}") for n in range(3)]
+        if step == "disabled":
+            # The old mapping still reads the disabled stream's remaining records, as Lambda's does.
+            lambda_client.update_event_source_mapping(UUID=old["UUID"], Enabled=True)
+            until_succeeded(stack, jobs["late"])
+            jobs["gap"] = [submit(stack, f"gap {n}") for n in range(3)]  # no stream is enabled: no record
         elif step == "enabled":  # on the new stream before its mapping exists: TRIM_HORIZON reads them
             jobs["right after"] = [submit(stack, f"right after {n}") for n in range(2)]
 
@@ -143,13 +153,13 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
         lambda_client.get_event_source_mapping(UUID=switched["old_mapping"])
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
-    relayed = [job_id for when in ("before", "right after", "after") for job_id in jobs[when]]
+    relayed = [job_id for when in ("before", "late", "right after", "after") for job_id in jobs[when]]
     until_succeeded(stack, relayed)
     assert all(job(stack, job_id)["status"] == "QUEUED" for job_id in jobs["gap"])  # no message: no record
 
     old_records = stream_records(stack, switched["old_stream_arn"])
     new_records = stream_records(stack, switched["new_stream_arn"])
-    assert inserted(old_records) == set(jobs["before"])
+    assert inserted(old_records) == set(jobs["before"] + jobs["late"])
     assert inserted(new_records) == set(jobs["right after"] + jobs["after"])
     assert not set(jobs["gap"]) & (inserted(old_records) | inserted(new_records))
     assert all(set(r["dynamodb"]) >= {"Keys"} and "NewImage" not in r["dynamodb"] for r in old_records)
@@ -169,5 +179,37 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
     assert result == {"replayed": 0, "reconciled": len(jobs["gap"])}
     until_succeeded(stack, jobs["gap"])
     every = [job_id for ids in jobs.values() for job_id in ids]
-    assert len(every) == 11
+    assert len(every) == 13
     assert {job_id: job(stack, job_id)["attempts"] for job_id in every} == dict.fromkeys(every, 1)
+
+
+def test_records_the_old_mapping_has_not_read_when_it_is_deleted_are_left_to_the_reconciler(
+    stack: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dynamodb = client("dynamodb", stack.dynamodb_endpoint)
+    lambda_client = client("lambda", stack.lambda_url)
+    table = stack.physical["JobsTable"]
+    view = dynamodb.describe_table(TableName=table)["Table"]["StreamSpecification"]["StreamViewType"]
+    (old,) = lambda_client.list_event_source_mappings(FunctionName="EnqueueJobsFunction")["EventSourceMappings"]
+    lambda_client.update_event_source_mapping(UUID=old["UUID"], Enabled=False)  # paused until deleted
+    stranded = [submit(stack, f"stranded {n}") for n in range(2)]
+
+    switched = upgrade_stream_view(
+        dynamodb,
+        lambda_client,
+        "KEYS_ONLY" if view != "KEYS_ONLY" else "NEW_AND_OLD_IMAGES",
+        say=lambda _: None,
+    )
+    after = submit(stack, "after")
+    until_succeeded(stack, [after])
+
+    assert set(stranded) <= inserted(stream_records(stack, switched["old_stream_arn"]))
+    assert all(job(stack, job_id)["status"] == "QUEUED" for job_id in stranded)  # never relayed
+    time.sleep(1.1)
+    port = stack.lambda_url.rsplit(":", 1)[1]
+    capsys.readouterr()
+    payload = json.dumps({"replay": True, "reconcile_after_seconds": 1})
+    assert invoke.main(["ReconcileJobsFunction", "--payload", payload, "--port", port]) == 0
+    assert json.loads(capsys.readouterr().out) == {"replayed": 0, "reconciled": len(stranded)}
+    until_succeeded(stack, stranded)
+    assert [job(stack, job_id)["attempts"] for job_id in [*stranded, after]] == [1, 1, 1]
