@@ -480,7 +480,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything this stack started."""
-        for poller in self._pollers:
+        for poller in list(self._pollers):  # a mapping's delete may remove its poller meanwhile
             poller.stop()
         if self._gateway is not None:
             self._gateway.shutdown()

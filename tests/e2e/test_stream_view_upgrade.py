@@ -213,3 +213,51 @@ def test_records_the_old_mapping_has_not_read_when_it_is_deleted_are_left_to_the
     assert json.loads(capsys.readouterr().out) == {"replayed": 0, "reconciled": len(stranded)}
     until_succeeded(stack, stranded)
     assert [job(stack, job_id)["attempts"] for job_id in [*stranded, after]] == [1, 1, 1]
+
+
+@pytest.fixture(scope="module")
+def broken_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    """A KEYS_ONLY stack whose relay sends to a queue that does not exist, so its mapping discards every batch
+    (DynamoDB Local where installed, else moto)."""
+    directory = tmp_path_factory.mktemp("upgrade-broken-relay")
+    missing = "http://127.0.0.1:1/123456789012/jobs-local-NoSuchQueue"
+    with running_stack(
+        directory,
+        secret=SECRET,
+        template=keys_only_template(directory),
+        function_environment={"EnqueueJobsFunction": {"JOBS_QUEUE_URL": missing}},
+    ) as process:
+        yield process
+
+
+def test_a_batch_the_old_mapping_discarded_is_replayed_from_the_disabled_stream(
+    broken_relay: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = client("sqs", broken_relay.aws_endpoint)
+    destination = broken_relay.physical["OutboxDiscardedBatchesQueue"]
+
+    def discarded() -> int:
+        found = sqs.get_queue_attributes(QueueUrl=destination, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(found["Attributes"]["ApproximateNumberOfMessages"])
+
+    job_id = submit(broken_relay, "discarded before the switch")
+    deadline = time.monotonic() + 90
+    while discarded() < 1:
+        assert time.monotonic() < deadline, "the old mapping did not discard the batch"
+        time.sleep(0.5)
+    switched = upgrade_stream_view(
+        client("dynamodb", broken_relay.dynamodb_endpoint),
+        client("lambda", broken_relay.lambda_url),
+        "NEW_AND_OLD_IMAGES",
+        say=lambda _: None,
+    )
+    body = sqs.receive_message(QueueUrl=destination, VisibilityTimeout=0)["Messages"][0]["Body"]
+    assert json.loads(body)["DDBStreamBatchInfo"]["streamArn"] == switched["old_stream_arn"]
+
+    port = broken_relay.lambda_url.rsplit(":", 1)[1]
+    capsys.readouterr()
+    assert invoke.main(["ReconcileJobsFunction", "--payload", '{"reconcile": false}', "--port", port]) == 0
+
+    assert json.loads(capsys.readouterr().out) == {"replayed": 1, "reconciled": 0}
+    until_succeeded(broken_relay, [job_id])
+    assert job(broken_relay, job_id)["attempts"] == 1
