@@ -22,19 +22,19 @@ batch in flight ends, then ``Disabled`` (from then on nothing is received). Any 
 update is a 400 ``InvalidParameterValueException`` locally (the local stack takes batch sizes and the rest from the
 template only).
 
-``CreateEventSourceMapping`` (``POST /2015-03-31/event-source-mappings/``) and ``DeleteEventSourceMapping``
-(``DELETE /2015-03-31/event-source-mappings/{UUID}``) are served for DynamoDB stream sources, so that the steps
-CloudFormation takes when a mapping is replaced (a new stream after a change of ``StreamViewType``) can be taken
-locally (``local.upgrade``). A create takes the fields the Lambda API reference gives for a stream source
-(``EventSourceArn``, ``FunctionName``, ``StartingPosition``, ``BatchSize``, ``MaximumBatchingWindowInSeconds``,
-``FilterCriteria``, ``MaximumRetryAttempts``, ``MaximumRecordAgeInSeconds``, ``BisectBatchOnFunctionError``,
-``DestinationConfig.OnFailure``, ``FunctionResponseTypes``, ``Enabled``), checked against that reference's ranges
-(a value outside them is a 400 ``InvalidParameterValueException``; an unknown function a 404; a second mapping of
-the same function and stream a 409 ``ResourceConflictException``), and answers 202 ``Creating``; its poller starts,
-and reads say ``Enabled`` once it has read the stream. A delete answers 202 ``Deleting``; the poller stops after
-its batch in flight, and from then on the UUID is a 404. Fields the local stack does not play
-(``ParallelizationFactor``, ``TumblingWindowInSeconds``, ...), an SQS source, ``AT_TIMESTAMP`` and a destination
-that is not one of the stack's queues are a 400 locally.
+``CreateEventSourceMapping`` (``POST /2015-03-31/event-source-mappings/``) and ``DeleteEventSourceMapping`` (``DELETE
+/2015-03-31/event-source-mappings/{UUID}``) are served too (a create for DynamoDB stream sources; a delete for any
+mapping), so that the steps CloudFormation takes when a mapping is replaced (a new stream after a change of
+``StreamViewType``) can be taken locally (``local.upgrade``). A create takes the fields the Lambda API reference gives
+for a stream source (``EventSourceArn``, ``FunctionName``, ``StartingPosition``, ``BatchSize``,
+``MaximumBatchingWindowInSeconds``, ``FilterCriteria``, ``MaximumRetryAttempts``, ``MaximumRecordAgeInSeconds``,
+``BisectBatchOnFunctionError``, ``DestinationConfig.OnFailure``, ``FunctionResponseTypes``, ``Enabled``), checked
+against that reference's ranges (a value outside them is a 400 ``InvalidParameterValueException``; an unknown function a
+404; a second mapping of the same function and stream a 409 ``ResourceConflictException``), and answers 202
+``Creating``; its poller starts, and reads say ``Enabled`` once it has read the stream. A delete answers 202
+``Deleting``; the poller stops after its batch in flight, and from then on the UUID is a 404. Fields the local stack
+does not play (``ParallelizationFactor``, ``TumblingWindowInSeconds``, ...), an SQS source, ``AT_TIMESTAMP`` and a
+destination that is not one of the stack's queues are a 400 locally.
 """
 
 from __future__ import annotations

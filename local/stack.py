@@ -242,7 +242,7 @@ class Stack:
         self._pollers: list[SqsPoller | StreamPoller | Schedule] = []
         #: The SQS and stream event source mappings, as the Lambda API lists them.
         self.mappings: list[EventSourceMapping] = []
-        self._stream_pollers: dict[str, StreamPoller] = {}  # by mapping UUID
+        self._mapping_pollers: dict[str, SqsPoller | StreamPoller] = {}  # by mapping UUID
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
@@ -354,6 +354,7 @@ class Stack:
                 mapping.busy = poller.busy
                 poller.start()
                 self._pollers.append(poller)
+                self._mapping_pollers[mapping.uuid] = poller
         apis = stack.http_apis()
         if len(apis) > 1:
             raise SystemExit(f"the local gateway serves one HttpApi; the template has {sorted(apis)}")
@@ -401,7 +402,7 @@ class Stack:
         mapping.ready = stream.started.is_set
         stream.start()
         self._pollers.append(stream)
-        self._stream_pollers[mapping.uuid] = stream
+        self._mapping_pollers[mapping.uuid] = stream
         return stream
 
     def create(self, function_name: str, settings: Mapping[str, Any]) -> EventSourceMapping:
@@ -435,11 +436,11 @@ class Stack:
         return mapping
 
     def delete(self, mapping: EventSourceMapping, done: Callable[[], object]) -> None:
-        """DeleteEventSourceMapping (``local.lambda_api``): stop ``mapping``'s poller after its batch in flight, in
-        a thread of its own, then call ``done``."""
+        """DeleteEventSourceMapping (``local.lambda_api``): stop ``mapping``'s poller (a stream's or a queue's)
+        after its batch in flight, in a thread of its own, then call ``done``."""
 
         def stop() -> None:
-            poller = self._stream_pollers.pop(mapping.uuid, None)
+            poller = self._mapping_pollers.pop(mapping.uuid, None)
             if poller is not None:
                 poller.stop()
                 if poller in self._pollers:
