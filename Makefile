@@ -20,7 +20,7 @@ SUB ?= alice
 SCOPE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help run replay-stream reconcile token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi rehearse
+.PHONY: help run replay-stream reconcile upgrade-stream-view token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi rehearse
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ replay-stream: $(VENV)/.installed ## On the running make run stack: replay the s
 
 reconcile: $(VENV)/.installed ## On the running make run stack: re-send the messages of jobs QUEUED longer than AFTER seconds (3600)
 	@PYTHONPATH=. $(PY) -m local.invoke ReconcileJobsFunction --payload '{"replay": false, "reconcile_after_seconds": $(or $(AFTER),3600)}'
+
+upgrade-stream-view: $(VENV)/.installed ## On the running make run stack (banner's AWS CLI line exported): switch the stream's view as sam deploy does, VIEW=NEW_AND_OLD_IMAGES
+	@PYTHONPATH=. $(PY) -m local.upgrade stream-view $(or $(VIEW),NEW_AND_OLD_IMAGES) $(if $(PAUSE),--pause)
 
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice [SCOPE="jobs:high ..."]
 	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)" --scope "$(SCOPE)"

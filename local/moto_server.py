@@ -87,6 +87,9 @@ for it is an assumption). SendMessage's ``DelaySeconds`` is 0 to 900 (SendMessag
 than 900 but takes a negative delay: refused the same way, in a batch as that entry's failure, as moto fails a delay
 over 900.
 
+DynamoDB streams switch as DynamoDB's do (a disabled stream stays readable, enabling again makes a new one, and
+UpdateTable refuses what DynamoDB refuses): ``local.moto_dynamodb``.
+
 The message-characters rule reaches the server process through ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` (``refuse``
 or ``replace``), which ``local.stack`` sets. Run as ``python -m local.moto_server -H 127.0.0.1 -p PORT``
 (moto.server's options).
@@ -118,6 +121,8 @@ from moto.sqs.exceptions import (
 )
 from moto.sqs.models import Message, Queue, SQSBackend
 from moto.sqs.responses import SQSResponse
+
+from local.moto_dynamodb import play_stream_switches
 
 _PATCHED = "_jobs_local_locked"
 _CHECKED = "_jobs_local_characters"
@@ -541,13 +546,14 @@ def fair_queues_enabled(value: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """moto.server's command line, with ``lock_deletes()``, ``enforce_message_group_ids()``,
-    ``enforce_visibility_limits()``, ``play_message_move_tasks()``, ``play_fair_queues()`` (off when
-    ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and ``enforce_message_characters()`` (in the mode
-    ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
+    """moto.server's command line, with ``lock_deletes()``, ``local.moto_dynamodb.play_stream_switches()``,
+    ``enforce_message_group_ids()``, ``enforce_visibility_limits()``, ``play_message_move_tasks()``,
+    ``play_fair_queues()`` (off when ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and ``enforce_message_characters()``
+    (in the mode ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
     from moto.server import main as moto_main
 
     lock_deletes()
+    play_stream_switches()
     enforce_message_group_ids()
     enforce_visibility_limits()
     play_message_move_tasks()

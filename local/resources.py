@@ -130,17 +130,6 @@ class LocalStack:
             self._creating.discard(logical_id)
         return self._physical[logical_id]
 
-    def partition_key_of_stream(self, stream_arn: str) -> str | None:
-        """The partition key (``KeySchema``'s ``HASH`` attribute) of the table whose stream is ``stream_arn``, or
-        None when no table of the template has that stream."""
-        for logical_id, resource in self.resources.items():
-            if resource.get("Type") != "AWS::DynamoDB::Table" or logical_id not in self._physical:
-                continue
-            if self._physical[logical_id].get("StreamArn") == stream_arn:
-                schema = resource.get("Properties", {}).get("KeySchema", [])
-                return next((str(key["AttributeName"]) for key in schema if key.get("KeyType") == "HASH"), None)
-        return None
-
     def http_apis(self) -> dict[str, dict[str, Any]]:
         """Every ``AWS::Serverless::HttpApi`` of the template with its properties resolved, by logical id.
 

@@ -50,18 +50,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
-from local.lambda_api import EventSourceMapping, LambdaApi
+from local.lambda_api import ApiError, EventSourceMapping, LambdaApi
 from local.moto_server import INVALID_CHARACTERS_MODES, INVALID_CHARACTERS_VARIABLE
 from local.poller import SqsPoller, enabled_event
 from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
 from local.resources import LocalStack, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.schedule import Schedule
-from local.streams import StreamPoller
+from local.streams import StreamPoller, matches
 from local.template import REGION, Resolver, UnsupportedTemplate, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,6 +247,7 @@ class Stack:
         self._pollers: list[SqsPoller | StreamPoller | Schedule] = []
         #: The SQS and stream event source mappings, as the Lambda API lists them.
         self.mappings: list[EventSourceMapping] = []
+        self._mapping_pollers: dict[str, SqsPoller | StreamPoller] = {}  # by mapping UUID
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
@@ -334,24 +335,7 @@ class Stack:
             for source in event_sources(spec, stack.resolver, "DynamoDB"):
                 mapping = EventSourceMapping(spec.logical_id, source["Stream"], source, enabled_event())
                 self.mappings.append(mapping)
-                stream = StreamPoller(
-                    self.client("dynamodbstreams"),
-                    source["Stream"],
-                    pool,
-                    batch_size=int(source.get("BatchSize", 100)),
-                    starting_position=str(source.get("StartingPosition", "LATEST")),
-                    filters=[f["Pattern"] for f in source.get("FilterCriteria", {}).get("Filters", [])],
-                    log=_emit,
-                    maximum_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
-                    maximum_record_age_seconds=int(source.get("MaximumRecordAgeInSeconds", -1)),
-                    bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
-                    on_failure=self._on_failure_destination(source),
-                    enabled=mapping.enabled,
-                    parallelization_factor=int(source.get("ParallelizationFactor", 1)),
-                    partition_key=stack.partition_key_of_stream(source["Stream"]),
-                )
-                stream.start()
-                self._pollers.append(stream)
+                self._start_stream_poller(mapping)
             for source in event_sources(spec, stack.resolver, "Schedule"):
                 schedule = Schedule(pool, source, log=_emit)
                 schedule.start()
@@ -375,6 +359,7 @@ class Stack:
                 mapping.busy = poller.busy
                 poller.start()
                 self._pollers.append(poller)
+                self._mapping_pollers[mapping.uuid] = poller
         apis = stack.http_apis()
         if len(apis) > 1:
             raise SystemExit(f"the local gateway serves one HttpApi; the template has {sorted(apis)}")
@@ -394,11 +379,95 @@ class Stack:
                 self.lambda_port,
                 mappings=self.mappings,
                 log=_emit,
+                control=self,
             )
         except OSError as error:
             raise SystemExit(f"the Lambda API cannot listen on port {self.lambda_port} ({error})") from error
         self.lambda_port = self._lambda_api.port
         self._lambda_api.start()
+
+    def _partition_key(self, stream_arn: str) -> str | None:
+        """The partition key (``HASH`` attribute) of the table whose stream is ``stream_arn``
+        (``arn:...:table/<name>/stream/<label>``), as DescribeTable gives it; None when it cannot be read."""
+        table = stream_arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
+        try:
+            schema = self.client("dynamodb").describe_table(TableName=table)["Table"]["KeySchema"]
+        except ClientError:
+            return None
+        return next((str(key["AttributeName"]) for key in schema if key["KeyType"] == "HASH"), None)
+
+    def _start_stream_poller(self, mapping: EventSourceMapping) -> StreamPoller:
+        """Start the poller of a DynamoDB stream ``mapping`` (its settings: the template event's properties or a
+        CreateEventSourceMapping request's fields, which share their names but the stream's)."""
+        source = mapping.settings
+        stream = StreamPoller(
+            self.client("dynamodbstreams"),
+            mapping.event_source_arn,
+            next(pool for pool in self._pools if pool.spec.logical_id == mapping.function_name),
+            batch_size=int(source.get("BatchSize", 100)),
+            starting_position=str(source.get("StartingPosition", "LATEST")),
+            filters=[f["Pattern"] for f in source.get("FilterCriteria", {}).get("Filters", [])],
+            log=_emit,
+            maximum_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
+            maximum_record_age_seconds=int(source.get("MaximumRecordAgeInSeconds", -1)),
+            bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
+            on_failure=self._on_failure_destination(source),
+            enabled=mapping.enabled,
+            parallelization_factor=int(source.get("ParallelizationFactor", 1)),
+            partition_key=self._partition_key(mapping.event_source_arn),
+        )
+        mapping.ready = stream.started.is_set
+        stream.start()
+        self._pollers.append(stream)
+        self._mapping_pollers[mapping.uuid] = stream
+        return stream
+
+    def create(self, function_name: str, settings: Mapping[str, Any]) -> EventSourceMapping:
+        """CreateEventSourceMapping (``local.lambda_api``): a started mapping of a DynamoDB stream.
+
+        Raises:
+            ApiError: 400 ``InvalidParameterValueException`` when the stream cannot be described (Lambda checks
+                the source when it creates a mapping), the on-failure destination is not one of the stack's
+                queues, or a filter pattern uses an operator the local poller does not play.
+        """
+        arn = str(settings["EventSourceArn"])
+        try:
+            self.client("dynamodbstreams").describe_stream(StreamArn=arn)
+        except (ClientError, BotoCoreError) as error:
+            raise ApiError(400, "InvalidParameterValueException", f"Stream not found: {arn} ({error})") from error
+        destination = settings.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if destination and not any(p.get("Arn") == destination for p in self.physical.values()):
+            raise ApiError(400, "InvalidParameterValueException", f"the destination {destination} is not a queue here")
+        for item in settings.get("FilterCriteria", {}).get("Filters", []):
+            try:
+                matches(json.loads(item["Pattern"]), {})
+            except UnsupportedTemplate as error:
+                raise ApiError(400, "InvalidParameterValueException", str(error)) from error
+        enabled = enabled_event()
+        if not settings.get("Enabled", True):
+            enabled.clear()
+        plain = {key: value for key, value in settings.items() if key != "Enabled"}
+        mapping = EventSourceMapping(function_name, arn, plain, enabled)
+        self.mappings.append(mapping)
+        self._start_stream_poller(mapping)
+        return mapping
+
+    def delete(self, mapping: EventSourceMapping, done: Callable[[], object]) -> None:
+        """DeleteEventSourceMapping (``local.lambda_api``): stop ``mapping``'s poller (a stream's or a queue's)
+        after its batch in flight, in a thread of its own, then call ``done``."""
+
+        def stop() -> None:
+            poller = self._mapping_pollers.pop(mapping.uuid, None)
+            if poller is not None:
+                poller.stop()
+                if poller in self._pollers:
+                    self._pollers.remove(poller)
+            if mapping in self.mappings:
+                self.mappings.remove(mapping)
+            _emit(json.dumps({"mapping": mapping.uuid, "level": "INFO", "deleted": mapping.event_source_arn}))
+            done()
+
+        threading.Thread(target=stop, name="mapping-delete", daemon=True).start()
 
     def _on_failure_destination(self, source: Mapping[str, Any]) -> Callable[[str], None] | None:
         """What sends a discarded batch's record to a stream mapping's ``DestinationConfig.OnFailure`` (an SQS
@@ -429,7 +498,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything this stack started."""
-        for poller in self._pollers:
+        for poller in list(self._pollers):  # a mapping's delete may remove its poller meanwhile
             poller.stop()
         if self._gateway is not None:
             self._gateway.shutdown()

@@ -140,6 +140,8 @@ class StreamPoller:
         self._function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
         self._stop = threading.Event()
         self.enabled = enabled or enabled_event()
+        #: Set once the poller has described its stream (a created mapping is ``Creating`` until then).
+        self.started = threading.Event()
         self._iterators: dict[str, str | None] = {}
         self._last: dict[str, str] = {}  # the last sequence number read, per shard
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
@@ -162,10 +164,12 @@ class StreamPoller:
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.enabled.is_set():
+                self.started.set()  # a mapping created disabled is Disabled, not Creating
                 self._stop.wait(DISABLED_PAUSE_SECONDS)
                 continue
             try:
                 delivered = self.poll_once()
+                self.started.set()
             except Exception as error:  # noqa: BLE001 - the mapping keeps polling, as Lambda's does
                 self.log(json.dumps({"poller": self.stream_arn, "level": "ERROR", "error": repr(error)}))
                 delivered = 0

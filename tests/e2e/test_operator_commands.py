@@ -134,7 +134,11 @@ def test_the_look_inside_commands_see_the_stacks_resources(
 def test_the_reconciler_commands_invoke_it(cli_environment: dict[str, str], tmp_path: Path) -> None:
     invoke = "aws lambda invoke --function-name <ReconcileJobsFunctionName> --payload fileb://event.json out.json"
     local = {"<ReconcileJobsFunctionName>": "ReconcileJobsFunction"}
-    for event in ("""echo '{"reconcile": false}' > event.json""", """echo '{"backfill": true}' > event.json"""):
+    for event in (
+        """echo '{"reconcile": false}' > event.json""",
+        """echo '{"backfill": true}' > event.json""",
+        """echo '{"replay": true, "reconcile_after_seconds": 60}' > event.json""",  # after the stream's new view
+    ):
         run(event, cli_environment, tmp_path)
         answer = json.loads(run(invoke, cli_environment, tmp_path, placeholders=local))
         result = json.loads((tmp_path / "out.json").read_text())

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.lambda_api import EventSourceMapping, LambdaApi
@@ -96,3 +97,111 @@ def test_an_unknown_mapping_is_not_found_and_other_updates_are_refused(
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert other.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert mappings[0].enabled.is_set()
+
+
+class Control:
+    """The stack's side of Create and Delete, recorded: a created mapping is ``Creating`` until ``started``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped: list[str] = []
+
+    def create(self, function_name: str, settings: Any) -> EventSourceMapping:
+        plain = {key: value for key, value in settings.items() if key != "Enabled"}
+        mapping = EventSourceMapping(function_name, settings["EventSourceArn"], plain, _event())
+        mapping.ready = self.started.is_set
+        return mapping
+
+    def delete(self, mapping: EventSourceMapping, done: Any) -> None:
+        self.stopped.append(mapping.uuid)
+        done()
+
+
+NEW_STREAM = STREAM.replace("2026-11-29", "2026-11-30")
+
+
+@pytest.fixture
+def controlled(mappings: list[EventSourceMapping]) -> Iterator[tuple[Any, Control]]:
+    control = Control()
+    pools: Any = {"EnqueueJobsFunction": None}
+    api = LambdaApi(pools, "127.0.0.1", 0, mappings, control=control)
+    api.start()
+    client = boto3.client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{api.port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(parameter_validation=False),  # the server's checks, not botocore's
+    )
+    yield client, control
+    api.shutdown()
+
+
+def test_a_stream_mapping_is_created_with_lambdas_defaults_then_deleted(controlled: tuple[Any, Control]) -> None:
+    client, control = controlled
+    filters = {"Filters": [{"Pattern": '{"eventName": ["INSERT"]}'}]}
+
+    created = client.create_event_source_mapping(
+        FunctionName="arn:aws:lambda:us-east-1:123456789012:function:EnqueueJobsFunction",
+        EventSourceArn=NEW_STREAM,
+        StartingPosition="TRIM_HORIZON",
+        FilterCriteria=filters,
+        DestinationConfig={"OnFailure": {"Destination": QUEUE}},
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    creating = client.get_event_source_mapping(UUID=created["UUID"])["State"]
+    control.started.set()
+    enabled = client.get_event_source_mapping(UUID=created["UUID"])
+    deleted = client.delete_event_source_mapping(UUID=created["UUID"])
+
+    assert (created["State"], creating, enabled["State"], deleted["State"]) == (
+        "Creating",
+        "Creating",
+        "Enabled",
+        "Deleting",
+    )
+    assert enabled["BatchSize"] == 100
+    assert enabled["MaximumRetryAttempts"] == -1
+    assert enabled["MaximumRecordAgeInSeconds"] == -1
+    assert enabled["BisectBatchOnFunctionError"] is False
+    assert enabled["FilterCriteria"] == filters
+    assert enabled["DestinationConfig"] == {"OnFailure": {"Destination": QUEUE}}
+    assert enabled["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert control.stopped == [created["UUID"]]
+    with pytest.raises(ClientError) as gone:
+        client.get_event_source_mapping(UUID=created["UUID"])
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code"),
+    [
+        ({"FunctionName": "NoSuchFunction"}, "ResourceNotFoundException"),
+        ({"EventSourceArn": STREAM}, "ResourceConflictException"),  # the template's mapping has it
+        ({"StartingPosition": "AT_TIMESTAMP"}, "InvalidParameterValueException"),
+        ({"BatchSize": 10_001}, "InvalidParameterValueException"),
+        ({"MaximumRetryAttempts": -2}, "InvalidParameterValueException"),
+        ({"MaximumRecordAgeInSeconds": 604_801}, "InvalidParameterValueException"),
+        ({"FunctionResponseTypes": ["Other"]}, "InvalidParameterValueException"),
+        ({"FilterCriteria": {"Filters": [{"Pattern": "not json"}]}}, "InvalidParameterValueException"),
+        ({"DestinationConfig": {"OnSuccess": {"Destination": QUEUE}}}, "InvalidParameterValueException"),
+        ({"ParallelizationFactor": 11}, "InvalidParameterValueException"),
+        ({"TumblingWindowInSeconds": 60}, "InvalidParameterValueException"),
+        ({"EventSourceArn": QUEUE}, "InvalidParameterValueException"),
+    ],
+)
+def test_a_create_outside_the_api_references_rules_is_refused(
+    controlled: tuple[Any, Control], request_fields: dict[str, Any], code: str
+) -> None:
+    client, _ = controlled
+    fields = {
+        "FunctionName": "EnqueueJobsFunction",
+        "EventSourceArn": NEW_STREAM,
+        "StartingPosition": "LATEST",
+        **request_fields,
+    }
+    with pytest.raises(ClientError) as refused:
+        client.create_event_source_mapping(**fields)
+    assert refused.value.response["Error"]["Code"] == code
+    assert len(client.list_event_source_mappings()["EventSourceMappings"]) == 2
