@@ -11,7 +11,8 @@ Amazon DynamoDB event source mappings"; "Retaining discarded records for a Dynam
   ``MaximumRecordAgeInSeconds`` is not invoked again (-1, the default of both: no bound); a batch past either
   bound is discarded, its coordinates sent to ``DestinationConfig.OnFailure`` (an SQS queue) as Lambda sends
   them (``DDBStreamBatchInfo``; never the records), and the shard moves on;
-- otherwise the shard moves on.
+- otherwise the shard moves on;
+- a batch is cut short where its event would pass Lambda's 6 MB synchronous payload limit (``fitted``).
 
 ``ParallelizationFactor`` (1 to 10) processes that many batches of a shard at once, each record going to the lane
 of its partition key's hash, so records with the same partition key stay in order and no other key waits behind
@@ -36,7 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.poller import DISABLED_PAUSE_SECONDS, enabled_event
-from local.runtime import FunctionPool, Invocation
+from local.runtime import MAX_PAYLOAD_BYTES, FunctionPool, Invocation, payload_bytes
 from local.template import ACCOUNT_ID, REGION, UnsupportedTemplate
 
 #: Pause between empty polls of a shard, seconds (Lambda polls each shard about four times a second).
@@ -78,6 +79,23 @@ def to_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
         "dynamodb": change,
         "eventSourceARN": stream_arn,
     }
+
+
+def fitted(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``records`` cut, in order, into batches whose event (``{"Records": [...]}``) fits Lambda's synchronous payload
+    limit (``MAX_PAYLOAD_BYTES``): Lambda sends a batch of up to ``BatchSize`` records "up to the payload limit for
+    synchronous invocation (6 MB)" (CreateEventSourceMapping, API reference, ``BatchSize``). A single record past the
+    limit cannot occur: a stream record holds at most two items of 400 KB."""
+    batches: list[list[dict[str, Any]]] = [[]]
+    size = len('{"Records": []}')
+    for record in records:
+        grows = payload_bytes(record) + 2  # the record and its separator
+        if batches[-1] and size + grows > MAX_PAYLOAD_BYTES:
+            batches.append([])
+            size = len('{"Records": []}')
+        batches[-1].append(record)
+        size += grows
+    return batches
 
 
 class StreamPoller:
@@ -243,7 +261,7 @@ class StreamPoller:
 
     def _drain(self, shard: str, records: list[dict[str, Any]]) -> int:
         """Deliver ``records`` (one shard's, in order) until each is done or discarded; returns the invocations."""
-        pending = [records]  # batches still to deliver, in order; a bisected batch becomes its two halves
+        pending = fitted(records)  # batches still to deliver, in order; a bisected batch becomes its two halves
         attempts = invocations = 0
         while pending and not self._stop.is_set():
             batch = pending[0]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from local.runtime import Invocation
-from local.streams import StreamPoller, matches
+from local.runtime import MAX_PAYLOAD_BYTES, Invocation, payload_bytes
+from local.streams import StreamPoller, fitted, matches
 from local.template import UnsupportedTemplate
 
 
@@ -268,3 +268,15 @@ def test_a_parallelization_factor_outside_1_to_10_is_refused() -> None:
                 log=print,
                 parallelization_factor=factor,
             )
+
+
+def test_a_batch_is_cut_where_its_event_would_pass_lambdas_payload_limit() -> None:
+    big = "x" * 700_000  # a record with two images near DynamoDB's 400 KB item limit is about this large
+    page = [{"dynamodb": {"SequenceNumber": str(n), "NewImage": {"p": {"S": big}}}} for n in range(20)]
+
+    batches = fitted(page)
+
+    assert [record for batch in batches for record in batch] == page  # all of them, in order
+    assert len(batches) > 1
+    assert all(payload_bytes({"Records": batch}) <= MAX_PAYLOAD_BYTES for batch in batches)
+    assert fitted(page[:3]) == [page[:3]]
