@@ -18,7 +18,6 @@ from jobs import bootstrap
 from jobs.context import JobContext
 from jobs.models import Job, JobCreate, JobMessage, JobStatus, format_timestamp, utc_now
 from jobs.processors import BUILT_IN_TYPES, JobType, Registry
-from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 from local.poller import to_record
@@ -52,15 +51,16 @@ class Jobs(JobService):
 
 @pytest.fixture
 def service(aws: Aws) -> JobService:
-    return Jobs(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
+    return Jobs(DynamoJobStore(aws.table_name), bootstrap.job_queue(), bootstrap.registry())
 
 
 def receive(aws: Aws, queue_url: str | None = None, count: int = 10) -> dict[str, Any]:
-    """An SQS event of up to ``count`` messages received from a queue, as the event source mapping builds it."""
+    """An SQS event of up to ``count`` messages received from a queue (the NORMAL jobs queue by default), as the
+    event source mapping builds it (system and message attributes)."""
     url = queue_url or aws.queue_url
-    arn = aws.physical["JobsQueue" if url == aws.queue_url else "JobsDeadLetterQueue"]["Arn"]
+    [arn] = [value["Arn"] for value in aws.physical.values() if value.get("Ref") == url]
     messages = aws.sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
+        QueueUrl=url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
     ).get("Messages", [])
     return {"Records": [to_record(message, arn) for message in messages]}
 

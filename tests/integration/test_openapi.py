@@ -37,7 +37,7 @@ from tests.helpers import FakeLambdaContext, api_event, load_event, load_functio
 ALWAYS = {"401", "422", "429", "500", "503"}
 #: Every status each operation may answer; the test fails when the document and this table disagree.
 EXPECTED = {
-    ("post", "/api/v1/jobs"): ALWAYS | {"201", "400", "409", "413", "415"},
+    ("post", "/api/v1/jobs"): ALWAYS | {"201", "400", "403", "409", "413", "415"},
     ("get", "/api/v1/jobs"): ALWAYS | {"200", "400"},
     ("get", "/api/v1/jobs/{job_id}"): ALWAYS | {"200", "404"},
     ("delete", "/api/v1/jobs/{job_id}"): ALWAYS | {"204", "404"},
@@ -251,6 +251,7 @@ def test_ids_are_uuids_times_date_times_and_only_the_request_lists_job_types() -
         "started_at",
         "finished_at",
         "cancel_requested_at",
+        "not_before",
     }
     assert schemas["JobCreate"]["properties"]["type"]["enum"] == sorted(BUILT_IN_TYPES)
     assert "enum" not in job["type"]  # a type added later never breaks an older client
@@ -309,7 +310,8 @@ def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> None:
+def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_HIGH_PRIORITY_SCOPE", "jobs/priority.high")  # as a deployment may name it
     alice = sign("alice")
     text = api_event("create_job", token=alice, raw_body="title=x")
     text["headers"]["content-type"] = "text/plain"
@@ -317,6 +319,7 @@ def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType) -> Non
         (400, "notJson"): api_event("create_job", token=alice, raw_body="{"),
         (400, "foreignNextToken"): api_event("list_jobs", token=alice, query={"next_token": "not-issued"}),
         (401, "noToken"): api_event("list_jobs", token=None),
+        (403, "highPriority"): api_event("create_job", token=sign("alice", scope="jobs/read jobs/write")),
         (404, "noSuchJob"): api_event("get_job", token=alice, job_id=examples.SEED_JOB_ID),
         (413, "tooLarge"): api_event("create_job", token=alice, raw_body=" " * (MAX_REQUEST_BYTES + 1)),
         (415, "notJson"): text,

@@ -34,6 +34,8 @@ QUEUED_JOB: dict[str, Any] = {
     "started_at": None,
     "finished_at": None,
     "attempts": 0,
+    "priority": "HIGH",  # the seed's payload.priority (``JobCreate.effective_priority``)
+    "not_before": None,
     "result": None,
     "error": None,
     "cancel_requested_at": None,
