@@ -253,7 +253,8 @@ def mapping_problems(template: Template) -> list[str]:
 
 def alarm_problems(template: Template) -> list[str]:
     """Dead letters watched where they are seen: an alarm on the handler's ``JobsDeadLettered`` metric, one on
-    the dead-letter queue's ``ApproximateAgeOfOldestMessage``, and one on the handler's ``Errors`` (its queue is
+    each dead-letter queue's ``ApproximateAgeOfOldestMessage`` (every queue a jobs queue's redrive policy names),
+    and one on the handler's ``Errors`` (its queue is
     drained within seconds, so a visible-messages alarm almost never fires)."""
     alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
 
@@ -272,11 +273,20 @@ def alarm_problems(template: Template) -> list[str]:
             if isinstance(node, dict) and ("Ref" in node or "Fn::GetAtt" in node)
         }
 
+    # Every queue a redrive policy names (one per priority), and JobsDeadLetterQueue whatever the policies say.
+    dead_letter_queues = {"JobsDeadLetterQueue"} | {
+        str(target["Fn::GetAtt"][0])
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::SQS::Queue"
+        and isinstance(target := resource["Properties"].get("RedrivePolicy", {}).get("deadLetterTargetArn"), dict)
+        and "Fn::GetAtt" in target
+    }
+    aged = set().union(*(dimension_refs(alarm) for alarm in watched("ApproximateAgeOfOldestMessage")))
     problems = []
     if not watched("JobsDeadLettered"):
         problems.append("no alarm on JobsDeadLettered (what the dead-letter handler counts)")
-    if not any("JobsDeadLetterQueue" in dimension_refs(alarm) for alarm in watched("ApproximateAgeOfOldestMessage")):
-        problems.append("no alarm on the dead-letter queue's ApproximateAgeOfOldestMessage")
+    for queue in sorted(dead_letter_queues - aged):
+        problems.append(f"no alarm on the dead-letter queue {queue}'s ApproximateAgeOfOldestMessage")
     if not any("DeadLettersFunction" in dimension_refs(alarm) for alarm in watched("Errors")):
         problems.append("no alarm on DeadLettersFunction's Errors")
     return problems

@@ -31,6 +31,8 @@ def job_body(status: str = "QUEUED", job_id: str = JOB_ID, **fields: Any) -> dic
         "started_at": None,
         "finished_at": None,
         "attempts": 0,
+        "priority": "NORMAL",
+        "not_before": None,
         "result": None,
         "error": None,
         "cancel_requested_at": None,

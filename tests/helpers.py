@@ -1,5 +1,5 @@
-"""Test helpers: sample events from ``events/``, functions imported by path, tokens, a Lambda context, an
-endpoint that never answers."""
+"""Test helpers: sample events from ``events/``, the Jobs table stream's records, functions imported by path, tokens,
+a Lambda context, an endpoint that never answers."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from typing import Any
 import jwt
 import pytest
 
+from jobs.models import Job
+from jobs.store import job_to_item
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 TEST_SECRET = "test-secret-long-enough-for-hs512-which-wants-64-bytes-0123456789abcdef"
@@ -32,6 +35,39 @@ SECRET_PARAMETER = "/jobs/jwt-secret"
 def load_event(name: str) -> dict[str, Any]:
     """A fresh copy of ``events/<name>`` (e.g. ``api/create_job.json``)."""
     return copy.deepcopy(json.loads((EVENTS / name).read_text(encoding="utf-8")))
+
+
+#: The ARN of the Jobs table's stream in the sample events (events/dynamodb).
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs-local-JobsTable/stream/2026-11-29T10:52:00.000"
+
+
+def inserted_record(job: Job, sequence_number: str | int, *, keys_only: bool = False) -> dict[str, Any]:
+    """The INSERT record the Jobs table's stream holds for ``job`` written by PutItem (the API's write).
+
+    A ``NEW_AND_OLD_IMAGES`` stream (the template's) writes the item's key attributes (``Keys``) and the whole new
+    item (``NewImage``, here ``jobs.store.job_to_item(job)``, exactly what the store puts), and no ``OldImage``
+    (an INSERT has none); ``keys_only`` gives the record a ``KEYS_ONLY`` stream wrote before the upgrade: ``Keys``
+    only. Shape: "StreamRecord" and "Record", Amazon DynamoDB Streams API reference.
+    """
+    image = job_to_item(job)
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": int(job.created_at.timestamp()),
+        "Keys": {"owner_id": image["owner_id"], "job_id": image["job_id"]},
+        "SequenceNumber": str(sequence_number),
+        "SizeBytes": len(json.dumps(image)),
+        "StreamViewType": "KEYS_ONLY" if keys_only else "NEW_AND_OLD_IMAGES",
+    }
+    if not keys_only:
+        change["NewImage"] = image
+    return {
+        "eventID": f"{int(sequence_number):032x}"[-32:],
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN": STREAM_ARN,
+    }
 
 
 def api_event(

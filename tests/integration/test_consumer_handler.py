@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 from jobs import bootstrap
+from jobs.batch import JobMessageRecord, delivery_of
 from jobs.context import JobContext
 from jobs.models import Job, JobCreate, JobMessage, JobStatus, format_timestamp, utc_now
 from jobs.processors import BUILT_IN_TYPES, JobType, Registry
-from jobs.queue import SqsJobQueue
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 from local.poller import to_record
@@ -52,15 +53,16 @@ class Jobs(JobService):
 
 @pytest.fixture
 def service(aws: Aws) -> JobService:
-    return Jobs(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
+    return Jobs(DynamoJobStore(aws.table_name), bootstrap.job_queue(), bootstrap.registry())
 
 
 def receive(aws: Aws, queue_url: str | None = None, count: int = 10) -> dict[str, Any]:
-    """An SQS event of up to ``count`` messages received from a queue, as the event source mapping builds it."""
+    """An SQS event of up to ``count`` messages received from a queue (the NORMAL jobs queue by default), as the
+    event source mapping builds it (system and message attributes)."""
     url = queue_url or aws.queue_url
-    arn = aws.physical["JobsQueue" if url == aws.queue_url else "JobsDeadLetterQueue"]["Arn"]
+    [arn] = [value["Arn"] for value in aws.physical.values() if value.get("Ref") == url]
     messages = aws.sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
+        QueueUrl=url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
     ).get("Messages", [])
     return {"Records": [to_record(message, arn) for message in messages]}
 
@@ -76,9 +78,18 @@ def invisible_for(aws: Aws) -> int:
 
 def test_the_sample_batch_shape_is_accepted(consumer: ModuleType) -> None:
     # The sample's jobs do not exist here (deleted, as far as the consumer knows): both are acknowledged.
-    response = consumer.lambda_handler(load_event("sqs/job_batch.json"), FakeLambdaContext())
+    event = load_event("sqs/job_batch.json")
+
+    response = consumer.lambda_handler(event, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
+    # The second is a scheduled job's message, received when due: its start is read from the message attribute.
+    first, scheduled = (delivery_of(JobMessageRecord.model_validate(record)) for record in event["Records"])
+    assert first.not_before is None
+    assert scheduled.not_before == datetime(2026, 11, 29, 11, 7, 7, tzinfo=UTC)
+    assert scheduled.first_received_at is not None
+    assert scheduled.first_received_at >= scheduled.not_before
+    assert not scheduled.came_early
 
 
 def test_a_batch_runs_every_job_to_its_final_status(consumer: ModuleType, service: JobService, aws: Aws) -> None:

@@ -17,13 +17,12 @@ import botocore.session
 import pytest
 
 from jobs import bootstrap
-from jobs.models import JobCreate, JobMessage, ServiceUnavailable, format_timestamp, utc_now
-from jobs.queue import SqsJobQueue
+from jobs.models import JobCreate, JobPriority, ServiceUnavailable, format_timestamp, utc_now
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
 from local.poller import to_record
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, api_event, load_event, load_function, sign
+from tests.helpers import FakeLambdaContext, api_event, inserted_record, load_event, load_function, sign
 
 #: What the Lambda platform does with a function's role, not its code; granted, never seen by the hooks.
 PLATFORM = {
@@ -113,7 +112,8 @@ def granted(generated: dict[str, Any], role: str) -> set[tuple[str, str]]:
             if "Fn::If" in statement:
                 statement = statement["Fn::If"][1]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            pairs.update((action, _resource_name(statement["Resource"])) for action in actions)
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            pairs.update((action, _resource_name(resource)) for action in actions for resource in resources)
     return pairs
 
 
@@ -130,16 +130,38 @@ def _resource_name(resource: Any) -> str:
 
 
 def platform(
-    function: str, *, queue: str | None = None, secret: bool = False, stream: bool = False
+    function: str, *, queues: tuple[str, ...] = (), secret: bool = False, stream: bool = False
 ) -> set[tuple[str, str]]:
+    """What the platform does with ``function``'s role: its logs, the stream mapping's reads (``stream``), each SQS
+    mapping's polls of its queue (``queues``), the secret's decryption (``secret``)."""
     pairs = {(a, r.format(function=function)) for a, r in PLATFORM["logs"]}
     if stream:
         pairs |= PLATFORM["stream"]
-    if queue:
+    for queue in queues:
         pairs |= {(a, r.format(queue=queue)) for a, r in PLATFORM["sqs"]}
     if secret:
         pairs |= PLATFORM["kms"]
     return pairs
+
+
+#: Each priority's jobs queue and its dead-letter queue (template logical ids).
+QUEUES = {
+    JobPriority.HIGH: ("JobsHighPriorityQueue", "JobsHighPriorityDeadLetterQueue"),
+    JobPriority.NORMAL: ("JobsQueue", "JobsDeadLetterQueue"),
+    JobPriority.LOW: ("JobsLowPriorityQueue", "JobsLowPriorityDeadLetterQueue"),
+}
+JOBS_QUEUES = tuple(queue for queue, _ in QUEUES.values())
+DEAD_LETTER_QUEUES = tuple(dead_letter_queue for _, dead_letter_queue in QUEUES.values())
+
+
+def receive_all(aws: Aws, queue: str) -> dict[str, Any]:
+    """An SQS event of every visible message of ``queue`` (a logical id), as its mapping would invoke with."""
+    url, arn = aws.physical[queue]["Ref"], aws.physical[queue]["Arn"]
+    messages = aws.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
+    ).get("Messages", [])
+    assert messages, f"nothing on {queue}"
+    return {"Records": [to_record(m, arn) for m in messages]}
 
 
 def test_the_api_function_is_granted_exactly_what_its_code_calls(
@@ -175,48 +197,49 @@ def test_the_consumers_are_granted_exactly_what_their_code_calls(
     aws: Aws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, generated: dict[str, Any]
 ) -> None:
     monkeypatch.setenv("JOBS_FAULT_INJECTION", "1")
-    service = JobService(DynamoJobStore(aws.table_name), SqsJobQueue(aws.queue_url), bootstrap.registry())
-    for request in (
+    service = JobService(DynamoJobStore(aws.table_name), bootstrap.job_queue(), bootstrap.registry())
+    requests = [
         JobCreate(title="audit", payload={"report_type": "quarterly_audit"}),
-        JobCreate(title="flaky", type="flaky", payload={"attempts": 1}),
-        # A continuation sends a new message; a sleeping run reads whether a cancel was asked.
-        JobCreate(title="continued", type="steps", payload={"steps": 2, "per_run": 1}),
+        # A sleeping run reads whether a cancel was asked.
         JobCreate(title="sleeps", type="sleep", payload={"seconds": 1.2}),
-    ):
-        job = service.create_job("alice", request)
-        service.dispatch_all([JobMessage(owner_id="alice", job_id=job.job_id)])  # what the outbox relay does
+    ]
+    for priority in QUEUES:  # on each queue: a retry hides its message (ChangeMessageVisibility), a continuation
+        requests += [  # sends a new one (SendMessage)
+            JobCreate(title="flaky", type="flaky", payload={"attempts": 1}, priority=priority),
+            JobCreate(title="continued", type="steps", payload={"steps": 2, "per_run": 1}, priority=priority),
+        ]
+    service.dispatch_all([service.create_job("alice", request) for request in requests])  # what the relay does
     consumer = load_function("process_jobs")
-    queue_arn = aws.physical["JobsQueue"]["Arn"]
-    messages = aws.sqs.receive_message(
-        QueueUrl=aws.queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-    )
+    events = [receive_all(aws, queue) for queue in JOBS_QUEUES]
     with recorder.recording():
-        consumer.lambda_handler(
-            {"Records": [to_record(m, queue_arn) for m in messages["Messages"]]}, FakeLambdaContext()
-        )
+        for event in events:
+            consumer.lambda_handler(event, FakeLambdaContext())
     consumer_calls = set(recorder.calls)
 
     recorder.calls.clear()
-    dead = service.create_job("alice", JobCreate(title="dead", type="noop"))
-    live = service.create_job("alice", JobCreate(title="running under a live lease", type="noop"))
     now = format_timestamp(utc_now())
-    service.store.start("alice", live.job_id, now_text=now, stale_before_text=now)  # comes back later
-    for job in (dead, live):
-        aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=json.dumps({"owner_id": "alice", "job_id": job.job_id}))
-    monkeypatch.setenv("JOBS_SOURCE_QUEUE_URL", aws.dlq_url)
+    for _, dead_letter_queue in QUEUES.values():
+        dead = service.create_job("alice", JobCreate(title="dead", type="noop"))
+        live = service.create_job("alice", JobCreate(title="running under a live lease", type="noop"))
+        service.store.start("alice", live.job_id, now_text=now, stale_before_text=now)  # comes back later
+        for job in (dead, live):
+            body = json.dumps({"owner_id": "alice", "job_id": job.job_id})
+            aws.sqs.send_message(QueueUrl=aws.physical[dead_letter_queue]["Ref"], MessageBody=body)
+    monkeypatch.setenv("JOBS_SOURCE_QUEUE_URLS", ",".join(aws.physical[q]["Ref"] for q in DEAD_LETTER_QUEUES))
     bootstrap.reset()
     dead_letters = load_function("dead_letters")
-    dlq_arn = aws.physical["JobsDeadLetterQueue"]["Arn"]
-    received = aws.sqs.receive_message(
-        QueueUrl=aws.dlq_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-    )["Messages"]
+    events = [receive_all(aws, queue) for queue in DEAD_LETTER_QUEUES]
     with recorder.recording():
-        dead_letters.lambda_handler({"Records": [to_record(m, dlq_arn) for m in received]}, FakeLambdaContext())
+        for event in events:
+            dead_letters.lambda_handler(event, FakeLambdaContext())
 
-    assert consumer_calls | platform("ProcessJobsFunction", queue="JobsQueue") == granted(
+    assert {("sqs:ChangeMessageVisibility", q) for q in JOBS_QUEUES} <= consumer_calls
+    assert {("sqs:SendMessage", q) for q in JOBS_QUEUES} <= consumer_calls
+    assert consumer_calls | platform("ProcessJobsFunction", queues=JOBS_QUEUES) == granted(
         generated, "ProcessJobsFunctionRole"
     )
-    assert recorder.calls | platform("DeadLettersFunction", queue="JobsDeadLetterQueue") == granted(
+    assert {("sqs:ChangeMessageVisibility", q) for q in DEAD_LETTER_QUEUES} <= recorder.calls
+    assert recorder.calls | platform("DeadLettersFunction", queues=DEAD_LETTER_QUEUES) == granted(
         generated, "DeadLettersFunctionRole"
     )
 
@@ -225,16 +248,27 @@ def test_the_outbox_relay_is_granted_exactly_what_its_code_calls(
     aws: Aws, recorder: Recorder, generated: dict[str, Any]
 ) -> None:
     outbox = load_function("enqueue_jobs")
-    unsendable = JobService(DynamoJobStore(aws.table_name)).create_job("no owner", JobCreate(title="t", type="noop"))
-    event = load_event("dynamodb/job_inserted.json")
-    record = json.loads(json.dumps(event["Records"][0]))
-    record["dynamodb"]["Keys"] = {"owner_id": {"S": "no owner"}, "job_id": {"S": unsendable.job_id}}
-    record["dynamodb"]["SequenceNumber"] += "1"
-    event["Records"].append(record)  # a job whose owner no token can hold: marked FAILED (UpdateItem)
+    creator = JobService(DynamoJobStore(aws.table_name))
+    event = load_event("dynamodb/job_inserted.json")  # the seed job, HIGH
+    number = int(event["Records"][0]["dynamodb"]["SequenceNumber"])
+    normal = creator.new_job("alice", JobCreate(title="t", type="noop"))
+    low = creator.new_job("alice", JobCreate(title="t", type="noop", priority=JobPriority.LOW))
+    # A KEYS_ONLY record, written before the stream's upgrade: its job is read (GetItem).
+    before_upgrade = creator.create_job("alice", JobCreate(title="t", type="noop"))
+    # A job whose owner no token can hold: marked FAILED (UpdateItem).
+    unsendable = creator.create_job("no owner", JobCreate(title="t", type="noop"))
+    event["Records"] += [
+        inserted_record(normal, number + 1),
+        inserted_record(low, number + 2),
+        inserted_record(before_upgrade, number + 3, keys_only=True),
+        inserted_record(unsendable, number + 4),
+    ]
 
     with recorder.recording():
-        outbox.lambda_handler(event, FakeLambdaContext())
+        response = outbox.lambda_handler(event, FakeLambdaContext())
 
+    assert response == {"batchItemFailures": []}
+    assert {("sqs:SendMessage", q) for q in JOBS_QUEUES} | {("dynamodb:GetItem", "JobsTable")} <= recorder.calls
     assert recorder.calls | platform("EnqueueJobsFunction", stream=True) == granted(
         generated, "EnqueueJobsFunctionRole"
     )
@@ -246,11 +280,13 @@ def test_the_reconciler_is_granted_exactly_what_its_code_calls(
     monkeypatch.setenv("JOBS_RECONCILE_AFTER_SECONDS", "60")
     service = JobService(DynamoJobStore(aws.table_name), clock=lambda: utc_now() - timedelta(hours=1))
     job = service.create_job("alice", JobCreate(title="t", type="noop"))
+    for priority in (JobPriority.HIGH, JobPriority.LOW):  # re-sent to their own queues
+        service.create_job("alice", JobCreate(title="t", type="noop", priority=priority))
     streams = boto3.client("dynamodbstreams")
     arn = aws.physical["JobsTable"]["StreamArn"]
     [shard] = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
-    [record] = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    record = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"][0]
     number = record["dynamodb"]["SequenceNumber"]
     batch = {"shardId": shard["ShardId"], "startSequenceNumber": number, "endSequenceNumber": number, "streamArn": arn}
     aws.sqs.send_message(QueueUrl=aws.discarded_url, MessageBody=json.dumps({"DDBStreamBatchInfo": batch}))
@@ -260,4 +296,5 @@ def test_the_reconciler_is_granted_exactly_what_its_code_calls(
     with recorder.recording():
         load_function("reconcile_jobs").lambda_handler({"backfill": True}, FakeLambdaContext())
 
+    assert {("sqs:SendMessage", q) for q in JOBS_QUEUES} <= recorder.calls
     assert recorder.calls | platform("ReconcileJobsFunction") == granted(generated, "ReconcileJobsFunctionRole")

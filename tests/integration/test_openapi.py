@@ -330,7 +330,7 @@ def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType, monkey
         (400, "notJson"): api_event("create_job", token=alice, raw_body="{"),
         (400, "foreignNextToken"): api_event("list_jobs", token=alice, query={"next_token": "not-issued"}),
         (401, "noToken"): api_event("list_jobs", token=None),
-        (403, "highPriority"): api_event("create_job", token=alice, body={"title": "x", "priority": "HIGH"}),
+        (403, "highPriority"): api_event("create_job", token=sign("alice", scope="jobs/read jobs/write")),
         (404, "noSuchJob"): api_event("get_job", token=alice, job_id=examples.SEED_JOB_ID),
         (413, "tooLarge"): api_event("create_job", token=alice, raw_body=" " * (MAX_REQUEST_BYTES + 1)),
         (415, "notJson"): text,

@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from jobs.models import Job, JobCreate, JobStatus, utc_now
-from jobs.queue import SqsJobQueue
+from jobs import bootstrap
+from jobs.models import Job, JobCreate, JobPriority, JobStatus, utc_now
 from jobs.service import JobService
 from jobs.store import DynamoJobStore, InMemoryJobStore, job_to_item
 from tests.conftest import Aws
@@ -26,11 +26,19 @@ def reconciler(aws: Aws) -> ModuleType:
 
 
 def put_job(
-    aws: Aws, owner_id: str = "alice", *, age: timedelta = timedelta(0), status: JobStatus = JobStatus.QUEUED
+    aws: Aws,
+    owner_id: str = "alice",
+    *,
+    age: timedelta = timedelta(0),
+    status: JobStatus = JobStatus.QUEUED,
+    **request: Any,
 ) -> Job:
-    """A job written straight into the table (as an older version or a migration could), ``age`` old."""
+    """A job written straight into the table (as an older version or a migration could), ``age`` old, created from
+    a request with ``request``'s fields."""
     when = utc_now() - age
-    job = JobService(InMemoryJobStore(), clock=lambda: when).create_job(owner_id, JobCreate(title="t", type="noop"))
+    job = JobService(InMemoryJobStore(), clock=lambda: when).create_job(
+        owner_id, JobCreate(title="t", type="noop", **request)
+    )
     job = job.model_copy(update={"status": status})
     aws.dynamodb.put_item(TableName=aws.table_name, Item=job_to_item(job))
     return job
@@ -58,8 +66,9 @@ def stream_batch(aws: Aws, *jobs: Job) -> dict[str, Any]:
     }
 
 
-def sent_job_ids(aws: Aws) -> list[str]:
-    return sorted(json.loads(m["Body"])["job_id"] for m in aws.messages())
+def sent_job_ids(aws: Aws, queue: str = "JobsQueue") -> list[str]:
+    """The job ids of the messages on ``queue`` (a logical id; NORMAL's by default), sorted."""
+    return sorted(json.loads(m["Body"])["job_id"] for m in aws.messages(aws.physical[queue]["Ref"]))
 
 
 def test_a_discarded_batch_is_replayed_for_its_jobs_still_queued(reconciler: ModuleType, aws: Aws) -> None:
@@ -208,7 +217,7 @@ def test_a_job_that_can_be_neither_sent_nor_failed_does_not_hold_up_the_others(
 
 def test_a_backlog_in_one_shard_neither_starves_the_others_nor_is_resent_every_run(aws: Aws) -> None:
     store = DynamoJobStore(aws.table_name)
-    service = JobService(store, SqsJobQueue(aws.queue_url))
+    service = JobService(store, bootstrap.job_queue())
     jobs = [put_job(aws, f"owner-{n}", age=timedelta(hours=2)) for n in range(40)]
 
     first = service.reconcile(queued_for=timedelta(hours=1), max_jobs=16)  # a share of 1 per shard
@@ -220,3 +229,31 @@ def test_a_backlog_in_one_shard_neither_starves_the_others_nor_is_resent_every_r
     assert second == len(jobs) - first  # the rest, each once
     assert third == 0  # re-sent ones wait for the bound to pass again
     assert sorted(sent_job_ids(aws)) == sorted(job.job_id for job in jobs)
+
+
+def test_a_job_left_queued_is_sent_again_to_its_prioritys_queue(reconciler: ModuleType, aws: Aws) -> None:
+    high = put_job(aws, age=timedelta(hours=2), priority=JobPriority.HIGH)
+    low = put_job(aws, "bob", age=timedelta(hours=2), priority=JobPriority.LOW)
+
+    result = reconciler.lambda_handler({"replay": False}, FakeLambdaContext())
+
+    assert result["reconciled"] == 2
+    assert sent_job_ids(aws, "JobsHighPriorityQueue") == [high.job_id]
+    assert sent_job_ids(aws, "JobsLowPriorityQueue") == [low.job_id]
+    assert sent_job_ids(aws) == []
+
+
+def test_a_scheduled_job_is_not_reconciled_before_its_start_and_the_bound_have_passed(
+    reconciler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_RECONCILE_AFTER_SECONDS", "600")
+    now = utc_now()
+    # Created two hours ago; its message hides in SQS until its start. The bound counts from its start.
+    put_job(aws, age=timedelta(hours=2), not_before=now + timedelta(hours=1))
+    put_job(aws, "bob", age=timedelta(hours=2), not_before=now - timedelta(minutes=5))
+    overdue = put_job(aws, "carol", age=timedelta(hours=2), not_before=now - timedelta(minutes=11))
+
+    result = reconciler.lambda_handler({"replay": False}, FakeLambdaContext())
+
+    assert result["reconciled"] == 1
+    assert sent_job_ids(aws) == [overdue.job_id]  # neither the waiting one's nor the one due only 5 minutes ago

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyVa
 
 from jobs import bootstrap
 from jobs.models import JobCreate, JobMessage
-from jobs.queue import SqsJobQueue
+from jobs.queue import Dispatch
 from jobs.store import DynamoJobStore
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, api_event, load_function, sign
@@ -74,8 +74,7 @@ def test_the_list_filter_names_known_statuses_only(aws: Aws, status: str) -> Non
 @pytest.mark.parametrize("status", ["PAUSED", "ARCHIVED"])
 def test_the_consumer_acknowledges_the_message_of_a_job_in_a_status_it_does_not_know(aws: Aws, status: str) -> None:
     put_item(aws, status)
-    queue = SqsJobQueue(aws.queue_url)
-    queue.send_batch([JobMessage(owner_id="alice", job_id=JOB_ID)])
+    bootstrap.job_queue().send_batch([Dispatch(JobMessage(owner_id="alice", job_id=JOB_ID))])
     consumer = load_function("process_jobs")
     from tests.integration.test_consumer_handler import receive
 
@@ -90,7 +89,7 @@ def test_the_consumer_acknowledges_the_message_of_a_job_in_a_status_it_does_not_
 class LaterJobCreate(JobCreate):
     """The request model as a later version grows it: a field with a default."""
 
-    priority: str = "NORMAL"
+    channel: str = "default"  # not priority, which JobCreate has now (JobPriority or None)
 
 
 def test_a_key_recorded_by_the_first_request_model_matches_its_retry_after_a_field_was_added(aws: Aws) -> None:
@@ -107,6 +106,6 @@ def test_a_key_recorded_by_the_first_request_model_matches_its_retry_after_a_fie
     with pytest.raises(IdempotencyValidationError):
         creator.create(
             "alice",
-            LaterJobCreate(title="Audit", type="noop", payload=payload, priority="HIGH"),
+            LaterJobCreate(title="Audit", type="noop", payload=payload, channel="email"),
             key="k-1",
         )

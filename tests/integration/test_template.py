@@ -76,17 +76,81 @@ def test_the_api_function_serves_the_five_routes_and_its_description() -> None:
     assert {e["Type"] for e in events} == {"HttpApi"}
 
 
-def test_the_consumer_reads_batches_of_ten_with_partial_failures() -> None:
-    [event] = properties("ProcessJobsFunction")["Events"].values()
+#: Each priority's jobs queue and its own dead-letter queue.
+JOBS_QUEUES = {
+    "JobsHighPriorityQueue": "JobsHighPriorityDeadLetterQueue",
+    "JobsQueue": "JobsDeadLetterQueue",
+    "JobsLowPriorityQueue": "JobsLowPriorityDeadLetterQueue",
+}
+#: Each SQS mapping of the consumers: its queue, and the parameter that caps its MaximumConcurrency.
+MAPPINGS = {
+    "ProcessJobsFunction": {
+        "JobsHighPriorityQueue": "HighPriorityMaximumConcurrency",
+        "JobsQueue": "ConsumerMaximumConcurrency",
+        "JobsLowPriorityQueue": "LowPriorityMaximumConcurrency",
+    },
+    "DeadLettersFunction": {
+        "JobsHighPriorityDeadLetterQueue": "DeadLettersMaximumConcurrency",
+        "JobsDeadLetterQueue": "DeadLettersMaximumConcurrency",
+        "JobsLowPriorityDeadLetterQueue": "DeadLettersMaximumConcurrency",
+    },
+}
 
-    assert event["Type"] == "SQS"
-    assert event["Properties"]["BatchSize"] == 10
-    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+def sqs_events(function: str) -> dict[str, dict[str, Any]]:
+    """A function's SQS events by the logical id of the queue each reads."""
+    events = [event for event in properties(function)["Events"].values() if event["Type"] == "SQS"]
+    by_queue = {event["Properties"]["Queue"]["Fn::GetAtt"][0]: event for event in events}
+    assert len(by_queue) == len(events), f"{function} reads a queue twice"
+    return by_queue
+
+
+@pytest.mark.parametrize("function", sorted(MAPPINGS))
+def test_each_consumer_reads_each_of_its_queues_in_batches_of_ten_with_partial_failures(function: str) -> None:
+    events = sqs_events(function)
+
+    assert set(events) == set(MAPPINGS[function])
+    assert len(properties(function)["Events"]) == 3
+    for event in events.values():
+        assert event["Properties"]["BatchSize"] == 10
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_every_jobs_queue_redrives_to_its_own_dead_letter_queue() -> None:
+    for queue, dead_letter_queue in JOBS_QUEUES.items():
+        assert properties(queue)["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue, "Arn"]},
+            "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+        }, queue
+    assert len(set(JOBS_QUEUES.values())) == len(JOBS_QUEUES)
+    assert "RedrivePolicy" not in properties("OutboxDiscardedBatchesQueue")
+
+
+def test_the_functions_environment_names_every_queue_they_send_to_or_read() -> None:
+    urls = {
+        "JOBS_QUEUE_URL": {"Ref": "JobsQueue"},
+        "JOBS_HIGH_PRIORITY_QUEUE_URL": {"Ref": "JobsHighPriorityQueue"},
+        "JOBS_LOW_PRIORITY_QUEUE_URL": {"Ref": "JobsLowPriorityQueue"},
+    }
+    for sender in ("EnqueueJobsFunction", "ReconcileJobsFunction", "ProcessJobsFunction"):
+        variables = properties(sender)["Environment"]["Variables"]
+        assert {name: variables.get(name) for name in urls} == urls, sender
+    for function, queues in MAPPINGS.items():
+        sources = properties(function)["Environment"]["Variables"]["JOBS_SOURCE_QUEUE_URLS"]["Fn::Sub"]
+        assert sorted(sources.split(",")) == sorted(f"${{{queue}}}" for queue in queues), function
 
 
 def test_the_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
-    assert properties("JobsQueue")["VisibilityTimeout"] >= 6 * properties("ProcessJobsFunction")["Timeout"]
-    assert properties("JobsDeadLetterQueue")["VisibilityTimeout"] >= 6 * properties("DeadLettersFunction")["Timeout"]
+    for queue, dead_letter_queue in JOBS_QUEUES.items():
+        assert properties(queue)["VisibilityTimeout"] >= 6 * properties("ProcessJobsFunction")["Timeout"]
+        assert properties(dead_letter_queue)["VisibilityTimeout"] >= 6 * properties("DeadLettersFunction")["Timeout"]
+
+
+def test_the_consumer_knows_the_jobs_queues_retention() -> None:
+    variables = properties("ProcessJobsFunction")["Environment"]["Variables"]
+
+    for queue in JOBS_QUEUES:
+        assert int(variables["JOBS_QUEUE_RETENTION_SECONDS"]) == properties(queue)["MessageRetentionPeriod"], queue
 
 
 def test_a_lease_outlasts_the_consumers_run() -> None:
@@ -98,7 +162,8 @@ def test_a_lease_outlasts_the_consumers_run() -> None:
 def test_the_outbox_relays_every_insert_with_bounded_retries_and_an_on_failure_destination() -> None:
     [event] = properties("EnqueueJobsFunction")["Events"].values()
 
-    assert properties("JobsTable")["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
+    # The new image carries each job's priority and start: the relay sends its message without reading the table.
+    assert properties("JobsTable")["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert event["Type"] == "DynamoDB"
     assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
     assert event["Properties"]["StartingPosition"] == "TRIM_HORIZON"
@@ -116,11 +181,8 @@ def test_the_outbox_relays_every_insert_with_bounded_retries_and_an_on_failure_d
     ]
 
 
-def test_the_dead_letter_handler_reads_the_dead_letter_queue() -> None:
-    [event] = properties("DeadLettersFunction")["Events"].values()
-
-    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
-    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+def test_the_dead_letter_handler_reads_every_dead_letter_queue() -> None:
+    assert set(sqs_events("DeadLettersFunction")) == set(JOBS_QUEUES.values())
 
 
 def test_the_table_is_keyed_by_owner_and_job_id_with_ttl_pitr_and_encryption() -> None:
@@ -175,6 +237,7 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "dynamodb:GetShardIterator",
         "dynamodb:ListStreams",
         "dynamodb:UpdateItem",  # a job whose message can never be sent is marked FAILED
+        "dynamodb:GetItem",  # a KEYS_ONLY record's job (written before the stream's upgrade)
         "sqs:SendMessage",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -198,6 +261,28 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
 
+def granted(role: str, action: str) -> set[str]:
+    """The logical ids of the resources (``!GetAtt X.Arn``) on which ``role`` is granted ``action``."""
+    found: set[str] = set()
+    for statement in statements(role):
+        named = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        if action not in named:
+            continue
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        found.update(r["Fn::GetAtt"][0] for r in resources if isinstance(r, dict) and "Fn::GetAtt" in r)
+    return found
+
+
+def test_each_queue_action_is_granted_on_every_queue_it_is_called_on_and_no_other() -> None:
+    jobs_queues, dead_letter_queues = set(JOBS_QUEUES), set(JOBS_QUEUES.values())
+
+    for sender in ("EnqueueJobsFunctionRole", "ReconcileJobsFunctionRole", "ProcessJobsFunctionRole"):
+        assert granted(sender, "sqs:SendMessage") - {"OutboxDiscardedBatchesQueue"} == jobs_queues, sender
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert granted("ProcessJobsFunctionRole", action) == jobs_queues, action
+        assert granted("DeadLettersFunctionRole", action) == dead_letter_queues, action
+
+
 def test_the_template_holds_no_secret() -> None:
     text = (ROOT / "template.yaml").read_text()
 
@@ -214,15 +299,18 @@ def test_local_resources_come_from_the_template(moto: Any) -> None:
     physical = LocalStack(ROOT / "template.yaml", moto).create_all()
     sqs = moto("sqs")
 
-    attributes = sqs.get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])["Attributes"]
     description = moto("dynamodb").describe_table(TableName=physical["JobsTable"]["Ref"])["Table"]
     ttl = moto("dynamodb").describe_time_to_live(TableName=physical["JobsTable"]["Ref"])["TimeToLiveDescription"]
 
-    assert attributes["VisibilityTimeout"] == str(properties("JobsQueue")["VisibilityTimeout"])
-    assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": physical["JobsDeadLetterQueue"]["Arn"],
-        "maxReceiveCount": int(TEMPLATE["Parameters"]["MaxReceiveCount"]["Default"]),
-    }
+    for queue, dead_letter_queue in JOBS_QUEUES.items():
+        attributes = sqs.get_queue_attributes(QueueUrl=physical[queue]["Ref"], AttributeNames=["All"])["Attributes"]
+        assert attributes["VisibilityTimeout"] == str(properties(queue)["VisibilityTimeout"])
+        assert attributes["MessageRetentionPeriod"] == str(properties(queue)["MessageRetentionPeriod"])
+        assert json.loads(attributes["RedrivePolicy"]) == {
+            "deadLetterTargetArn": physical[dead_letter_queue]["Arn"],
+            "maxReceiveCount": int(TEMPLATE["Parameters"]["MaxReceiveCount"]["Default"]),
+        }
+    assert description["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert description["KeySchema"] == properties("JobsTable")["KeySchema"]
     assert ttl == {"AttributeName": "expires_at", "TimeToLiveStatus": "ENABLED"}
 
@@ -236,11 +324,12 @@ def test_a_changed_template_changes_the_local_queue(moto: Any, tmp_path: Path) -
 
     physical = LocalStack(changed, moto).create_all()
 
-    attributes = moto("sqs").get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])[
-        "Attributes"
-    ]
-    assert attributes["VisibilityTimeout"] == "240"
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 7
+    for queue in JOBS_QUEUES:
+        attributes = moto("sqs").get_queue_attributes(QueueUrl=physical[queue]["Ref"], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        assert attributes["VisibilityTimeout"] == "240", queue
+        assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 7, queue
 
 
 def test_parameter_overrides_reach_the_queue_and_the_consumer(moto: Any) -> None:
@@ -249,12 +338,13 @@ def test_parameter_overrides_reach_the_queue_and_the_consumer(moto: Any) -> None
     )
     physical = stack.create_all()
 
-    attributes = moto("sqs").get_queue_attributes(QueueUrl=physical["JobsQueue"]["Ref"], AttributeNames=["All"])[
-        "Attributes"
-    ]
     consumer = next(spec for spec in stack.functions() if spec.logical_id == "ProcessJobsFunction")
 
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 8
+    for queue in JOBS_QUEUES:
+        attributes = moto("sqs").get_queue_attributes(QueueUrl=physical[queue]["Ref"], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 8, queue
     assert consumer.environment["JOBS_MAX_RECEIVE_COUNT"] == "8"
     assert consumer.environment["JOBS_MAX_ATTEMPTS"] == "4"
 
@@ -272,7 +362,12 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
     assert len(http_api_routes(api, stack.resolver)) == 7
-    assert [s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")] == [physical["JobsQueue"]["Arn"]]
+    assert sorted(s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")) == sorted(
+        physical[queue]["Arn"] for queue in JOBS_QUEUES
+    )
+    assert consumer.environment["JOBS_SOURCE_QUEUE_URLS"].split(",") == [
+        physical[queue]["Ref"] for queue in JOBS_QUEUES
+    ]
 
 
 def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:
@@ -374,6 +469,12 @@ def test_the_dead_letter_path_alarms_on_what_the_handler_counts_its_age_and_its_
 
     assert ("JobSystem", "JobsDeadLettered") in watched
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in watched
+    for dead_letter_queue in JOBS_QUEUES.values():  # every level's dead letters are watched
+        assert any(
+            a.get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_queue, "QueueName"]}}]
+            for a in alarms.values()
+        ), dead_letter_queue
     assert any(
         a.get("MetricName") == "Errors"
         and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DeadLettersFunction"}}]
@@ -388,14 +489,22 @@ def test_the_dead_letter_path_alarms_on_what_the_handler_counts_its_age_and_its_
 
 
 @pytest.mark.parametrize(
-    ("function", "parameter"),
-    [("ProcessJobsFunction", "ConsumerMaximumConcurrency"), ("DeadLettersFunction", "DeadLettersMaximumConcurrency")],
+    ("function", "queue", "parameter"),
+    [(function, queue, parameter) for function, queues in MAPPINGS.items() for queue, parameter in queues.items()],
 )
-def test_each_sqs_mapping_caps_its_concurrency_by_a_parameter(function: str, parameter: str) -> None:
-    [event] = properties(function)["Events"].values()
+def test_each_sqs_mapping_caps_its_concurrency_by_its_own_parameter(function: str, queue: str, parameter: str) -> None:
+    event = sqs_events(function)[queue]
 
     assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": parameter}}
     assert TEMPLATE["Parameters"][parameter]["MinValue"] == 2  # SQS's least MaximumConcurrency
+
+
+def test_high_priority_work_has_capacity_no_other_level_takes() -> None:
+    parameters = TEMPLATE["Parameters"]
+    capacity = {queue: parameters[parameter]["Default"] for queue, parameter in MAPPINGS["ProcessJobsFunction"].items()}
+
+    assert len(set(MAPPINGS["ProcessJobsFunction"].values())) == 3  # one cap per level, none shared
+    assert capacity == {"JobsHighPriorityQueue": 5, "JobsQueue": 10, "JobsLowPriorityQueue": 2}
 
 
 def test_names_are_per_stack_and_urls_per_partition() -> None:

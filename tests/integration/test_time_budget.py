@@ -139,18 +139,29 @@ def test_the_consumer_settles_every_record_before_its_timeout(aws: Aws, silent_d
     assert elapsed < timeout - BUDGET.response_margin_seconds + 0.5
 
 
+@pytest.mark.parametrize(
+    ("service", "keys_only"),
+    [("SQS", False), ("DYNAMODB", True)],
+    ids=["new-image-sqs-hangs", "keys-only-table-hangs"],
+)
 def test_the_outbox_relay_fails_its_batch_before_its_timeout(
-    aws: Aws, silent_endpoint: SilentEndpoint, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, silent_endpoint: SilentEndpoint, monkeypatch: pytest.MonkeyPatch, service: str, keys_only: bool
 ) -> None:
     # Every record unsent: powertools raises (a function error), and the stream mapping retries the batch
-    # within its bounded retries, as after a timeout, only sooner and with the reason in the log.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", silent_endpoint.url)
+    # within its bounded retries, as after a timeout, only sooner and with the reason in the log. A record with a
+    # new image waits on SQS only; a KEYS_ONLY one (from before the stream's upgrade) first reads its job.
+    monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", silent_endpoint.url)
     relay = load_function("enqueue_jobs")
+    event = load_event("dynamodb/job_inserted.json")
+    if keys_only:
+        record = event["Records"][0]["dynamodb"]
+        del record["NewImage"]
+        record["StreamViewType"] = "KEYS_ONLY"
     timeout = 12
     started = time.monotonic()
 
     with pytest.raises(BatchProcessingError, match="All records failed"):
-        relay.lambda_handler(load_event("dynamodb/job_inserted.json"), Context(seconds=timeout))
+        relay.lambda_handler(event, Context(seconds=timeout))
 
     assert time.monotonic() - started < timeout - BUDGET.response_margin_seconds + 0.5
     assert silent_endpoint.accepted, "the relay did call the silent endpoint"

@@ -26,7 +26,8 @@ def test_the_transform_produces_what_the_checks_look_at(generated: dict[str, Any
     types = [resource["Type"] for resource in generated["Resources"].values()]
     assert "Transform" not in generated
     assert types.count("AWS::Lambda::Function") == 5
-    assert types.count("AWS::Lambda::EventSourceMapping") == 3
+    # The relay's stream mapping, and one SQS mapping per priority for the consumer and for the dead-letter handler.
+    assert types.count("AWS::Lambda::EventSourceMapping") == 7
     assert not any(kind.startswith("AWS::Serverless::") for kind in types)
     names = rehearsal.physical_names(generated, "jobs-a")
     assert any(kind.startswith("AWS::Lambda::LayerVersion") for kind in names)
@@ -107,6 +108,11 @@ def dead_letter_alarm_on_visible_messages(template: dict[str, Any]) -> None:
     }
 
 
+def low_priority_dead_letters_unwatched(template: dict[str, Any]) -> None:
+    """A dead-letter queue added (the LOW queue's) without an age alarm of its own."""
+    template["Resources"].pop("LowPriorityDeadLetterQueueAgeAlarm")
+
+
 def no_maximum_concurrency(template: dict[str, Any]) -> None:
     """Issue 12, item 3 as it was: the consumer's SQS mapping has no ScalingConfig."""
     events = template["Resources"]["ProcessJobsFunction"]["Properties"]["Events"]
@@ -166,6 +172,7 @@ FAULTS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (tracing_in_a_separate_policy, "creation order"),
     (sqs_mapping_read_in_a_separate_policy, "creation order"),
     (dead_letter_alarm_on_visible_messages, "alarms"),
+    (low_priority_dead_letters_unwatched, "alarms"),
     (no_maximum_concurrency, "event source mappings"),
     (stream_retries_unbounded, "event source mappings"),
     (receives_without_slack, "parameters"),

@@ -76,17 +76,17 @@ def test_the_schema_of_a_jobs_status_stays_open_to_later_statuses() -> None:
 class LaterJobCreate(JobCreate):
     """JobCreate as a later version may grow it: a field with a default."""
 
-    priority: str = "NORMAL"
+    channel: str = "default"  # not priority, which JobCreate has now (JobPriority or None)
 
 
 def test_a_field_added_to_the_request_leaves_the_idempotency_view_of_requests_that_do_not_use_it() -> None:
     old_dump = {"title": "Audit", "type": "report", "payload": {"n": 1}}  # what the first JobCreate dumped
 
     unused = LaterJobCreate.model_validate({"title": "Audit", "payload": {"n": 1}})
-    explicit_default = LaterJobCreate.model_validate({"title": "Audit", "payload": {"n": 1}, "priority": "NORMAL"})
-    used = LaterJobCreate.model_validate({"title": "Audit", "payload": {"n": 1}, "priority": "HIGH"})
+    explicit_default = LaterJobCreate.model_validate({"title": "Audit", "payload": {"n": 1}, "channel": "default"})
+    used = LaterJobCreate.model_validate({"title": "Audit", "payload": {"n": 1}, "channel": "email"})
 
     assert unused.idempotency_view() == old_dump
     assert explicit_default.idempotency_view() == old_dump
-    assert used.idempotency_view() == old_dump | {"priority": "HIGH"}
+    assert used.idempotency_view() == old_dump | {"channel": "email"}
     assert JobCreate.model_validate(old_dump).idempotency_view() == old_dump

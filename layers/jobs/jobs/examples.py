@@ -34,7 +34,7 @@ QUEUED_JOB: dict[str, Any] = {
     "started_at": None,
     "finished_at": None,
     "attempts": 0,
-    "priority": "HIGH",  # the seed's payload.priority names a level, so it is the job's priority
+    "priority": "HIGH",  # the seed's payload.priority (``JobCreate.effective_priority``)
     "not_before": None,
     "result": None,
     "error": None,
