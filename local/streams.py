@@ -52,13 +52,14 @@ def matches(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
     return True
 
 
-def to_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A record from GetRecords as Lambda delivers it (``ApproximateCreationDateTime`` in epoch seconds)."""
+def to_record(record: Mapping[str, Any], stream_arn: str, identity: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A record from GetRecords as Lambda delivers it (``ApproximateCreationDateTime`` in epoch seconds), with
+    ``userIdentity`` when the record has one (GetRecords' own, or ``identity``: TTL's, played locally)."""
     change = dict(record["dynamodb"])
     created = change.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
         change["ApproximateCreationDateTime"] = created.timestamp()
-    return {
+    delivered = {
         "eventID": record["eventID"],
         "eventName": record["eventName"],
         "eventVersion": record.get("eventVersion", "1.1"),
@@ -67,6 +68,10 @@ def to_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
         "dynamodb": change,
         "eventSourceARN": stream_arn,
     }
+    user_identity = record.get("userIdentity") or identity
+    if user_identity:
+        delivered["userIdentity"] = {"type": user_identity["type"], "principalId": user_identity["principalId"]}
+    return delivered
 
 
 class StreamPoller:
@@ -88,6 +93,8 @@ class StreamPoller:
             None drops it, as Lambda does without a destination.
         retry_pause_seconds: the pause before a retry.
         enabled: set while the mapping is enabled; while it is clear, no shard is read.
+        identity_of: gives a GetRecords record's ``userIdentity`` when the local stack knows it (TTL's deletes,
+            ``local.ttl``), else None.
     """
 
     def __init__(
@@ -106,7 +113,9 @@ class StreamPoller:
         on_failure: Callable[[str], None] | None = None,
         retry_pause_seconds: float = 1.0,
         enabled: threading.Event | None = None,
+        identity_of: Callable[[Mapping[str, Any]], dict[str, str] | None] | None = None,
     ) -> None:
+        self.identity_of = identity_of
         self.streams = streams
         self.stream_arn = stream_arn
         self.pool = pool
@@ -176,7 +185,7 @@ class StreamPoller:
             if response.get("Records"):
                 self._last[shard] = response["Records"][-1]["dynamodb"]["SequenceNumber"]
             records = [
-                to_record(record, self.stream_arn)
+                to_record(record, self.stream_arn, self.identity_of(record) if self.identity_of else None)
                 for record in response.get("Records", [])
                 if not self.patterns or any(matches(pattern, record) for pattern in self.patterns)
             ]
