@@ -15,6 +15,11 @@
   (``MalformedDetail``) but accepts any other JSON value with a warning. Here an entry whose ``Detail`` is JSON
   but not an object fails as text that is not JSON does: ``ErrorCode`` ``MalformedDetail`` in its place of
   ``Entries`` and ``FailedEntryCount`` counting it (assumed: AWS documents only that it must be an object).
+
+And the event a rule's target receives: moto 5.2.5's default input template leaves out ``account``, which every
+EventBridge event carries ("Amazon EventBridge events", EventBridge user guide: the top-level fields ``version``,
+``id``, ``detail-type``, ``source``, ``account``, ``time``, ``region``, ``resources``, ``detail``).
+``play_eventbridge`` puts it back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from moto.events.exceptions import ValidationException
 from moto.events.models import EventsBackend
+from moto.events.utils import EventTemplateParser
 
 #: Entries' total size at which a PutEvents call is refused, bytes.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -76,3 +82,18 @@ def enforce_put_events_limits() -> None:
 
     setattr(put_events, _PATCHED, True)
     EventsBackend.put_events = put_events  # type: ignore[method-assign]
+
+
+def deliver_whole_events() -> None:
+    """Targets get every top-level field of the event, ``account`` included. Idempotent."""
+    template = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE
+    if '"account"' not in template:
+        EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = template.replace(
+            '"version": "0", ', '"version": "0", "account": "<account>", '
+        )
+
+
+def play_eventbridge() -> None:
+    """Everything this module changes in moto: ``enforce_put_events_limits`` and ``deliver_whole_events``."""
+    enforce_put_events_limits()
+    deliver_whole_events()

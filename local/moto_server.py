@@ -474,9 +474,9 @@ def main(argv: list[str] | None = None) -> None:
     default) applied first."""
     from moto.server import main as moto_main
 
-    from local.moto_events import enforce_put_events_limits
+    from local.moto_events import play_eventbridge
 
-    enforce_put_events_limits()
+    play_eventbridge()
     lock_deletes()
     enforce_message_group_ids()
     play_message_move_tasks()
