@@ -111,7 +111,8 @@ def test_each_status_change_publishes_its_event_and_nothing_else_does(
         assert "s3cr3t" not in json.dumps(event)  # never the payload, the result or the checkpoint
         assert not {"payload", "result", "checkpoint", "progress"} & set(event["detail"])
     versions = [int(e["detail"]["version"]) for e in events]
-    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert versions == sorted(versions)
+    assert len(set(versions)) == len(versions)
     assert [e["detail"]["attempts"] for e in events] == [0, 1, 1, 2, 2, 2]
     assert events[2]["detail"]["error"] == {"type": "Flaky", "message": "again"}
     assert events[-1]["detail"]["deleted_by"] == "owner"
