@@ -25,8 +25,8 @@ def test_the_generated_template_has_no_known_fault(generated: dict[str, Any]) ->
 def test_the_transform_produces_what_the_checks_look_at(generated: dict[str, Any]) -> None:
     types = [resource["Type"] for resource in generated["Resources"].values()]
     assert "Transform" not in generated
-    assert types.count("AWS::Lambda::Function") == 5
-    assert types.count("AWS::Lambda::EventSourceMapping") == 3
+    assert types.count("AWS::Lambda::Function") == 6
+    assert types.count("AWS::Lambda::EventSourceMapping") == 8  # 6 SQS (3 per consumer) + 2 stream readers
     assert not any(kind.startswith("AWS::Serverless::") for kind in types)
     names = rehearsal.physical_names(generated, "jobs-a")
     assert any(kind.startswith("AWS::Lambda::LayerVersion") for kind in names)
