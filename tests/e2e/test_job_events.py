@@ -7,11 +7,15 @@ a delete by DynamoDB's TTL (played by the stack's sweeper, with TTL's ``userIden
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +23,7 @@ import jsonschema
 import pytest
 
 from tests.e2e.support import RunningStack, token
+from tests.e2e.test_operator_commands import run
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +196,30 @@ def test_a_delete_by_the_owner_and_one_by_ttl_are_told_apart(stack: RunningStack
     assert by_owner[-1]["detail"]["deleted_by"] == "owner"
     assert by_ttl[-1]["detail"]["deleted_by"] == "expiry"
     assert stack.request("GET", f"/api/v1/jobs/{expiring}", token=token(OWNER)).status == 404
+
+
+def test_the_readmes_command_reads_the_tap_with_the_aws_cli(stack: RunningStack, tmp_path: Path) -> None:
+    """The README's command, word for word, with the AWS CLI pointed at the stack by the banner's line (last in
+    this module: what it receives stays hidden for the queue's visibility timeout)."""
+    assert stack.process is not None
+    line = re.search(r"AWS CLI\s+export (.+)", stack.process.banner)
+    assert line is not None
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYENV_VERSION"))}
+    environment.update(item.split("=", 1) for item in line.group(1).split())
+    version = subprocess.run(
+        [str(Path(sys.executable).parent / "aws"), "--version"], capture_output=True, text=True, env=environment
+    )
+    environment["CLI_VERSION"] = (version.stdout or version.stderr).split("/")[1].split(".")[0]
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+    job_id = submit(stack, "noop", {})
+    wait_for(stack, job_id, {"SUCCEEDED"})
+    command = (
+        'aws sqs receive-message --queue-url "$AWS_ENDPOINT_URL_SQS/123456789012/jobs-local-JobEventsTap"'
+        " --max-number-of-messages 10"
+    )
+
+    deadline, seen = time.monotonic() + 60, ""
+    while job_id not in seen and time.monotonic() < deadline:
+        seen += run(command, environment, tmp_path)
+
+    assert job_id in seen
