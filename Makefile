@@ -92,6 +92,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/dead_letters/app.py
 	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
 	$(VENV)/bin/mypy functions/reconcile_jobs/app.py
+	$(VENV)/bin/mypy functions/publish_events/app.py
 
 openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
 	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi

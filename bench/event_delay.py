@@ -1,14 +1,17 @@
 """The delay from a job's status write to its Job State Change event on the local stack's tap queue.
 
-Starts the local stack (``make run``'s, with DynamoDB Local where installed), submits ``--jobs`` noop jobs from
-``--clients`` threads, and reads the tap queue (the banner's ``Job events``). For each QUEUED, RUNNING and
+Starts the local stack (``make run``'s, with DynamoDB Local where installed), runs ``--warmup`` jobs to their
+events (the workers' cold starts are not measured), then submits ``--jobs`` noop jobs from ``--clients`` threads,
+each waiting ``--interval`` seconds between two of its submits (0: a burst), and reads the tap queue (the
+banner's ``Job events``). For each QUEUED, RUNNING and
 SUCCEEDED event, the delay is the tap message's ``SentTimestamp`` (when EventBridge delivered it to the queue,
 stamped by SQS) minus the event's ``detail.updated_at`` (the status write's own time, written by the function
 that made the change). What it measures: the stream poller's 0.25 s polls, the publisher's invocation and
 PutEvents, moto's rule delivery. It says nothing of AWS's figures (AWS documents none for DynamoDB Streams to
 Lambda). Prints p50, p90, p99 and the maximum, per status and over all; never passes or fails on time.
 
-    .venv/bin/python -m bench.event_delay --jobs 100
+    .venv/bin/python -m bench.event_delay --jobs 100                           # a burst from 4 clients
+    .venv/bin/python -m bench.event_delay --jobs 100 --clients 1 --interval 0.5   # one job every 0.5 s
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def submit(base: str, token: str) -> str:
         return str(json.loads(response.read())["job_id"])
 
 
-def measure(jobs: int, clients: int) -> dict[str, list[float]]:
+def measure(jobs: int, clients: int, interval: float = 0.0, warmup: int = 4) -> dict[str, list[float]]:
     """Run the jobs and return the delays (seconds) by status."""
     with tempfile.TemporaryDirectory() as folder, running_stack(Path(folder), secret=SECRET) as stack:
         found = re.search(r"Job events\s+(\S+)", stack.banner)
@@ -62,30 +65,41 @@ def measure(jobs: int, clients: int) -> dict[str, list[float]]:
             aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
         ).client("sqs", endpoint_url=stack.aws_endpoint)
         token = sign("bench", secret=SECRET)
+        warm = {submit(stack.base_url, token) for _ in range(warmup)}
+        _read(sqs, tap, warm, time.monotonic() + 120)
+
+        def paced(_: int) -> str:
+            time.sleep(interval)
+            return submit(stack.base_url, token)
+
         with ThreadPoolExecutor(clients) as pool:
-            submitted = set(pool.map(lambda _: submit(stack.base_url, token), range(jobs)))
-        delays: dict[str, list[float]] = {status: [] for status in STATUSES}
-        seen: set[tuple[str, str]] = set()
-        deadline = time.monotonic() + 120 + jobs
-        while len(seen) < 3 * len(submitted) and time.monotonic() < deadline:
-            messages = sqs.receive_message(
-                QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageSystemAttributeNames=["SentTimestamp"]
-            ).get("Messages", [])
-            for message in messages:
-                event: dict[str, Any] = json.loads(message["Body"])
-                detail = event["detail"]
-                key = (detail["job_id"], detail["status"])
-                if detail["job_id"] not in submitted or detail["status"] not in delays or key in seen:
-                    continue
-                seen.add(key)
-                written = datetime.fromisoformat(detail["updated_at"].replace("Z", "+00:00")).timestamp()
-                delays[detail["status"]].append(int(message["Attributes"]["SentTimestamp"]) / 1000 - written)
-            if messages:
-                sqs.delete_message_batch(
-                    QueueUrl=tap,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-                )
-        return delays
+            submitted = set(pool.map(paced, range(jobs)))
+        return _read(sqs, tap, submitted, time.monotonic() + 120 + jobs)
+
+
+def _read(sqs: Any, tap: str, submitted: set[str], deadline: float) -> dict[str, list[float]]:
+    """The delays of the QUEUED, RUNNING and SUCCEEDED events of ``submitted`` jobs, read off the tap."""
+    delays: dict[str, list[float]] = {status: [] for status in STATUSES}
+    seen: set[tuple[str, str]] = set()
+    while len(seen) < 3 * len(submitted) and time.monotonic() < deadline:
+        messages = sqs.receive_message(
+            QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageSystemAttributeNames=["SentTimestamp"]
+        ).get("Messages", [])
+        for message in messages:
+            event: dict[str, Any] = json.loads(message["Body"])
+            detail = event["detail"]
+            key = (detail["job_id"], detail["status"])
+            if detail["job_id"] not in submitted or detail["status"] not in delays or key in seen:
+                continue
+            seen.add(key)
+            written = datetime.fromisoformat(detail["updated_at"].replace("Z", "+00:00")).timestamp()
+            delays[detail["status"]].append(int(message["Attributes"]["SentTimestamp"]) / 1000 - written)
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=tap,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+    return delays
 
 
 def report(delays: dict[str, list[float]]) -> str:
@@ -108,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.event_delay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--interval", type=float, default=0.0)
+    parser.add_argument("--warmup", type=int, default=4)
     args = parser.parse_args(argv)
-    print(report(measure(args.jobs, args.clients)))
+    print(report(measure(args.jobs, args.clients, args.interval, args.warmup)))
     return 0
 
 

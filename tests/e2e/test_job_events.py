@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from tests.e2e.support import RunningStack, token
@@ -205,7 +205,7 @@ def test_the_readmes_command_reads_the_tap_with_the_aws_cli(stack: RunningStack,
     line = re.search(r"AWS CLI\s+export (.+)", stack.process.banner)
     assert line is not None
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYENV_VERSION"))}
-    environment.update(item.split("=", 1) for item in line.group(1).split())
+    environment.update(dict(item.split("=", 1) for item in line.group(1).split()))
     version = subprocess.run(
         [str(Path(sys.executable).parent / "aws"), "--version"], capture_output=True, text=True, env=environment
     )

@@ -31,7 +31,7 @@ class EventsRecorder(Recorder):
     def _resource(self, service: str, params: dict[str, Any]) -> str:
         if service == "events":
             [bus] = {entry["EventBusName"] for entry in params["Entries"]}
-            return self._buses.get(bus, bus)
+            return str(self._buses.get(bus, bus))
         return super()._resource(service, params)
 
 
@@ -52,7 +52,7 @@ def events_recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
 def granted_with_the_stacks_own_bus(generated: dict[str, Any], role: str) -> set[tuple[str, str]]:
     """``granted``, with each ``Fn::If`` resource read for the default parameters (``CreateEventBus`` true)."""
-    copy = {"Resources": {role: {"Properties": {"Policies": []}}}}
+    copy: dict[str, Any] = {"Resources": {role: {"Properties": {"Policies": []}}}}
     for policy in generated["Resources"][role]["Properties"]["Policies"]:
         statements = []
         for statement in policy["PolicyDocument"]["Statement"]:

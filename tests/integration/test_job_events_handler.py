@@ -11,7 +11,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from moto.events.models import EventsBackend
 
@@ -43,7 +43,7 @@ class Bus:
         events.put_targets(Rule="tap", EventBusName=self.name, Targets=[{"Id": "q", "Arn": arn}])
 
     def received(self) -> list[dict[str, Any]]:
-        found = []
+        found: list[dict[str, Any]] = []
         while batch := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
             found.extend(json.loads(message["Body"]) for message in batch)
         return found
