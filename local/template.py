@@ -200,7 +200,7 @@ class Resolver:
         conditions = self.template.get("Conditions") or {}
         if name not in conditions:
             raise UnsupportedTemplate(f"unknown condition {name}")
-        return self._rule_condition(conditions[name], f"Conditions.{name}")
+        return self._rule_condition(conditions[name], f"Conditions.{name}", in_conditions=True)
 
     def broken_rules(self) -> list[str]:
         """The ``AssertDescription`` of every assertion of the template's ``Rules`` that fails for these parameter
@@ -222,14 +222,15 @@ class Resolver:
                     broken.append(str(assertion.get("AssertDescription") or f"{where} assertion {index} failed"))
         return broken
 
-    def _rule_condition(self, value: Any, where: str) -> bool:
-        result = self._rule_value(value, where)
+    def _rule_condition(self, value: Any, where: str, *, in_conditions: bool = False) -> bool:
+        result = self._rule_value(value, where, in_conditions=in_conditions)
         if not isinstance(result, bool):
             raise UnsupportedTemplate(f"{where} is not a condition (true or false)")
         return result
 
-    def _rule_value(self, value: Any, where: str) -> Any:
-        """A value inside a rule: ``Ref`` to a parameter, ``Fn::Equals``, ``Fn::Not``, or a literal."""
+    def _rule_value(self, value: Any, where: str, *, in_conditions: bool = False) -> Any:
+        """A value inside a rule or (``in_conditions``) a condition: ``Ref`` to a parameter, ``Fn::Equals``,
+        ``Fn::Not``, ``Fn::And``, ``Fn::Or`` (2 to 10 conditions), ``Condition`` (conditions only), or a literal."""
         if not isinstance(value, dict):
             if isinstance(value, list):
                 raise UnsupportedTemplate(f"{where}: a list outside a rule function is not emulated")
@@ -244,14 +245,15 @@ class Resolver:
         if key == "Fn::Equals":
             if not isinstance(argument, list) or len(argument) != 2:
                 raise UnsupportedTemplate(f"{where}: Fn::Equals takes two values")
-            return self._rule_value(argument[0], where) == self._rule_value(argument[1], where)
+            first = self._rule_value(argument[0], where, in_conditions=in_conditions)
+            return first == self._rule_value(argument[1], where, in_conditions=in_conditions)
         if key == "Fn::Not":
             if not isinstance(argument, list) or len(argument) != 1:
                 raise UnsupportedTemplate(f"{where}: Fn::Not takes a list of one condition")
-            return not self._rule_condition(argument[0], where)
+            return not self._rule_condition(argument[0], where, in_conditions=in_conditions)
         if key in ("Fn::And", "Fn::Or") and isinstance(argument, list) and 2 <= len(argument) <= 10:
-            values = [self._rule_condition(item, where) for item in argument]
+            values = [self._rule_condition(item, where, in_conditions=in_conditions) for item in argument]
             return all(values) if key == "Fn::And" else any(values)
-        if key == "Condition" and isinstance(argument, str):
+        if key == "Condition" and isinstance(argument, str) and in_conditions:  # rules cannot name conditions
             return self.condition(argument)
         raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")
