@@ -25,8 +25,8 @@ PutEvents takes at most 10 entries per call ("PutEvents", EventBridge API refere
 https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html), whose sizes, counted as
 "Calculating PutEvents event entry size" says (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html),
 must total less than 1 MB since 29 January 2026 (256 KB before; AWS Compute Blog, "More room to build:
-serverless services now support payloads up to 1 MB"). A detail is under 2 KB: ``error.message`` is at most
-1,024 characters and the other fields are short, so ten entries always fit.
+serverless services now support payloads up to 1 MB"). A detail is at most a few KB (``error.message`` is at
+most 1,024 characters, ``owner_id`` 255, the other fields short), so ten entries always fit, under either limit.
 """
 
 from __future__ import annotations
