@@ -191,3 +191,10 @@ def test_a_bus_that_does_not_exist_is_a_function_error(
 
     with pytest.raises(ClientError):
         publisher.lambda_handler({"Records": stream_records(aws)}, FakeLambdaContext())
+
+
+def test_the_documented_example_is_a_valid_event() -> None:
+    example = json.loads((ROOT / "events" / "eventbridge" / "job_state_change.json").read_text())
+
+    VALIDATOR.validate(example)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
