@@ -198,3 +198,44 @@ def test_the_documented_example_is_a_valid_event() -> None:
 
     VALIDATOR.validate(example)
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+FAILED_RULE = '{"source": ["chuck-norris.jobs"], "detail-type": ["Job State Change"], "detail": {"status": ["FAILED"]}}'
+OWNER_RULE = '{"source": ["chuck-norris.jobs"], "detail-type": ["Job State Change"], "detail": {"owner_id": ["alice"]}}'
+
+
+def test_the_readmes_rules_route_what_they_say(publisher: ModuleType, bus: Bus, aws: Aws) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert FAILED_RULE in readme
+    assert OWNER_RULE in readme
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    urls = {}
+    for name, pattern in (("failed", FAILED_RULE), ("alice", OWNER_RULE)):
+        urls[name] = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=name, EventBusName=bus.name, EventPattern=pattern)
+        events.put_targets(Rule=name, EventBusName=bus.name, Targets=[{"Id": name, "Arn": arn}])
+    store = DynamoJobStore(aws.table_name)
+    service = JobService(store)
+    failing = service.create_job("alice", JobCreate(title="t", type="noop")).job_id
+    service.create_job("bob", JobCreate(title="t", type="noop"))
+    store.start("alice", failing, now_text=T.format(1), stale_before_text=T.format(0), run_id="r")
+    store.finish(
+        "alice",
+        failing,
+        run_id="r",
+        status=JobStatus.FAILED,
+        now_text=T.format(2),
+        error=JobError(type="E", message="m"),
+    )
+
+    publisher.lambda_handler({"Records": stream_records(aws)}, FakeLambdaContext())
+
+    def received(url: str) -> list[tuple[str, str]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [
+            (json.loads(m["Body"])["detail"]["owner_id"], json.loads(m["Body"])["detail"]["status"]) for m in messages
+        ]
+
+    assert received(urls["failed"]) == [("alice", "FAILED")]
+    assert received(urls["alice"]) == [("alice", "QUEUED"), ("alice", "RUNNING"), ("alice", "FAILED")]
