@@ -100,6 +100,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/dead_letters/app.py
 	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
 	$(VENV)/bin/mypy functions/reconcile_jobs/app.py
+	$(VENV)/bin/mypy functions/publish_events/app.py
 
 openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
 	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi
@@ -114,7 +115,7 @@ format: $(VENV)/.installed ## Format the code with ruff
 rehearse: $(VENV)/.installed $(SAM_VENV)/.installed ## Transform the template as sam deploy would, lint and check the result
 	PYTHONPATH=. AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/python -m local.sam_transform template.yaml .aws-sam/rehearsal/template.json
 	$(SAM_VENV)/bin/cfn-lint --ignore-checks W2001 -- .aws-sam/rehearsal/template.json
-	$(PY) -m pytest -q tests/rehearsal tests/integration/test_iam_actions.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/rehearsal tests/integration/test_iam_actions.py tests/integration/test_iam_actions_events.py $(PYTEST_ARGS)
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint (cfn-lint included)
 	$(SAM) validate --lint --region $(REGION)

@@ -546,12 +546,16 @@ def fair_queues_enabled(value: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """moto.server's command line, with ``lock_deletes()``, ``local.moto_dynamodb.play_stream_switches()``,
-    ``enforce_message_group_ids()``, ``enforce_visibility_limits()``, ``play_message_move_tasks()``,
-    ``play_fair_queues()`` (off when ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and ``enforce_message_characters()``
-    (in the mode ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by default) applied first."""
+    """moto.server's command line, with EventBridge's PutEvents limits (``local.moto_events``), ``lock_deletes()``,
+    ``local.moto_dynamodb.play_stream_switches()``, ``enforce_message_group_ids()``, ``enforce_visibility_limits()``,
+    ``play_message_move_tasks()``, ``play_fair_queues()`` (off when ``JOBS_LOCAL_SQS_FAIR_QUEUES`` is ``0``) and
+    ``enforce_message_characters()`` (in the mode ``JOBS_LOCAL_SQS_INVALID_CHARACTERS`` names, ``refuse`` by
+    default) applied first."""
     from moto.server import main as moto_main
 
+    from local.moto_events import play_eventbridge
+
+    play_eventbridge()
     lock_deletes()
     play_stream_switches()
     enforce_message_group_ids()

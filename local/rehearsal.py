@@ -254,8 +254,9 @@ def mapping_problems(template: Template) -> list[str]:
 def alarm_problems(template: Template) -> list[str]:
     """Dead letters watched where they are seen: an alarm on the handler's ``JobsDeadLettered`` metric, one on
     each dead-letter queue's ``ApproximateAgeOfOldestMessage`` (every queue a jobs queue's redrive policy names),
-    and one on the handler's ``Errors`` (its queue is
-    drained within seconds, so a visible-messages alarm almost never fires)."""
+    and one on the handler's ``Errors`` (its queue is drained within seconds, so a visible-messages alarm almost
+    never fires). And each stream reader (the outbox relay, the event publisher) watched: its ``Errors``, its
+    ``IteratorAge``, and ``NumberOfMessagesSent`` to its on-failure destination."""
     alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
 
     def watched(metric: str) -> list[dict[str, Any]]:
@@ -289,6 +290,21 @@ def alarm_problems(template: Template) -> list[str]:
         problems.append(f"no alarm on the dead-letter queue {queue}'s ApproximateAgeOfOldestMessage")
     if not any("DeadLettersFunction" in dimension_refs(alarm) for alarm in watched("Errors")):
         problems.append("no alarm on DeadLettersFunction's Errors")
+    # Every stream reader: its errors and its lag (IteratorAge), and its on-failure destination's arrivals
+    # (a discarded batch is work that was never done).
+    for mapping_id, resource in template["Resources"].items():
+        properties = resource["Properties"] if resource["Type"] == "AWS::Lambda::EventSourceMapping" else {}
+        source = properties.get("EventSourceArn", {})
+        if not (isinstance(source, dict) and "Fn::GetAtt" in source and source["Fn::GetAtt"][1] == "StreamArn"):
+            continue
+        function = str(properties["FunctionName"].get("Ref", ""))
+        for metric in ("Errors", "IteratorAge"):
+            if not any(function in dimension_refs(alarm) for alarm in watched(metric)):
+                problems.append(f"{mapping_id}: no alarm on {function}'s {metric}")
+        destination = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", {})
+        queue = destination.get("Fn::GetAtt", [""])[0] if isinstance(destination, dict) else ""
+        if queue and not any(queue in dimension_refs(alarm) for alarm in watched("NumberOfMessagesSent")):
+            problems.append(f"{mapping_id}: no alarm on batches sent to its on-failure destination {queue}")
     return problems
 
 

@@ -108,6 +108,10 @@ class LocalStack:
         try:
             resource = self.template["Resources"][logical_id]
             kind = resource["Type"]
+            if "Condition" in resource and not self.resolver.condition(str(resource["Condition"])):
+                raise UnsupportedTemplate(
+                    f"{logical_id} is not created: its Condition {resource['Condition']} is false"
+                )
             name = f"{self.stack_name}-{logical_id}"
             if kind == "AWS::DynamoDB::Table":
                 self._physical[logical_id] = self._create_table(logical_id, resource.get("Properties", {}), name)
@@ -122,6 +126,8 @@ class LocalStack:
                 group = self.resolver.resolve(resource["Properties"].get("LogGroupName", name), logical_id)
                 arn = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}:*"
                 self._physical[logical_id] = {"Ref": group, "Arn": arn}
+            elif kind == "AWS::Events::EventBus":
+                self._physical[logical_id] = self._create_event_bus(logical_id, resource.get("Properties", {}), name)
             elif kind == "AWS::IAM::Role":
                 self._physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
             else:
@@ -148,9 +154,12 @@ class LocalStack:
         return found
 
     def create_all(self) -> dict[str, dict[str, str]]:
-        """Create every table and queue of the template; returns their physical ids by logical id."""
+        """Create every table, queue and event bus of the template (those whose ``Condition`` holds); returns
+        their physical ids by logical id."""
         for logical_id, resource in self.resources.items():
-            if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue"):
+            if "Condition" in resource and not self.resolver.condition(str(resource["Condition"])):
+                continue
+            if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::EventBus"):
                 self.physical(logical_id)
         return dict(self._physical)
 
@@ -196,6 +205,16 @@ class LocalStack:
         if "LatestStreamArn" in description:
             physical["StreamArn"] = description["LatestStreamArn"]
         return physical
+
+    def _create_event_bus(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
+        """An EventBridge bus in moto's server (``Ref`` is its name, as CloudFormation's is)."""
+        props = self.resolver.resolve(dict(properties), logical_id)
+        unknown = set(props) - {"Name", "Description", "Tags"}
+        if unknown:
+            raise UnsupportedTemplate(f"{logical_id}: event bus properties {sorted(unknown)} are not emulated")
+        bus_name = str(props.get("Name", name))
+        arn = self.clients("events").create_event_bus(Name=bus_name)["EventBusArn"]
+        return {"Ref": bus_name, "Arn": arn, "Name": bus_name}
 
     def _create_queue(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
         props = self.resolver.resolve(dict(properties), logical_id)

@@ -28,6 +28,14 @@ Environment (all optional):
     JOBS_LOCAL_SQS_FAIR_QUEUES
                               "0" turns off moto's play of SQS fair queues on standard queues (on by default, as on
                               AWS); read by the moto server process (local/moto_server.py)
+    JOBS_LOCAL_TTL_SWEEP_SECONDS
+                              seconds between the local TTL sweeps (local/ttl.py) that delete expired items as
+                              DynamoDB's TTL does, with TTL's userIdentity in their stream records (5; "0": none)
+
+Job State Change events go to moto's EventBridge, on the bus the publisher's ``JOBS_EVENT_BUS_NAME`` names (the
+template's ``JobEventsBus``). The stack adds a local-only tap, not in the template: the SQS queue
+``jobs-local-JobEventsTap`` and a rule on that bus that delivers every event of source ``chuck-norris.jobs`` to it
+(the banner's ``Job events`` line), so that a test or the AWS CLI can read what subscribers would get.
 """
 
 from __future__ import annotations
@@ -63,8 +71,14 @@ from local.runtime import FunctionPool
 from local.schedule import Schedule
 from local.streams import StreamPoller, matches
 from local.template import REGION, Resolver, UnsupportedTemplate, load_template
+from local.ttl import TtlSweeper
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The ``source`` of Job State Change events (``jobs.events.EVENT_SOURCE``), which the local tap's rule matches.
+JOB_EVENTS_SOURCE = "chuck-norris.jobs"
+#: The local tap's queue and rule (``<stack>-<name>``, like the template's resources).
+TAP_QUEUE = "JobEventsTap"
+TAP_RULE = "job-events-tap"
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
 # The documented local default, never deployed.
 DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"  # nosec B105
@@ -133,6 +147,7 @@ def aws_cli_environment(stack: Stack) -> str:
         "AWS_ENDPOINT_URL_SSM": stack.endpoint,
         "AWS_ENDPOINT_URL_DYNAMODB": stack.dynamodb_endpoint,
         "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{stack.lambda_port}",
+        "AWS_ENDPOINT_URL_EVENTBRIDGE": stack.endpoint,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105 - the local stack takes any credentials
         "AWS_DEFAULT_REGION": REGION,
@@ -170,6 +185,11 @@ def start_moto(port: int, sqs_invalid_characters: str = INVALID_CHARACTERS_MODES
 
 
 _OUTPUT_LOCK = threading.Lock()
+
+
+def _table_of_stream(stream_arn: str) -> str:
+    """The table name in a stream's ARN (``arn:...:table/<name>/stream/<label>``)."""
+    return stream_arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
 
 
 def _emit(line: str) -> None:
@@ -251,6 +271,10 @@ class Stack:
         self._gateway: Gateway | None = None
         self._home = tempfile.TemporaryDirectory(prefix="jobs-local-")
         self.physical: dict[str, dict[str, str]] = {}
+        #: The local tap's queue URL and the bus its rule is on (``start``), when a function publishes events.
+        self.event_tap: tuple[str, str] | None = None
+        self.ttl_sweep_seconds = float(os.environ.get("JOBS_LOCAL_TTL_SWEEP_SECONDS") or 5)
+        self._sweepers: dict[str, TtlSweeper] = {}
 
     def client(self, service: str) -> Any:
         """A boto3 client for the stack's endpoint of ``service`` (DynamoDB's own for DynamoDB, else moto's)."""
@@ -301,6 +325,11 @@ class Stack:
         except EndpointConnectionError as error:
             raise SystemExit(f"DynamoDB cannot be reached at {self.dynamodb_endpoint} ({error})") from error
         specs = stack.functions()
+        self._start_ttl_sweepers(stack)
+        for spec in specs:
+            bus = spec.environment.get("JOBS_EVENT_BUS_NAME")
+            if bus and self.event_tap is None:
+                self.event_tap = (self._event_tap(bus), bus)
         for event in stack.unemulated_events():
             _say(f"WARNING: the local stack does not play the event {event}")
         base_environment = {
@@ -389,12 +418,11 @@ class Stack:
     def _partition_key(self, stream_arn: str) -> str | None:
         """The partition key (``HASH`` attribute) of the table whose stream is ``stream_arn``
         (``arn:...:table/<name>/stream/<label>``), as DescribeTable gives it; None when it cannot be read."""
-        table = stream_arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
         try:
-            schema = self.client("dynamodb").describe_table(TableName=table)["Table"]["KeySchema"]
+            table = self.client("dynamodb").describe_table(TableName=_table_of_stream(stream_arn))["Table"]
         except ClientError:
             return None
-        return next((str(key["AttributeName"]) for key in schema if key["KeyType"] == "HASH"), None)
+        return next((str(key["AttributeName"]) for key in table["KeySchema"] if key["KeyType"] == "HASH"), None)
 
     def _start_stream_poller(self, mapping: EventSourceMapping) -> StreamPoller:
         """Start the poller of a DynamoDB stream ``mapping`` (its settings: the template event's properties or a
@@ -415,6 +443,7 @@ class Stack:
             enabled=mapping.enabled,
             parallelization_factor=int(source.get("ParallelizationFactor", 1)),
             partition_key=self._partition_key(mapping.event_source_arn),
+            identity_of=self._stream_identities(mapping.event_source_arn),
         )
         mapping.ready = stream.started.is_set
         stream.start()
@@ -469,6 +498,49 @@ class Stack:
 
         threading.Thread(target=stop, name="mapping-delete", daemon=True).start()
 
+    def _start_ttl_sweepers(self, stack: LocalStack) -> None:
+        """A ``local.ttl.TtlSweeper`` per table whose TTL is enabled (none when ``ttl_sweep_seconds`` is 0)."""
+        if self.ttl_sweep_seconds <= 0:
+            return
+        for logical_id, resource in stack.resources.items():
+            if resource["Type"] != "AWS::DynamoDB::Table" or logical_id not in self.physical:
+                continue
+            properties = resource.get("Properties", {})
+            ttl = properties.get("TimeToLiveSpecification") or {}
+            if not ttl.get("Enabled"):
+                continue
+            keys = [key["AttributeName"] for key in properties["KeySchema"]]
+            sweeper = TtlSweeper(
+                self.client("dynamodb"),
+                self.physical[logical_id]["Ref"],
+                keys,
+                str(ttl["AttributeName"]),
+                interval=self.ttl_sweep_seconds,
+                log=_emit,
+            )
+            sweeper.start()
+            self._sweepers[self.physical[logical_id]["Ref"]] = sweeper
+
+    def _stream_identities(self, stream_arn: str) -> Callable[[Mapping[str, Any]], dict[str, str] | None] | None:
+        """What gives the ``userIdentity`` of a record of ``stream_arn`` (its table's TTL sweeper, whichever of the
+        table's streams it is: a new one after a change of view type too), or None."""
+        sweeper = self._sweepers.get(_table_of_stream(stream_arn))
+        return sweeper.identity_of if sweeper is not None else None
+
+    def _event_tap(self, bus: str) -> str:
+        """Create the local tap on ``bus`` (the bus too, when the template did not create it, e.g. a bus named by
+        ``EventBusName`` that exists only on AWS): an SQS queue and a rule sending every job event to it. Returns
+        the queue's URL."""
+        events, sqs = self.client("events"), self.client("sqs")
+        if bus != "default" and not any(b["Name"] == bus for b in events.list_event_buses()["EventBuses"]):
+            events.create_event_bus(Name=bus)
+        url = sqs.create_queue(QueueName=f"jobs-local-{TAP_QUEUE}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = f"jobs-local-{TAP_RULE}"
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [JOB_EVENTS_SOURCE]}))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+        return str(url)
+
     def _on_failure_destination(self, source: Mapping[str, Any]) -> Callable[[str], None] | None:
         """What sends a discarded batch's record to a stream mapping's ``DestinationConfig.OnFailure`` (an SQS
         queue of the template; another kind raises ``UnsupportedTemplate``), or None without one."""
@@ -498,6 +570,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything this stack started."""
+        for sweeper in self._sweepers.values():
+            sweeper.stop()
         for poller in list(self._pollers):  # a mapping's delete may remove its poller meanwhile
             poller.stop()
         if self._gateway is not None:
@@ -563,12 +637,20 @@ def main(argv: list[str] | None = None) -> int:
             "\n".join(
                 [
                     f"Jobs API      http://127.0.0.1:{stack.port}/api/v1/jobs",
-                    f"AWS endpoint  {stack.endpoint}  (moto: SQS, SSM; region {REGION}, any credentials)",
+                    f"AWS endpoint  {stack.endpoint}  (moto: SQS, SSM, EventBridge; region {REGION}, any credentials)",
                     f"Lambda API    http://127.0.0.1:{stack.lambda_port}  (Invoke, event source mappings)",
                     f"DynamoDB      {stack.dynamodb_endpoint}  ({stack.dynamodb_engine()})",
                     "Resources     "
                     + json.dumps({logical: physical["Ref"] for logical, physical in stack.physical.items()}),
                     "AWS CLI       " + aws_cli_environment(stack),
+                    *(
+                        [
+                            f"Job events    {stack.event_tap[0]}  (local tap: every Job State Change on bus "
+                            f"{stack.event_tap[1]}; aws sqs receive-message --queue-url {stack.event_tap[0]})"
+                        ]
+                        if stack.event_tap
+                        else []
+                    ),
                     "Get a token   make token SUB=alice",
                     *cli_usage(stack.port),
                     *(

@@ -64,13 +64,14 @@ def matches(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
     return True
 
 
-def to_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A record from GetRecords as Lambda delivers it (``ApproximateCreationDateTime`` in epoch seconds)."""
+def to_record(record: Mapping[str, Any], stream_arn: str, identity: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A record from GetRecords as Lambda delivers it (``ApproximateCreationDateTime`` in epoch seconds), with
+    ``userIdentity`` when the record has one (GetRecords' own, or ``identity``: TTL's, played locally)."""
     change = dict(record["dynamodb"])
     created = change.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
         change["ApproximateCreationDateTime"] = created.timestamp()
-    return {
+    delivered = {
         "eventID": record["eventID"],
         "eventName": record["eventName"],
         "eventVersion": record.get("eventVersion", "1.1"),
@@ -79,6 +80,10 @@ def to_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
         "dynamodb": change,
         "eventSourceARN": stream_arn,
     }
+    user_identity = record.get("userIdentity") or identity
+    if user_identity:
+        delivered["userIdentity"] = {"type": user_identity["type"], "principalId": user_identity["principalId"]}
+    return delivered
 
 
 def fitted(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -119,6 +124,8 @@ class StreamPoller:
         enabled: set while the mapping is enabled; while it is clear, no shard is read.
         parallelization_factor: the mapping's ``ParallelizationFactor``: concurrent batches per shard (1 to 10).
         partition_key: the table's partition key attribute, which picks a record's lane (with one lane, unused).
+        identity_of: gives a GetRecords record's ``userIdentity`` when the local stack knows it (TTL's deletes,
+            ``local.ttl``), else None.
     """
 
     def __init__(
@@ -139,9 +146,11 @@ class StreamPoller:
         enabled: threading.Event | None = None,
         parallelization_factor: int = 1,
         partition_key: str | None = None,
+        identity_of: Callable[[Mapping[str, Any]], dict[str, str] | None] | None = None,
     ) -> None:
         if not 1 <= parallelization_factor <= 10:
             raise UnsupportedTemplate(f"ParallelizationFactor is 1 to 10, not {parallelization_factor}")
+        self.identity_of = identity_of
         self.streams = streams
         self.stream_arn = stream_arn
         self.pool = pool
@@ -223,7 +232,7 @@ class StreamPoller:
             if response.get("Records"):
                 self._last[shard] = response["Records"][-1]["dynamodb"]["SequenceNumber"]
             records = [
-                to_record(record, self.stream_arn)
+                to_record(record, self.stream_arn, self.identity_of(record) if self.identity_of else None)
                 for record in response.get("Records", [])
                 if not self.patterns or any(matches(pattern, record) for pattern in self.patterns)
             ]

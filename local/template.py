@@ -1,9 +1,11 @@
 """Reads ``template.yaml`` for the local stack: the short-form intrinsic tags, parameters, and the few
 intrinsic functions the local stack resolves (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``).
 
-Anything else met while resolving a value the local stack needs (``Fn::If``, ``Fn::Join``, ``Fn::ImportValue``,
-...) raises ``UnsupportedTemplate`` naming where it was, rather than guessing. Values the local stack never
-needs (IAM policies, conditions) are never resolved.
+``Fn::If`` is resolved too, against the template's ``Conditions`` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``,
+``Fn::Or`` and ``Condition``, over parameters), as is a resource's own ``Condition`` (``Resolver.condition``).
+Anything else met while resolving a value the local stack needs (``Fn::Join``, ``Fn::ImportValue``, ...) raises
+``UnsupportedTemplate`` naming where it was, rather than guessing. Values the local stack never needs (IAM
+policies) are never resolved.
 
 The template's ``Rules`` are evaluated against the parameter values, as CloudFormation does before a deploy
 (``Resolver.broken_rules``), so that the local stack refuses the parameters a deploy would refuse. Only the rule
@@ -178,9 +180,27 @@ class Resolver:
                 if isinstance(argument, list):
                     return self.sub(argument[0], argument[1])
                 return self.sub(argument)
+            if key == "Fn::If":
+                if not isinstance(argument, list) or len(argument) != 3:
+                    raise UnsupportedTemplate(f"Fn::If in {where} takes a condition's name and two values")
+                chosen = argument[1] if self.condition(str(argument[0])) else argument[2]
+                return self.resolve(chosen, where)
             if key.startswith("Fn::") or key == "Condition":
                 raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")
         return {key: self.resolve(item, f"{where}.{key}") for key, item in value.items()}
+
+    def condition(self, name: str) -> bool:
+        """The value of the template's condition ``name`` for these parameter values, as CloudFormation
+        evaluates ``Conditions`` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Condition`` and ``Ref`` to
+        a parameter).
+
+        Raises:
+            UnsupportedTemplate: an unknown condition, or a function the local stack does not evaluate.
+        """
+        conditions = self.template.get("Conditions") or {}
+        if name not in conditions:
+            raise UnsupportedTemplate(f"unknown condition {name}")
+        return self._rule_condition(conditions[name], f"Conditions.{name}", in_conditions=True)
 
     def broken_rules(self) -> list[str]:
         """The ``AssertDescription`` of every assertion of the template's ``Rules`` that fails for these parameter
@@ -202,14 +222,15 @@ class Resolver:
                     broken.append(str(assertion.get("AssertDescription") or f"{where} assertion {index} failed"))
         return broken
 
-    def _rule_condition(self, value: Any, where: str) -> bool:
-        result = self._rule_value(value, where)
+    def _rule_condition(self, value: Any, where: str, *, in_conditions: bool = False) -> bool:
+        result = self._rule_value(value, where, in_conditions=in_conditions)
         if not isinstance(result, bool):
             raise UnsupportedTemplate(f"{where} is not a condition (true or false)")
         return result
 
-    def _rule_value(self, value: Any, where: str) -> Any:
-        """A value inside a rule: ``Ref`` to a parameter, ``Fn::Equals``, ``Fn::Not``, or a literal."""
+    def _rule_value(self, value: Any, where: str, *, in_conditions: bool = False) -> Any:
+        """A value inside a rule or (``in_conditions``) a condition: ``Ref`` to a parameter, ``Fn::Equals``,
+        ``Fn::Not``, ``Fn::And``, ``Fn::Or`` (2 to 10 conditions), ``Condition`` (conditions only), or a literal."""
         if not isinstance(value, dict):
             if isinstance(value, list):
                 raise UnsupportedTemplate(f"{where}: a list outside a rule function is not emulated")
@@ -224,9 +245,15 @@ class Resolver:
         if key == "Fn::Equals":
             if not isinstance(argument, list) or len(argument) != 2:
                 raise UnsupportedTemplate(f"{where}: Fn::Equals takes two values")
-            return self._rule_value(argument[0], where) == self._rule_value(argument[1], where)
+            first = self._rule_value(argument[0], where, in_conditions=in_conditions)
+            return first == self._rule_value(argument[1], where, in_conditions=in_conditions)
         if key == "Fn::Not":
             if not isinstance(argument, list) or len(argument) != 1:
                 raise UnsupportedTemplate(f"{where}: Fn::Not takes a list of one condition")
-            return not self._rule_condition(argument[0], where)
+            return not self._rule_condition(argument[0], where, in_conditions=in_conditions)
+        if key in ("Fn::And", "Fn::Or") and isinstance(argument, list) and 2 <= len(argument) <= 10:
+            values = [self._rule_condition(item, where, in_conditions=in_conditions) for item in argument]
+            return all(values) if key == "Fn::And" else any(values)
+        if key == "Condition" and isinstance(argument, str) and in_conditions:  # rules cannot name conditions
+            return self.condition(argument)
         raise UnsupportedTemplate(f"{key} in {where} is not emulated by the local stack")

@@ -255,8 +255,18 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+    assert actions("PublishJobEventsFunctionRole") == {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "events:PutEvents",  # on exactly the bus it publishes to (test_template_events.py)
+        "sqs:SendMessage",  # the mapping's on-failure destination
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
     roles = [name for name, resource in RESOURCES.items() if resource["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == 5
+    assert len(roles) == 6
     for role in roles:
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
@@ -373,9 +383,9 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
 def test_an_intrinsic_the_local_stack_does_not_emulate_fails_loudly(moto: Any, tmp_path: Path) -> None:
     changed = tmp_path / "template.yaml"
     text = (ROOT / "template.yaml").read_text()
-    changed.write_text(text.replace("VisibilityTimeout: 180", "VisibilityTimeout: !If [UseJwtSecret, 180, 240]"))
+    changed.write_text(text.replace("VisibilityTimeout: 180", "VisibilityTimeout: !Select [0, [180, 240]]"))
 
-    with pytest.raises(UnsupportedTemplate, match=r"Fn::If in JobsQueue"):
+    with pytest.raises(UnsupportedTemplate, match=r"Fn::Select in JobsQueue"):
         LocalStack(changed, moto).create_all()
 
 

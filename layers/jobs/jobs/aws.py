@@ -1,8 +1,8 @@
 """AWS clients, created on first use and cached per process, and the mapping of transient AWS errors.
 
-Only ``store`` and ``queue`` (and ``auth`` for the secret, through powertools) use this module. Clients follow
-the standard AWS SDK configuration, including ``AWS_ENDPOINT_URL``, which is how the local stack points the same
-code at moto's server.
+Only ``store``, ``queue``, ``streams`` and ``events`` (and ``auth`` for the secret, through powertools) use this
+module. Clients follow the standard AWS SDK configuration, including ``AWS_ENDPOINT_URL``, which is how the local
+stack points the same code at moto's server.
 
 Cold start matters here (``bench/``, benchmark 1): every client comes from one botocore session per process, so
 botocore reads its endpoint data, partitions and defaults once, not once per client; a request creates only the
@@ -91,6 +91,7 @@ _SESSION_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE",
     "AWS_ENDPOINT_URL_SQS",
     "AWS_ENDPOINT_URL_SSM",
 )

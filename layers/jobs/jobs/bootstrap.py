@@ -129,6 +129,7 @@ def reset() -> None:
         settings.idempotency_settings,
         settings.consumer_settings,
         settings.auth_settings,
+        settings.event_settings,
         settings.job_type_settings,
     ):
         cached.cache_clear()

@@ -144,6 +144,15 @@ class ConsumerSettings(BaseSettings):
         return tuple(dict.fromkeys((*self.source_queue_urls, *extra)))
 
 
+class EventSettings(BaseSettings):
+    """Where Job State Change events go: ``JOBS_EVENT_BUS_NAME``, the EventBridge bus's name or ARN (the stack's
+    own bus, or the one the template parameter ``EventBusName`` names)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
+
+    event_bus_name: str = Field(min_length=1, max_length=1600)
+
+
 class JobTypeSettings(BaseSettings):
     """Which job types a function serves beyond the built-in ones.
 
@@ -283,6 +292,12 @@ def idempotency_settings() -> IdempotencySettings:
 def consumer_settings() -> ConsumerSettings:
     """The cached ``ConsumerSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return ConsumerSettings()
+
+
+@cache
+def event_settings() -> EventSettings:
+    """The cached ``EventSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
+    return EventSettings()
 
 
 @cache
