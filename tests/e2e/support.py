@@ -190,6 +190,19 @@ class RunningStack:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+def submit_noop(process: StackProcess, title: str, *, secret: str, owner: str = "alice") -> str:
+    """Submit a ``noop`` job to a stack started with ``secret``, as ``owner``; its id (the answer must be a 201)."""
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{process.base_url}/api/v1/jobs",
+        data=json.dumps({"title": title, "type": "noop"}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {sign(owner, secret=secret)}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        assert response.status == 201
+        return str(json.loads(response.read())["job_id"])
+
+
 def token(sub: str) -> str:
     """A token the session's stack accepts for ``sub``."""
     return sign(sub, secret=SECRET)

@@ -24,8 +24,7 @@ from jobs.models import JobCreate
 from jobs.service import JobService
 from jobs.store import InMemoryJobStore, job_to_item
 from local import invoke
-from tests.e2e.support import RunningStack, StackProcess, running_stack, token
-from tests.helpers import sign
+from tests.e2e.support import RunningStack, StackProcess, running_stack, submit_noop, token
 
 pytestmark = pytest.mark.e2e
 
@@ -111,17 +110,7 @@ def broken_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProc
 
 
 def submit(process: StackProcess, title: str) -> str:
-    import urllib.request
-
-    request = urllib.request.Request(  # noqa: S310 - loopback only
-        f"{process.base_url}/api/v1/jobs",
-        data=json.dumps({"title": title, "type": "noop"}).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {sign('alice', secret=SECRET)}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
-        assert response.status == 201
-        return str(json.loads(response.read())["job_id"])
+    return submit_noop(process, title, secret=SECRET)
 
 
 def discarded(process: StackProcess) -> int:

@@ -25,8 +25,7 @@ from botocore.exceptions import ClientError
 
 from local import dynamodb_local, invoke
 from local.upgrade import upgrade_stream_view
-from tests.e2e.support import StackProcess, running_stack, short_template
-from tests.helpers import sign
+from tests.e2e.support import StackProcess, running_stack, short_template, submit_noop
 
 pytestmark = pytest.mark.e2e
 
@@ -60,17 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 
 def submit(process: StackProcess, title: str) -> str:
-    import urllib.request
-
-    request = urllib.request.Request(  # noqa: S310 - loopback only
-        f"{process.base_url}/api/v1/jobs",
-        data=json.dumps({"title": title, "type": "noop"}).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {sign('alice', secret=SECRET)}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
-        assert response.status == 201
-        return str(json.loads(response.read())["job_id"])
+    return submit_noop(process, title, secret=SECRET)
 
 
 def job(process: StackProcess, job_id: str) -> dict[str, Any]:

@@ -89,9 +89,8 @@ class Recorder:
             self.active = False
 
 
-@pytest.fixture
-def recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    found = Recorder(aws.physical)
+def recording(found: Recorder, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """``found``, registered on every botocore client created from now on (the test's)."""
     create_client = botocore.session.Session.create_client
 
     def hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -101,6 +100,11 @@ def recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     monkeypatch.setattr(botocore.session.Session, "create_client", hooked)
     return found
+
+
+@pytest.fixture
+def recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    return recording(Recorder(aws.physical), monkeypatch)
 
 
 def granted(generated: dict[str, Any], role: str) -> set[tuple[str, str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-import botocore.session
 import pytest
 
 from jobs.models import JobCreate, JobError, JobStatus
@@ -18,7 +17,7 @@ from jobs.store import DynamoJobStore
 from local.streams import to_record
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_function
-from tests.integration.test_iam_actions import Recorder, granted, platform
+from tests.integration.test_iam_actions import Recorder, granted, platform, recording
 
 
 class EventsRecorder(Recorder):
@@ -38,16 +37,7 @@ class EventsRecorder(Recorder):
 @pytest.fixture
 def events_recorder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """As test_iam_actions.py's ``recorder``, with the bus named."""
-    found = EventsRecorder(aws.physical)
-    create_client = botocore.session.Session.create_client
-
-    def hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = create_client(self, *args, **kwargs)
-        client.meta.events.register("provide-client-params", found)
-        return client
-
-    monkeypatch.setattr(botocore.session.Session, "create_client", hooked)
-    return found
+    return recording(EventsRecorder(aws.physical), monkeypatch)
 
 
 def granted_with_the_stacks_own_bus(generated: dict[str, Any], role: str) -> set[tuple[str, str]]:

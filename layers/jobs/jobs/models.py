@@ -240,12 +240,32 @@ def json_bytes(value: object) -> int:
 _STATUS_NAME = re.compile(r"[A-Z][A-Z_]{0,31}")
 
 
+class OpenEnum(StrEnum):
+    """A string enum open to values a later version adds: an unknown name (upper case and ``_``, at most 32
+    characters) reads as a pseudo-member of its own name, not an error, so readers of stored items keep working;
+    ``is_known`` tells the values this version defines (iteration yields only those)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
+            member = str.__new__(cls, value)
+            member._name_ = value
+            member._value_ = value
+            return member
+        return None
+
+    @property
+    def is_known(self) -> bool:
+        """True for the values this version defines."""
+        return self._name_ in type(self).__members__
+
+
 # The set is open: a status this version does not know (written by a newer version, or met after a rollback) is
 # read as a pseudo-member of its own name (``JobStatus("PAUSED")``), not an error, so that every reader (the API's
 # item parsing, the client, the command line) keeps working when statuses are added. Such a status is neither
 # known nor terminal; ``Job.is_finished`` tells whether the job reached its end (``finished_at`` is set then).
 # Requests still name known statuses only (``KnownStatus``). The docstring is the OpenAPI document's description.
-class JobStatus(StrEnum):
+class JobStatus(OpenEnum):
     """Where a job is in its lifecycle: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED. Later versions may add
     statuses: a job in a status you do not know is finished when its finished_at is set."""
 
@@ -255,31 +275,10 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 
-    @classmethod
-    def _missing_(cls, value: object) -> JobStatus | None:
-        member: JobStatus | None = _open_member(cls, value)
-        return member
-
-    @property
-    def is_known(self) -> bool:
-        """True for the statuses this version defines (iteration yields only those)."""
-        return self._name_ in type(self).__members__
-
     @property
     def is_terminal(self) -> bool:
         """True for the known final statuses (SUCCEEDED, FAILED, CANCELLED), which never change again."""
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-def _open_member(cls: type[StrEnum], value: object) -> Any:
-    """A pseudo-member of an open enum for a name a later version added (``_NAME``: upper case and ``_``, at most
-    32 characters), so readers of stored items keep working; None (a ValueError) for anything else."""
-    if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
-        member = str.__new__(cls, value)
-        member._name_ = value
-        member._value_ = value
-        return member
-    return None
 
 
 def _known_status(status: JobStatus) -> JobStatus:
@@ -310,23 +309,13 @@ OpenStatus = Annotated[
 ]
 
 
-class JobPriority(StrEnum):
+class JobPriority(OpenEnum):
     """Which queue a job waits in: HIGH has consumer capacity of its own, NORMAL is the default, LOW waits behind
     the others' capacity. Later versions may add levels: a job of a level you do not know runs like any other."""
 
     HIGH = "HIGH"
     NORMAL = "NORMAL"
     LOW = "LOW"
-
-    @classmethod
-    def _missing_(cls, value: object) -> JobPriority | None:
-        member: JobPriority | None = _open_member(cls, value)
-        return member
-
-    @property
-    def is_known(self) -> bool:
-        """True for the levels this version defines."""
-        return self._name_ in type(self).__members__
 
 
 def _known_priority(priority: JobPriority) -> JobPriority:
