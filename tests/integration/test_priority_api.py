@@ -18,6 +18,7 @@ from local.resources import LocalStack
 from local.stack import parse_overrides
 from tests.conftest import Aws
 from tests.helpers import ROOT, FakeLambdaContext, api_event, load_event, load_function, sign
+from tests.integration.test_api_handler import call
 
 SEED = load_event("seed-payload.json")
 #: The queue of each level (logical ids of template.yaml).
@@ -27,12 +28,6 @@ QUEUES = {"HIGH": "JobsHighPriorityQueue", "NORMAL": "JobsQueue", "LOW": "JobsLo
 @pytest.fixture
 def api(aws: Aws) -> ModuleType:
     return load_function("api")
-
-
-def call(api: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    response = api.lambda_handler(event, FakeLambdaContext())
-    body = response.get("body")
-    return response["statusCode"], response.get("headers", {}), json.loads(body) if body else None
 
 
 def post(api: ModuleType, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, str], Any]:
