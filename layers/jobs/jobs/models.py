@@ -354,7 +354,8 @@ def _rfc3339(value: object) -> object:
     """An RFC 3339 timestamp as an aware UTC ``datetime`` truncated to milliseconds (the stored precision).
 
     Raises:
-        ValueError: not a string in RFC 3339's ``date-time`` form, or no such time (February 30).
+        ValueError: not a string in RFC 3339's ``date-time`` form, or no such time (February 30, or a time whose
+            offset moves it out of Python's years 1 to 9999 in UTC).
     """
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -370,7 +371,7 @@ def _rfc3339(value: object) -> object:
         seconds = seconds.replace(":60", ":59")  # a leap second: the last whole second before it
         try:
             moment = datetime.fromisoformat(f"{date}T{seconds}{dot}{fraction[:6]}{sign}{offset}").astimezone(UTC)
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:  # OverflowError: the offset moves it out of years 1 to 9999
             raise ValueError(f"no such time: {error}") from None
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
