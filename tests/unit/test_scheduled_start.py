@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -353,8 +353,20 @@ def test_not_before_with_an_offset_is_kept_in_utc_to_the_millisecond(text: str, 
         None,
         "0001-01-01T00:00:00+01:00",
         "9999-12-31T23:59:59-01:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
     ],
-    ids=["date only", "no offset", "a number", "Feb 30", "empty", "words", "null", "before year 1", "after 9999"],
+    ids=[
+        "date only",
+        "no offset",
+        "a number",
+        "Feb 30",
+        "empty",
+        "words",
+        "null",
+        "before year 1",
+        "after 9999",
+        "a datetime before year 1",
+    ],
 )
 def test_a_malformed_not_before_is_refused(value: Any) -> None:
     from pydantic import ValidationError

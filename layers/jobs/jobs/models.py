@@ -360,7 +360,10 @@ def _rfc3339(value: object) -> object:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a time needs an offset (Z for UTC)")
-        moment = value.astimezone(UTC)
+        try:
+            moment = value.astimezone(UTC)
+        except OverflowError as error:  # the offset moves it out of years 1 to 9999
+            raise ValueError(f"no such time: {error}") from None
     else:
         if not isinstance(value, str) or not _RFC3339.fullmatch(value):
             raise ValueError("not an RFC 3339 date-time with an offset, such as 2026-12-01T09:00:00Z")
