@@ -8,11 +8,12 @@ be rehearsed:
 2. ``UpdateTable`` enables a stream with the new view: a new stream, with a new ARN ("When you modify the
    StreamViewType property, DynamoDB creates a new stream", CloudFormation's AWS::DynamoDB::Table
    StreamSpecification). Items written between 1 and 2 get no stream record at all;
-3. Lambda ``CreateEventSourceMapping``: the mapping is replaced, since its ``EventSourceArn`` changes; the new one
-   has the old one's settings (the template's), on the new stream;
-4. Lambda ``DeleteEventSourceMapping`` of the old mapping, in CloudFormation's cleanup phase. Until then the old
-   mapping keeps reading the disabled stream's remaining records, as Lambda does; what it has not relayed by then
-   never is.
+3. Lambda ``CreateEventSourceMapping``: every mapping on the stream (the relay's and the events publisher's) is
+   replaced, since its ``EventSourceArn`` changes; each new one has the old one's settings (the template's), on
+   the new stream;
+4. Lambda ``DeleteEventSourceMapping`` of the old mappings, in CloudFormation's cleanup phase. Until then each old
+   mapping keeps reading the disabled stream's remaining records, as Lambda does; what it has not relayed (or
+   published) by then never is.
 
 Afterwards run the reconciler (``make reconcile AFTER=60``; README, "Upgrading a deployed stack"): it re-sends the
 messages of the jobs written during the gap. ``--pause`` waits for Enter after each step.
@@ -81,8 +82,8 @@ def upgrade_stream_view(
     say: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Change ``table``'s stream view to ``view_type`` as CloudFormation does (the module's steps 1-4), replacing
-    ``function``'s mapping on the table's stream. ``pause(step)`` is called after each step (``"disabled"``,
-    ``"enabled"``, ``"created"``, ``"deleted"``); ``say`` reports each.
+    every mapping on the table's stream (``function``'s, which must exist, first). ``pause(step)`` is called after
+    each step (``"disabled"``, ``"enabled"``, ``"created"``, ``"deleted"``); ``say`` reports each.
 
     Args:
         dynamodb: a boto3 DynamoDB client (the stack's endpoint).
@@ -90,7 +91,8 @@ def upgrade_stream_view(
         view_type: one of ``STREAM_VIEW_TYPES``.
 
     Returns:
-        ``{"old_stream_arn", "new_stream_arn", "old_mapping", "new_mapping"}`` (ARNs and mapping UUIDs).
+        ``{"old_stream_arn", "new_stream_arn", "old_mapping", "new_mapping"}`` (ARNs, and ``function``'s mapping
+        UUIDs).
 
     Raises:
         UpgradeError: the view is already ``view_type``, the table has no enabled stream, the function has no
@@ -106,10 +108,13 @@ def upgrade_stream_view(
     if specification.get("StreamViewType") == view_type:
         raise UpgradeError(f"{table}'s stream is already {view_type}")
     old_arn = description["LatestStreamArn"]
-    mappings = lambda_client.list_event_source_mappings(FunctionName=function, EventSourceArn=old_arn)
-    old = next(iter(mappings["EventSourceMappings"]), None)
+    # Every reader of the stream (the relay and the events publisher): CloudFormation replaces each mapping whose
+    # EventSourceArn is the table's StreamArn, not one function's.
+    readers = lambda_client.list_event_source_mappings(EventSourceArn=old_arn)["EventSourceMappings"]
+    old = next((m for m in readers if m["FunctionArn"].rsplit(":", 1)[-1] == function), None)
     if old is None:
         raise UpgradeError(f"{function} has no event source mapping on {old_arn}")
+    readers = [old, *(m for m in readers if m["UUID"] != old["UUID"])]
 
     dynamodb.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
     _until(_table_active(dynamodb, table), f"{table} ACTIVE after disabling its stream")
@@ -122,31 +127,40 @@ def upgrade_stream_view(
     say(f"2. enabled a new stream {new_arn} ({view_type})")
     pause("enabled")
 
-    settings = {key: old[key] for key in COPIED_SETTINGS if key in old}
-    settings["FunctionName"] = settings.pop("FunctionArn")
-    created = lambda_client.create_event_source_mapping(EventSourceArn=new_arn, **settings)
-    new_uuid = created["UUID"]
+    created_uuids = []
+    for reader in readers:
+        settings = {key: reader[key] for key in COPIED_SETTINGS if key in reader}
+        settings["FunctionName"] = settings.pop("FunctionArn")
+        created = lambda_client.create_event_source_mapping(EventSourceArn=new_arn, **settings)
+        new_uuid = created["UUID"]
+        created_uuids.append(new_uuid)
 
-    def enabled() -> bool:
-        return bool(lambda_client.get_event_source_mapping(UUID=new_uuid)["State"] == "Enabled")
+        def enabled(uuid: str = new_uuid) -> bool:
+            return bool(lambda_client.get_event_source_mapping(UUID=uuid)["State"] == "Enabled")
 
-    _until(enabled, f"the new mapping {new_uuid} Enabled")
-    say(f"3. created the mapping {new_uuid} on the new stream ({created['State']}, then Enabled)")
+        _until(enabled, f"the new mapping {new_uuid} Enabled")
+        say(f"3. created the mapping {new_uuid} of {settings['FunctionName']} on the new stream (then Enabled)")
     pause("created")
 
-    lambda_client.delete_event_source_mapping(UUID=old["UUID"])
+    for reader in readers:
+        lambda_client.delete_event_source_mapping(UUID=reader["UUID"])
 
-    def gone() -> bool:
-        try:
-            lambda_client.get_event_source_mapping(UUID=old["UUID"])
-        except ClientError as error:
-            return bool(error.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
-        return False
+        def gone(uuid: str = reader["UUID"]) -> bool:
+            try:
+                lambda_client.get_event_source_mapping(UUID=uuid)
+            except ClientError as error:
+                return bool(error.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
+            return False
 
-    _until(gone, f"the old mapping {old['UUID']} deleted")
-    say(f"4. deleted the old mapping {old['UUID']} (Deleting, then gone)")
+        _until(gone, f"the old mapping {reader['UUID']} deleted")
+        say(f"4. deleted the old mapping {reader['UUID']} (Deleting, then gone)")
     pause("deleted")
-    return {"old_stream_arn": old_arn, "new_stream_arn": new_arn, "old_mapping": old["UUID"], "new_mapping": new_uuid}
+    return {
+        "old_stream_arn": old_arn,
+        "new_stream_arn": new_arn,
+        "old_mapping": old["UUID"],
+        "new_mapping": created_uuids[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,14 +178,18 @@ def parse_not_before(text: str | None, now: datetime | None = None) -> str | Non
     API's to apply (a 422).
 
     Raises:
-        typer.BadParameter: anything else (a time without an offset, a date alone, ``10m`` without ``+``).
+        typer.BadParameter: anything else (a time without an offset, a date alone, ``10m`` without ``+``, a
+            relative time past the year 9999).
     """
     if text is None:
         return None
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        return format_timestamp((now or datetime.now(UTC)) + timedelta(seconds=amount * _UNIT_SECONDS[unit]))
+        try:
+            return format_timestamp((now or datetime.now(UTC)) + timedelta(seconds=amount * _UNIT_SECONDS[unit]))
+        except OverflowError:  # past the year 9999 (+9999999d)
+            raise typer.BadParameter("is past the year 9999; the API takes at most 7 days ahead") from None
     try:
         return format_timestamp(START_TIME.validate_python(text.strip()))
     except ValidationError:

@@ -214,7 +214,8 @@ def start_time(value: datetime | str) -> str:
 
     Raises:
         ValidationFailed: a naive ``datetime`` (no ``tzinfo``): which zone it means is unknown, so it is refused
-            rather than guessed; ``errors`` names ``["body", "not_before"]``.
+            rather than guessed; ``errors`` names ``["body", "not_before"]``. (An aware one outside years 1 to
+            9999 in UTC is refused by ``submit``'s check, as the API refuses it.)
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
@@ -231,7 +232,10 @@ def start_time(value: datetime | str) -> str:
                     }
                 ],
             )
-        return value.astimezone(UTC).isoformat()
+        try:
+            return value.astimezone(UTC).isoformat()
+        except OverflowError:  # its offset moves it out of years 1 to 9999 in UTC: sent as is, JobCreate refuses it
+            return value.isoformat()
     return value
 
 

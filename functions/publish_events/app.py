@@ -8,7 +8,8 @@ throttling, no time left) is reported by its sequence number (partial batch resp
 which were not tried, and the mapping gives them back; an event put before a failure in the same call may be put
 again, with the same ``version``. Retries are bounded (``MaximumRetryAttempts``, ``MaximumRecordAgeInSeconds``),
 and a batch past them goes, as coordinates, to the on-failure queue (``JobEventsDiscardedBatchesQueue``) that an
-alarm watches: those events are lost, and the README says how to replay them from the stream within 24 hours.
+alarm watches: those events are lost. Nothing replays them (the reconciler replays only the relay's batches); the
+stream still holds the records for 24 hours, as the README says.
 
 Each event is logged at INFO (job id, owner, status, previous status, version, event id; never the payload).
 """

@@ -141,6 +141,9 @@ def test_the_stream_view_upgrade_loses_no_job_once_the_reconciler_has_run(
     with pytest.raises(ClientError) as gone:
         lambda_client.get_event_source_mapping(UUID=switched["old_mapping"])
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # The stream's other reader moved with it, as CloudFormation replaces every mapping on the stream.
+    publisher = lambda_client.list_event_source_mappings(FunctionName="PublishJobEventsFunction")
+    assert [m["EventSourceArn"] for m in publisher["EventSourceMappings"]] == [switched["new_stream_arn"]]
 
     relayed = [job_id for when in ("before", "late", "right after", "after") for job_id in jobs[when]]
     until_succeeded(stack, relayed)

@@ -382,6 +382,8 @@ def test_submit_with_a_relative_not_before_sends_a_time_that_far_ahead() -> None
         ("--not-before", "2026-12-01"),
         ("--not-before", "10m"),
         ("--not-before", "+10w"),
+        ("--not-before", "+9999999d"),  # past the year 9999
+        ("--not-before", "0001-01-01T00:00:00+01:00"),  # before the year 1 in UTC
         ("--priority", "URGENT"),
     ],
 )

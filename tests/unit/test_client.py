@@ -595,6 +595,16 @@ def test_a_naive_not_before_is_refused_before_sending() -> None:
     assert "timezone" in error["msg"]
 
 
+def test_a_not_before_outside_years_1_to_9999_in_utc_is_refused_before_sending() -> None:
+    client, api, _ = scripted_client()
+
+    with pytest.raises(ValidationFailed) as raised:
+        client.submit("Audit", not_before=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+
+    assert api.requests == []
+    assert [error["loc"] for error in raised.value.errors] == [["body", "not_before"]]
+
+
 @pytest.mark.parametrize(
     ("fields", "where"),
     [

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -314,6 +314,18 @@ def test_a_past_not_before_starts_at_once() -> None:
     assert ran.started_at == clock()
 
 
+def test_a_not_before_at_the_start_of_year_1_runs_on_a_later_receive_too() -> None:
+    # The earliest time a request may name: a retry's receive (count 2) must not overflow the early-receive check.
+    clock = Clock()
+    service, _queue = make_service(clock)
+    earliest = JobCreate.model_validate({"title": "x", "type": "noop", "not_before": "0001-01-01T00:00:00Z"})
+    job = service.create_job("alice", earliest)
+    delivery = Delivery(receive_count=2, first_received_at=clock(), not_before=job.not_before)
+    ran = service.run_job(_message(job), delivery)
+    assert ran is not None
+    assert ran.status == JobStatus.SUCCEEDED
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -331,8 +343,30 @@ def test_not_before_with_an_offset_is_kept_in_utc_to_the_millisecond(text: str, 
 
 @pytest.mark.parametrize(
     "value",
-    ["2026-12-01", "2026-12-01T09:00:00", 1764579600, "2026-02-30T09:00:00Z", "", "tomorrow", None],
-    ids=["date only", "no offset", "a number", "Feb 30", "empty", "words", "null"],
+    [
+        "2026-12-01",
+        "2026-12-01T09:00:00",
+        1764579600,
+        "2026-02-30T09:00:00Z",
+        "",
+        "tomorrow",
+        None,
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    ],
+    ids=[
+        "date only",
+        "no offset",
+        "a number",
+        "Feb 30",
+        "empty",
+        "words",
+        "null",
+        "before year 1",
+        "after 9999",
+        "a datetime before year 1",
+    ],
 )
 def test_a_malformed_not_before_is_refused(value: Any) -> None:
     from pydantic import ValidationError

@@ -6,8 +6,8 @@ publishes an event only when the job's status changed:
 
 - ``INSERT``: the job was created (``status`` QUEUED, ``previous_status`` null);
 - ``MODIFY`` whose old and new images hold different statuses (RUNNING, SUCCEEDED, FAILED, CANCELLED, or QUEUED
-  again for a retry or a continuation handed back); a write that keeps the status (progress, a checkpoint, a
-  lease taken over, ``reconciled_at``, ``cancel_requested_at``, ``expires_at``) publishes nothing;
+  again for a retry); a write that keeps the status (progress, a checkpoint, a continuation, which stays RUNNING
+  released, a lease taken over, ``reconciled_at``, ``cancel_requested_at``, ``expires_at``) publishes nothing;
 - ``REMOVE``: the job was deleted: ``status`` ``DELETED`` (a status of events only: the job is gone, GET answers
   404), ``previous_status`` its last status, and ``deleted_by`` ``expiry`` when DynamoDB's TTL deleted it (the
   record's ``userIdentity`` is ``{"type": "Service", "principalId": "dynamodb.amazonaws.com"}``: "Time to Live

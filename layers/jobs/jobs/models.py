@@ -343,12 +343,16 @@ def _rfc3339(value: object) -> object:
     """An RFC 3339 timestamp as an aware UTC ``datetime`` truncated to milliseconds (the stored precision).
 
     Raises:
-        ValueError: not a string in RFC 3339's ``date-time`` form, or no such time (February 30).
+        ValueError: not a string in RFC 3339's ``date-time`` form, or no such time (February 30, or a time whose
+            offset moves it out of Python's years 1 to 9999 in UTC).
     """
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a time needs an offset (Z for UTC)")
-        moment = value.astimezone(UTC)
+        try:
+            moment = value.astimezone(UTC)
+        except OverflowError as error:  # the offset moves it out of years 1 to 9999
+            raise ValueError(f"no such time: {error}") from None
     else:
         if not isinstance(value, str) or not _RFC3339.fullmatch(value):
             raise ValueError("not an RFC 3339 date-time with an offset, such as 2026-12-01T09:00:00Z")
@@ -359,7 +363,7 @@ def _rfc3339(value: object) -> object:
         seconds = seconds.replace(":60", ":59")  # a leap second: the last whole second before it
         try:
             moment = datetime.fromisoformat(f"{date}T{seconds}{dot}{fraction[:6]}{sign}{offset}").astimezone(UTC)
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:  # OverflowError: the offset moves it out of years 1 to 9999
             raise ValueError(f"no such time: {error}") from None
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 

@@ -971,7 +971,8 @@ class Delivery:
             self.not_before is not None
             and self.receive_count > 1
             and self.first_received_at is not None
-            and self.first_received_at < self.not_before - timedelta(seconds=CLOCK_SKEW_SECONDS)
+            # Added on the receive's side: not_before may be 0001-01-01, where a subtraction overflows.
+            and self.first_received_at + timedelta(seconds=CLOCK_SKEW_SECONDS) < self.not_before
         )
 
     def hold_seconds(self, now: datetime, wait: int) -> int | None:
