@@ -415,15 +415,6 @@ class Stack:
         self.lambda_port = self._lambda_api.port
         self._lambda_api.start()
 
-    def _partition_key(self, stream_arn: str) -> str | None:
-        """The partition key (``HASH`` attribute) of the table whose stream is ``stream_arn``
-        (``arn:...:table/<name>/stream/<label>``), as DescribeTable gives it; None when it cannot be read."""
-        try:
-            table = self.client("dynamodb").describe_table(TableName=_table_of_stream(stream_arn))["Table"]
-        except ClientError:
-            return None
-        return next((str(key["AttributeName"]) for key in table["KeySchema"] if key["KeyType"] == "HASH"), None)
-
     def _start_stream_poller(self, mapping: EventSourceMapping) -> StreamPoller:
         """Start the poller of a DynamoDB stream ``mapping`` (its settings: the template event's properties or a
         CreateEventSourceMapping request's fields, which share their names but the stream's)."""
@@ -442,7 +433,6 @@ class Stack:
             on_failure=self._on_failure_destination(source),
             enabled=mapping.enabled,
             parallelization_factor=int(source.get("ParallelizationFactor", 1)),
-            partition_key=self._partition_key(mapping.event_source_arn),
             identity_of=self._stream_identities(mapping.event_source_arn),
         )
         mapping.ready = stream.started.is_set

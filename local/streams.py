@@ -15,11 +15,12 @@ Amazon DynamoDB event source mappings"; "Retaining discarded records for a Dynam
 - a batch is cut short where its event would pass Lambda's 6 MB synchronous payload limit (``fitted``).
 
 ``ParallelizationFactor`` (1 to 10) processes that many batches of a shard at once, each record going to the lane
-of its partition key's hash, so records with the same partition key stay in order and no other key waits behind
-them ("Lambda parameters for Amazon DynamoDB event source mappings": "Lambda ... ensures in-order processing at the
-partition-key level"). With more than one lane the reader reads ahead into the lanes (at most
-``READ_AHEAD_RECORDS`` records held), as Lambda's poller feeds its concurrent batches; each lane retries, splits and
-discards on its own.
+of its item's keys (partition and sort key), so one item's records stay in order, which is the order Lambda keeps
+for a DynamoDB stream with concurrent batches (the Lambda developer guide keeps order "at the partition-key level"
+for Kinesis, and for DynamoDB at the item's, partition and sort key; this plays the narrower of the two, so records
+of different items of one partition key may be processed out of order here as they may be on AWS). With more than
+one lane the reader reads ahead into the lanes (at most ``READ_AHEAD_RECORDS`` records held), as Lambda's poller
+feeds its concurrent batches; each lane retries, splits and discards on its own.
 """
 
 from __future__ import annotations
@@ -123,7 +124,6 @@ class StreamPoller:
         retry_pause_seconds: the pause before a retry.
         enabled: set while the mapping is enabled; while it is clear, no shard is read.
         parallelization_factor: the mapping's ``ParallelizationFactor``: concurrent batches per shard (1 to 10).
-        partition_key: the table's partition key attribute, which picks a record's lane (with one lane, unused).
         identity_of: gives a GetRecords record's ``userIdentity`` when the local stack knows it (TTL's deletes,
             ``local.ttl``), else None.
     """
@@ -145,7 +145,6 @@ class StreamPoller:
         retry_pause_seconds: float = 1.0,
         enabled: threading.Event | None = None,
         parallelization_factor: int = 1,
-        partition_key: str | None = None,
         identity_of: Callable[[Mapping[str, Any]], dict[str, str] | None] | None = None,
     ) -> None:
         if not 1 <= parallelization_factor <= 10:
@@ -173,7 +172,6 @@ class StreamPoller:
         self._last: dict[str, str] = {}  # the last sequence number read, per shard
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
         self.parallelization_factor = parallelization_factor
-        self.partition_key = partition_key
         self._lanes: dict[tuple[str, int], _Lane] = {}
 
     def start(self) -> None:
@@ -242,14 +240,13 @@ class StreamPoller:
         return delivered
 
     def _deliver(self, shard: str, records: list[dict[str, Any]]) -> int:
-        """Deliver one page of a shard's records: at once, in order, with one lane; else into each record's lane
-        (returns the records handed over)."""
+        """Deliver one page of a shard's records: at once, in order, with one lane; else into the lane of each
+        record's item (the hash of its keys; returns the records handed over)."""
         if self.parallelization_factor == 1:
             return self._drain(shard, records)
         for record in records:
-            key = record["dynamodb"].get("Keys", {})
-            value = key.get(self.partition_key) if self.partition_key else key
-            index = zlib.crc32(json.dumps(value, sort_keys=True).encode()) % self.parallelization_factor
+            keys = json.dumps(record["dynamodb"].get("Keys", {}), sort_keys=True)
+            index = zlib.crc32(keys.encode()) % self.parallelization_factor
             lane = self._lanes.get((shard, index))
             if lane is None:
                 lane = self._lanes[(shard, index)] = _Lane(self, shard)
