@@ -96,6 +96,15 @@ def test_the_local_stack_resolves_the_bus_as_cloudformation_would(bus_parameter:
         assert ("JobEventsBus" in physical) is (bus_parameter == "")
 
 
+@pytest.mark.parametrize("bus_parameter", ["default", "arn:aws:events:us-east-1:123456789012:event-bus/x", "a b"])
+def test_the_accounts_default_bus_or_a_bus_arn_is_refused_as_the_event_bus(bus_parameter: str) -> None:
+    # The default bus would show every job's owner id to every rule of the account (EventBusName's description).
+    with mock_aws(), pytest.raises(UnsupportedTemplate, match="EventBusName"):
+        LocalStack(
+            ROOT / "template.yaml", boto3.client, parameter_overrides={"EventBusName": bus_parameter}
+        ).create_all()
+
+
 def test_a_condition_the_local_stack_cannot_evaluate_is_reported(tmp_path: Path) -> None:
     template = {**TEMPLATE, "Conditions": {**TEMPLATE["Conditions"], "CreateEventBus": {"Fn::Contains": [[], ""]}}}
     resolver = Resolver(template, "jobs-local", lambda _: {})
