@@ -636,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                     *(
                         [
                             f"Job events    {stack.event_tap[0]}  (local tap: every Job State Change on bus "
-                            f"{stack.event_tap[1]}; aws sqs receive-message --queue-url {stack.event_tap[0]})"
+                            f"{stack.event_tap[1]}; aws --endpoint-url $AWS_ENDPOINT_URL_SQS sqs receive-message "
+                            f"--queue-url {stack.event_tap[0]}, the endpoint for AWS CLI v1)"
                         ]
                         if stack.event_tap
                         else []
