@@ -214,8 +214,8 @@ def test_the_readmes_command_reads_the_tap_with_the_aws_cli(stack: RunningStack,
     job_id = submit(stack, "noop", {})
     wait_for(stack, job_id, {"SUCCEEDED"})
     command = (
-        'aws sqs receive-message --queue-url "$AWS_ENDPOINT_URL_SQS/123456789012/jobs-local-JobEventsTap"'
-        " --max-number-of-messages 10"
+        'aws --endpoint-url "$AWS_ENDPOINT_URL_SQS" sqs receive-message'
+        ' --queue-url "$AWS_ENDPOINT_URL_SQS/123456789012/jobs-local-JobEventsTap" --max-number-of-messages 10'
     )
 
     deadline, seen = time.monotonic() + 60, ""
