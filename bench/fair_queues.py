@@ -10,30 +10,15 @@ from __future__ import annotations
 
 import os
 
-import boto3
-
 from bench.common import table
 from local.moto_server import FAIR_QUEUES_VARIABLE
-from local.ports import free_port
-from local.stack import start_moto
-from tests.fair_queue_consumer import Receives, first_receive_of, noisy_neighbour
+from tests.fair_queue_consumer import Receives, first_receive_of, noisy_neighbour_on_a_moto_server
 
 
 def measure(fair: bool) -> Receives:
     """The receives of the scenario against a moto server started with the rule on or off."""
     os.environ[FAIR_QUEUES_VARIABLE] = "1" if fair else "0"
-    port = free_port()
-    process = start_moto(port)
-    try:
-        session = boto3.session.Session(
-            aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
-        )
-        sqs = session.client("sqs", endpoint_url=f"http://127.0.0.1:{port}")
-        url = sqs.create_queue(QueueName="shared")["QueueUrl"]
-        return noisy_neighbour(sqs, url)
-    finally:
-        process.terminate()
-        process.wait(10)
+    return noisy_neighbour_on_a_moto_server()
 
 
 def main() -> None:

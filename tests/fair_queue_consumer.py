@@ -7,6 +7,11 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+
+from local.ports import free_port
+from local.stack import start_moto
+
 #: Each receive's message bodies, in order.
 Receives = list[list[str]]
 
@@ -75,6 +80,23 @@ def noisy_neighbour(sqs: Any, url: str, *, per_receive: int = 10, in_flight_batc
         in_flight_batches=in_flight_batches,
         after=lambda n: send(sqs, url, "B", 10) if n == 5 else None,
     )
+
+
+def noisy_neighbour_on_a_moto_server() -> Receives:
+    """``noisy_neighbour`` on a queue of a fresh ``local.moto_server`` process (as ``local.stack`` starts it, with
+    this process's environment: ``JOBS_LOCAL_SQS_FAIR_QUEUES`` turns the rule on or off)."""
+    port = free_port()
+    process = start_moto(port)
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+        )
+        sqs = session.client("sqs", endpoint_url=f"http://127.0.0.1:{port}")
+        url = sqs.create_queue(QueueName="shared")["QueueUrl"]
+        return noisy_neighbour(sqs, url)
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def assert_each_once(bodies: Receives, expected: Counter[str]) -> None:

@@ -172,6 +172,21 @@ class FakeLambdaContext:
         return 30_000
 
 
+def local_lambda(port: int, **options: Any) -> Any:
+    """A boto3 Lambda client for the local Lambda API on ``port`` (``local.lambda_api``); ``options`` go to
+    ``boto3.client`` (a ``config``, say)."""
+    import boto3
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        **options,
+    )
+
+
 def race(calls: list[Callable[[], Any]]) -> list[Any]:
     """Run the calls in threads released together; each result is the return value or the exception."""
     barrier = threading.Barrier(len(calls))

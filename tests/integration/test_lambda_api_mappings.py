@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.lambda_api import EventSourceMapping, LambdaApi
+from tests.helpers import local_lambda
 
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:dead-letters"
 STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/Jobs/stream/2026-11-29T00:00:00.000"
@@ -36,13 +36,7 @@ def mappings() -> list[EventSourceMapping]:
 def client(mappings: list[EventSourceMapping]) -> Iterator[Any]:
     api = LambdaApi({}, "127.0.0.1", 0, mappings)
     api.start()
-    yield boto3.client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{api.port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    yield local_lambda(api.port)
     api.shutdown()
 
 
@@ -126,14 +120,7 @@ def controlled(mappings: list[EventSourceMapping]) -> Iterator[tuple[Any, Contro
     pools: Any = {"EnqueueJobsFunction": None}
     api = LambdaApi(pools, "127.0.0.1", 0, mappings, control=control)
     api.start()
-    client = boto3.client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{api.port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(parameter_validation=False),  # the server's checks, not botocore's
-    )
+    client = local_lambda(api.port, config=Config(parameter_validation=False))  # the server\'s checks, not botocore\'s
     yield client, control
     api.shutdown()
 

@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import boto3
 import pytest
 
 from local.lambda_api import EventSourceMapping, LambdaApi
 from local.moto_dynamodb import play_stream_switches
 from local.upgrade import upgrade_stream_view
 from tests.conftest import Aws
+from tests.helpers import local_lambda
 
 #: The template's readers of the Jobs table's stream (tests/integration/test_template_events.py keeps them two).
 STREAM_READERS = ("EnqueueJobsFunction", "PublishJobEventsFunction")
@@ -45,13 +45,7 @@ def lambda_client(aws: Aws) -> Iterator[Any]:
     functions: dict[str, Any] = dict.fromkeys(STREAM_READERS)  # named only: nothing is invoked
     api = LambdaApi(functions, "127.0.0.1", 0, readers, control=NoPollers())
     api.start()
-    yield boto3.client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{api.port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    yield local_lambda(api.port)
     api.shutdown()
 
 

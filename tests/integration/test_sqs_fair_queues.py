@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-import boto3
 import pytest
 
 from local.moto_server import FAIR_QUEUES_VARIABLE
-from local.ports import free_port
-from local.stack import start_moto
-from tests.fair_queue_consumer import assert_each_once, first_receive_of, noisy_neighbour
+from tests.fair_queue_consumer import assert_each_once, first_receive_of, noisy_neighbour_on_a_moto_server
 
 
 @pytest.mark.parametrize(("switch", "first_b"), [(None, 6), ("0", 21)], ids=["on-by-default", "off"])
@@ -24,17 +21,7 @@ def test_the_servers_receives_put_a_quiet_tenant_first(
         monkeypatch.delenv(FAIR_QUEUES_VARIABLE, raising=False)
     else:
         monkeypatch.setenv(FAIR_QUEUES_VARIABLE, switch)
-    port = free_port()
-    process = start_moto(port)
-    try:
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
-        sqs = session.client("sqs", endpoint_url=f"http://127.0.0.1:{port}")
-        url = sqs.create_queue(QueueName="shared")["QueueUrl"]
-        bodies = noisy_neighbour(sqs, url)
-        assert first_receive_of("B", bodies) == first_b
-        assert_each_once(bodies, Counter({"A": 200, "B": 10}))
-    finally:
-        process.terminate()
-        process.wait(5)
+    bodies = noisy_neighbour_on_a_moto_server()
+
+    assert first_receive_of("B", bodies) == first_b
+    assert_each_once(bodies, Counter({"A": 200, "B": 10}))

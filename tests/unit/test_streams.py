@@ -226,16 +226,7 @@ def keyed(owner: str, *sequence_numbers: int) -> list[dict[str, Any]]:
 
 def test_with_a_parallelization_factor_a_burst_is_spread_over_lanes_and_each_item_stays_in_order() -> None:
     pool = Slow("burst", seconds=0.05)
-    mapping = StreamPoller(
-        None,
-        "arn:stream",
-        pool,  # type: ignore[arg-type]
-        batch_size=10,
-        starting_position="TRIM_HORIZON",
-        filters=[],
-        log=lambda _: None,
-        parallelization_factor=10,
-    )
+    mapping, _ = poller(pool, parallelization_factor=10)  # type: ignore[arg-type]
     burst = keyed("burst", *range(1, 201))
     again = [{"dynamodb": {**record["dynamodb"], "SequenceNumber": str(1000 + n)}} for n, record in enumerate(burst)]
     try:

@@ -292,12 +292,12 @@ class JobService:
         for found in jobs:
             if isinstance(found, JobMessage):
                 try:
-                    job = self.store.get(found.owner_id, found.job_id)
+                    job = self._queued_job(found)
                 except ServiceUnavailable as error:
                     logger.warning("Job %s not read: %s", found.job_id, error, extra={"job_id": found.job_id})
                     outcomes.append(False)
                     continue
-                if job is None or job.status != JobStatus.QUEUED:
+                if job is None:
                     logger.info("Job %s needs no message (gone or started)", found.job_id)
                     outcomes.append(True)
                     continue

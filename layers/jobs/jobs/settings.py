@@ -51,15 +51,13 @@ class StoreSettings(BaseSettings):
 class QueueSettings(BaseSettings):
     """Where work goes, a queue per priority (URLs, as ``!Ref`` of an SQS queue gives them): ``JOBS_QUEUE_URL``
     (NORMAL's), ``JOBS_HIGH_PRIORITY_QUEUE_URL`` and ``JOBS_LOW_PRIORITY_QUEUE_URL``; a level without a URL (a
-    configuration from before priorities) uses NORMAL's. ``JOBS_QUEUE_RETENTION_SECONDS`` is the queues'
-    ``MessageRetentionPeriod`` (a scheduled job's message is replaced before it would outlive it)."""
+    configuration from before priorities) uses NORMAL's."""
 
     model_config = SettingsConfigDict(env_prefix="JOBS_", frozen=True, extra="ignore")
 
     queue_url: str = Field(min_length=1)
     high_priority_queue_url: str | None = None
     low_priority_queue_url: str | None = None
-    queue_retention_seconds: int = Field(default=345600, ge=60, le=1209600)
 
     @property
     def queue_urls(self) -> dict[JobPriority, str]:
