@@ -17,13 +17,15 @@ from jobs import aws, bootstrap, examples
 from jobs.http import (
     IDEMPOTENCY_KEY_PATTERN,
     JOBS_TAG,
+    WEBHOOK_KEYS_PATH,
+    WEBHOOKS_TAG,
     build_resolver,
     header_value,
     owner_id,
     require_priority,
     responses,
 )
-from jobs.models import Job, JobCreate, JobPage, KnownStatus
+from jobs.models import Job, JobCreate, JobPage, KnownStatus, WebhookPublicKeys
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -173,6 +175,29 @@ def cancel_job(job_id: JobId) -> Job:
     """Cancel one of the caller's jobs and keep its record: 200 with the job; 409 when it already SUCCEEDED or
     FAILED; 404 when absent or someone else's."""
     return bootstrap.api_service().cancel_job(owner_id(app), job_id)
+
+
+@app.get(
+    WEBHOOK_KEYS_PATH,
+    summary="The public keys of callback signatures",
+    operation_id="getWebhookPublicKeys",
+    tags=[WEBHOOKS_TAG],
+    responses=responses(
+        {
+            200: {
+                "description": "The keys (a JSON Web Key Set); verify a delivery with jobs_client.verify_webhook.",
+                "content": {"application/json": {"model": WebhookPublicKeys}},
+            }
+        },
+        public=True,
+    ),
+)
+def get_webhook_public_keys() -> Response[str]:
+    """The keys that verify callback deliveries; public (no token), cached by clients for 5 minutes."""
+    body = bootstrap.webhook_public_keys().model_dump_json()
+    return Response(
+        status_code=200, content_type="application/json", body=body, headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -43,6 +43,8 @@ EXPECTED = {
     ("get", "/api/v1/jobs/{job_id}"): ALWAYS | {"200", "404"},
     ("delete", "/api/v1/jobs/{job_id}"): ALWAYS | {"204", "404"},
     ("post", "/api/v1/jobs/{job_id}/cancel"): ALWAYS | {"200", "404", "409"},
+    # Public, without input: no 401, no 422.
+    ("get", "/api/v1/webhooks/public-key"): {"200", "429", "500", "503"},
 }
 
 

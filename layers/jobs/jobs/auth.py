@@ -35,7 +35,6 @@ from jobs.settings import AuthSettings
 
 if TYPE_CHECKING:
     import jwt
-    from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 #: A ``kid`` this API looks up: printable ASCII, at most this long; anything else is refused unfetched.
 _KID = re.compile(r"[!-~]{1,256}")
@@ -146,22 +145,16 @@ class SsmSecret:
     def __init__(self, name: str, max_age: int) -> None:
         self.name = name
         self.max_age = max_age
-        self._provider: SSMProvider | None = None
+        self._parameter = aws.SsmParameter(name, max_age, decrypt=True)
 
     def __call__(self) -> str:
         """The secret. Raises ``AuthUnavailable`` when SSM cannot give it."""
-        from aws_lambda_powertools.utilities import parameters  # imported on first use: it loads boto3
-
-        if self._provider is None:
-            # On the process's shared botocore session (jobs.aws), not on a session of its own.
-            self._provider = parameters.SSMProvider(boto3_client=aws.client("ssm"))
         try:
-            value = self._provider.get(self.name, decrypt=True, max_age=self.max_age)
-        except parameters.exceptions.GetParameterError as error:
-            raise AuthUnavailable("the token secret could not be read") from error
-        if not value:
-            raise AuthUnavailable("the token secret is empty")
-        return str(value)
+            return self._parameter()
+        except aws.ParameterUnavailable as error:
+            raise AuthUnavailable(
+                "the token secret could not be read" if error.__cause__ else "the token secret is empty"
+            ) from error
 
 
 def _is_numeric_date(value: object) -> bool:

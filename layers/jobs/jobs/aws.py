@@ -254,3 +254,42 @@ def transient_errors_as_unavailable(operation: str) -> Iterator[None]:
         raise ServiceUnavailable(f"{operation} could not reach AWS") from error
     except DeadlineExceeded as error:
         raise ServiceUnavailable(f"{operation} did not finish within the invocation's time") from error
+
+
+class ParameterUnavailable(Exception):
+    """An SSM parameter could not be read (absent, denied, SSM failing), or is empty."""
+
+
+class SsmParameter:
+    """One SSM Parameter Store parameter, read through powertools' parameters utility on the process's shared
+    botocore session and cached ``max_age`` seconds (each process reads it at most once per ``max_age``).
+
+    Args:
+        name: the parameter's name (``/jobs/jwt-secret``).
+        max_age: seconds a fetched value is reused before the next fetch.
+        decrypt: True for a SecureString (``GetParameter`` with ``WithDecryption``).
+    """
+
+    def __init__(self, name: str, max_age: int, *, decrypt: bool) -> None:
+        self.name = name
+        self.max_age = max_age
+        self.decrypt = decrypt
+        self._provider: Any = None
+
+    def __call__(self) -> str:
+        """The parameter's value.
+
+        Raises:
+            ParameterUnavailable: SSM could not give it, or it is empty.
+        """
+        from aws_lambda_powertools.utilities import parameters  # imported on first use: it loads boto3
+
+        if self._provider is None:
+            self._provider = parameters.SSMProvider(boto3_client=client("ssm"))
+        try:
+            value = self._provider.get(self.name, decrypt=self.decrypt, max_age=self.max_age)
+        except parameters.exceptions.GetParameterError as error:
+            raise ParameterUnavailable(f"the parameter {self.name} could not be read") from error
+        if not value:
+            raise ParameterUnavailable(f"the parameter {self.name} is empty")
+        return str(value)

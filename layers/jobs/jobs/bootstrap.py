@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from jobs import aws, settings
+from jobs import aws, settings, webhooks
 from jobs.auth import Authenticator
+from jobs.models import ServiceUnavailable, WebhookPublicKeys
+from jobs.observability import logger
 from jobs.processors import BUILT_IN_TYPES, FAULT_TYPES, Registry
 from jobs.queue import SourceQueues, SqsDiscardedBatchQueue, SqsJobQueue
 from jobs.service import JobService
@@ -35,6 +37,30 @@ def registry() -> Registry:
 def api_service() -> JobService:
     """The API function's service: the DynamoDB store only (the table's stream enqueues new jobs)."""
     return JobService(DynamoJobStore(settings.store_settings().table_name), registry=registry())
+
+
+@cache
+def ssm_parameter(name: str, *, decrypt: bool) -> aws.SsmParameter:
+    """The process's reader of one SSM parameter, cached 5 minutes per value (a rotation shows within that)."""
+    return aws.SsmParameter(name, 300, decrypt=decrypt)
+
+
+def webhook_public_keys() -> WebhookPublicKeys:
+    """The public keys of callback signatures, from the SSM parameter ``CallbackSettings.public_key_parameter``
+    names (``whpk_`` keys, cached 5 minutes per process, so a rotation shows within that).
+
+    Raises:
+        ServiceUnavailable: the parameter is unset, unreadable or malformed.
+    """
+    name = settings.callback_settings().public_key_parameter
+    if not name:
+        raise ServiceUnavailable("callback keys are not configured")
+    try:
+        keys = webhooks.public_keys_of(ssm_parameter(name, decrypt=False)())
+    except (aws.ParameterUnavailable, ValueError) as error:
+        logger.error("The callback public keys could not be read", extra={"reason": str(error)})
+        raise ServiceUnavailable("the callback keys could not be read") from error
+    return WebhookPublicKeys.model_validate(webhooks.jwks(keys))
 
 
 @cache
@@ -121,6 +147,7 @@ def reset() -> None:
         source_queues,
         authenticator,
         registry,
+        ssm_parameter,
         aws.client,
         settings.aws_settings,
         settings.store_settings,
@@ -131,5 +158,6 @@ def reset() -> None:
         settings.auth_settings,
         settings.event_settings,
         settings.job_type_settings,
+        settings.callback_settings,
     ):
         cached.cache_clear()

@@ -86,6 +86,11 @@ class JobStateChange(BaseModel):
     not_before: str | None
     error: JobError | None
     deleted_by: Literal["owner", "expiry"] | None = Field(description="Who deleted the job; null unless DELETED.")
+    has_callback: bool = Field(
+        default=False,
+        description="True when the job was submitted with a callback_url (never the URL itself: it may hold a "
+        "client's token); the callback rule matches final statuses with it.",
+    )
     version: str = Field(pattern=r"^\d{1,40}$")
 
 
@@ -169,6 +174,7 @@ def change_of(record: Mapping[str, Any]) -> Change | None:
         not_before=_text(image.get("not_before")),
         error=JobError.model_validate(error) if isinstance(error, Mapping) else None,
         deleted_by=deleted_by,
+        has_callback=isinstance(image.get("callback_url"), str),
         version=change["SequenceNumber"],
     )
     when = change.get("ApproximateCreationDateTime")

@@ -72,13 +72,17 @@ __all__ = ["IDEMPOTENCY_KEY_PATTERN", "build_resolver", "header_value", "owner_i
 PROBLEM_JSON = "application/problem+json"
 OPENAPI_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/v1/docs"
-#: Routes anyone may call without a token: the API's own description.
-PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
+#: The public keys of callback signatures (a JWKS), public like any JWKS: a receiver fetches it without a token.
+WEBHOOK_KEYS_PATH = "/api/v1/webhooks/public-key"
+#: Routes anyone may call without a token: the API's own description and the callback keys.
+PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH, WEBHOOK_KEYS_PATH})
 API_TITLE = "Chuck Norris Asynchronous Job System"
 API_VERSION = "1.0.0"
 BEARER_SCHEME = "bearerAuth"
 #: The tag of every jobs operation (Swagger UI groups operations by tag).
 JOBS_TAG = "jobs"
+#: The tag of the callback keys' operation.
+WEBHOOKS_TAG = "webhooks"
 #: An ``Idempotency-Key``: 1 to 255 visible ASCII characters but the comma, with optional whitespace around
 #: (trimmed). API Gateway joins the values of a repeated header with commas, so a key holding one could not be
 #: told from a key sent twice (``K,K`` is not ``K``): a single-valued header never holds a comma.
@@ -365,10 +369,11 @@ _ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
 _ALWAYS = (401, 422, 429, 500, 503)
 
 
-def responses(success: dict[int, OpenAPIResponse], *errors: int) -> dict[int, OpenAPIResponse]:
+def responses(success: dict[int, OpenAPIResponse], *errors: int, public: bool = False) -> dict[int, OpenAPIResponse]:
     """The OpenAPI responses of a route: its ``success`` responses, the errors every route may answer (401,
-    422, 429, 500, 503) and ``errors``."""
-    return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*_ALWAYS, *errors})}}
+    422, 429, 500, 503; a ``public`` route without input: 429, 500, 503) and ``errors``."""
+    always = {429, 500, 503} if public else _ALWAYS
+    return {**success, **{code: _ERROR_RESPONSES[code] for code in sorted({*always, *errors})}}
 
 
 #: The validation error type of a body that names one member twice in one object (a 400).
@@ -714,18 +719,24 @@ def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
     app.configure_openapi(
         title=API_TITLE,
         version=API_VERSION,
-        description="Submit jobs, follow them, list and delete your own. Every operation needs a Bearer JWT; "
+        description="Submit jobs, follow them, list and delete your own. Every jobs operation needs a Bearer JWT; "
         "errors are application/problem+json (RFC 9457), except those API Gateway itself sends "
         '(`{"message": ...}`).',
-        tags=[Tag(name=JOBS_TAG, description="Your jobs: submit, follow, list, delete.")],
+        tags=[
+            Tag(name=JOBS_TAG, description="Your jobs: submit, follow, list, delete."),
+            Tag(name=WEBHOOKS_TAG, description="Callbacks: the keys that verify their signatures."),
+        ],
         security_schemes={BEARER_SCHEME: HTTPBearer(bearerFormat="JWT")},
         security=[{BEARER_SCHEME: []}],
     )
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
     schemas = document["components"]["schemas"]
-    for operations in document["paths"].values():
+    for path, operations in document["paths"].items():
         for operation in operations.values():
             answers = operation["responses"]
+            if path in PUBLIC_PATHS:  # no token, no input: the route answers neither 401 nor 422
+                operation["security"] = []
+                answers.pop("422", None)
             answers["500"] = _openapi_response(_ERROR_RESPONSES[500])
             if "204" in answers:
                 answers["204"].pop("content", None)

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +29,8 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaValue
+
+from jobs.webhooks import MAX_CALLBACK_URL_LENGTH
 
 #: DynamoDB allows 32 levels of nested attributes (DynamoDB developer guide, "Quotas": nested attributes).
 MAX_PAYLOAD_DEPTH = 32
@@ -401,6 +403,33 @@ class JobError(BaseModel):
 MAX_PROGRESS_MESSAGE_LENGTH = 200
 
 
+class CallbackStatus(OpenEnum):
+    """Where a job's callback is: PENDING (not tried yet), RETRYING (an attempt failed; another follows),
+    DELIVERED (the receiver answered 2xx), FAILED (given up: attempts for over a day, a 410, or a refused
+    address). Later versions may add values."""
+
+    PENDING = "PENDING"
+    RETRYING = "RETRYING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class JobCallback(BaseModel):
+    """The delivery state of a job's callback, as the sender last wrote it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Annotated[CallbackStatus, _OpenEnumSchema("A callback status added after this document.")]
+    attempts: int = Field(default=0, description="How many deliveries were tried.")
+    last_attempt_at: Timestamp | None = Field(default=None, description="When the last delivery was tried.")
+    next_attempt_at: Timestamp | None = Field(default=None, description="When the next delivery is due (RETRYING).")
+    delivered_at: Timestamp | None = Field(default=None, description="When the receiver answered 2xx.")
+    last_status_code: int | None = Field(default=None, description="The HTTP status of the last answer, if any.")
+    last_error: Annotated[str, BeforeValidator(lambda text: _cut(text, MAX_ERROR_MESSAGE_LENGTH))] | None = Field(
+        default=None, description="Why the last attempt failed."
+    )
+
+
 class JobProgress(BaseModel):
     """How far a RUNNING job's processor says it is: a percentage and a short message."""
 
@@ -448,6 +477,15 @@ class JobCreate(BaseModel):
         description="Start no earlier than this time: RFC 3339 with an offset (Z for UTC), at most 7 days ahead; "
         "a past time starts at once.",
         examples=["2026-12-01T09:00:00Z"],
+    )
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)] | None = Field(
+        default=None,
+        description=f"When the job reaches a final status, the job (as GET returns it) is POSTed here, signed "
+        f"(Standard Webhooks, v1a: Ed25519; the key is at GET /api/v1/webhooks/public-key). An https URL of at "
+        f"most {MAX_CALLBACK_URL_LENGTH} characters, without user info or fragment, whose host is public: a "
+        "loopback, private, link-local, carrier-grade NAT, multicast or metadata address is refused, here and "
+        "at each delivery.",
+        examples=["https://example.com/hooks/jobs"],
     )
 
     @property
@@ -507,6 +545,10 @@ class Job(BaseModel):
         default=None, description="When a cancel was asked of the job while it ran; its run then ends it CANCELLED."
     )
     progress: JobProgress | None = Field(default=None, description="What the job's processor last reported.")
+    callback_url: str | None = Field(default=None, description="Where the job is POSTed when it is finished.")
+    callback: JobCallback | None = Field(
+        default=None, description="How the callback's delivery went; set when the job has a callback_url."
+    )
     # The run's own state, never part of a response: the lease token of the run that holds the job, when that run
     # took it (RFC 3339), when it asked to be continued, and the checkpoint the next run resumes from.
     run_id: str | None = Field(default=None, exclude=True)
@@ -537,6 +579,27 @@ class JobPage(BaseModel):
 
     items: list[Job]
     next_token: str | None = None
+
+
+class WebhookPublicKey(BaseModel):
+    """One public key of callback signatures: an RFC 8037 ``OKP`` JSON Web Key (Ed25519), with the Standard
+    Webhooks form of the same key in ``whpk``."""
+
+    kty: Literal["OKP"] = "OKP"
+    crv: Literal["Ed25519"] = "Ed25519"
+    x: str = Field(description="The 32-byte public key, base64url without padding (RFC 8037).")
+    kid: str = Field(description="The key's RFC 7638 thumbprint.")
+    use: Literal["sig"] = "sig"
+    alg: Literal["EdDSA"] = "EdDSA"
+    whpk: str = Field(description="The same key as Standard Webhooks writes it: whpk_ + base64 of its 32 bytes.")
+
+
+class WebhookPublicKeys(BaseModel):
+    """The keys that verify callback deliveries (a JSON Web Key Set, RFC 7517): a delivery's webhook-signature
+    holds one v1a signature per signing key; one of them verifying with one of these keys authenticates it.
+    During a rotation the set holds the old and the new key."""
+
+    keys: list[WebhookPublicKey]
 
 
 class ValidationIssue(BaseModel):

@@ -28,10 +28,12 @@ from jobs.models import (
     MAX_NOT_BEFORE_SECONDS,
     MAX_RESULT_BYTES,
     SQS_MAX_VISIBILITY_SECONDS,
+    CallbackStatus,
     ContinueLater,
     InvalidPageToken,
     InvalidRequest,
     Job,
+    JobCallback,
     JobCreate,
     JobError,
     JobFinished,
@@ -55,8 +57,10 @@ from jobs.models import (
 from jobs.observability import SEED_DELETE_LINE, SEED_LIST_LINE, MetricUnit, logger, metrics, record_queue_wait
 from jobs.processors import Registry
 from jobs.queue import MAX_BATCH, MAX_DELAY_SECONDS, DiscardedBatchQueue, Dispatch, JobQueue, SendResult
+from jobs.settings import callback_settings
 from jobs.store import QUEUED_SHARDS, JobStore
 from jobs.streams import DiscardedBatch, RecordsExpired, StreamReader, job_message_of
+from jobs.webhooks import CallbackRefused, check_callback_url
 
 #: A job id is a lowercase canonical UUID (RFC 9562 section 4); any other spelling names no job.
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -222,7 +226,8 @@ class JobService:
         Raises:
             UnknownJobType: ``request.type`` is not registered.
             InvalidPayload: the payload does not fit the type.
-            InvalidRequest: ``not_before`` is more than 7 days ahead (``MAX_NOT_BEFORE_SECONDS``).
+            InvalidRequest: ``not_before`` is more than 7 days ahead (``MAX_NOT_BEFORE_SECONDS``), or
+                ``callback_url`` is refused by ``jobs.webhooks.check_callback_url``.
         """
         job_type = self.registry[request.type]
         job_type.check_payload(request.payload)
@@ -239,6 +244,13 @@ class JobService:
                     }
                 ]
             )
+        if request.callback_url is not None:
+            try:
+                check_callback_url(request.callback_url, allow_loopback=callback_settings().allow_loopback)
+            except CallbackRefused as refused:
+                raise InvalidRequest(
+                    [{"loc": ["body", "callback_url"], "msg": refused.reason, "type": refused.kind}]
+                ) from None
         return Job(
             owner_id=owner_id,
             job_id=str(uuid6.uuid7()),
@@ -250,6 +262,8 @@ class JobService:
             updated_at=created_at,
             priority=request.effective_priority,
             not_before=request.not_before,
+            callback_url=request.callback_url,
+            callback=None if request.callback_url is None else JobCallback(status=CallbackStatus.PENDING),
         )
 
     def store_new(self, job: Job) -> None:

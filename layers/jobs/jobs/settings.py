@@ -151,6 +151,33 @@ class EventSettings(BaseSettings):
     event_bus_name: str = Field(min_length=1, max_length=1600)
 
 
+class CallbackSettings(BaseSettings):
+    """How job callbacks (``jobs.webhooks``) are checked, signed and sent (environment variables prefixed
+    ``JOBS_CALLBACK_``).
+
+    ``signing_key_parameter``: the SSM SecureString parameter holding the ``whsk_`` signing keys (the sender's
+    only; the deployer creates it, since CloudFormation cannot create SecureString parameters).
+    ``public_key_parameter``: the SSM String parameter holding the ``whpk_`` public keys (the API serves them).
+    ``allow_loopback``: let callbacks reach loopback addresses; only the local stack sets it, when started with
+    ``JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK=1`` for tests' receivers; template.yaml never does.
+    ``ca_bundle``: a PEM file of extra certificate authorities to trust (the tests' ``trustme`` CA), locally only.
+    ``retry_delays_seconds``: the waits after each failed attempt; the delivery gives up after the last. The
+    default follows the Standard Webhooks retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight
+    attempts over 27.6 hours); tests shorten it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBS_CALLBACK_", frozen=True, extra="ignore")
+
+    signing_key_parameter: str = ""
+    public_key_parameter: str = ""
+    allow_loopback: bool = False
+    ca_bundle: str | None = None
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=10)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    max_response_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
+    retry_delays_seconds: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
 class JobTypeSettings(BaseSettings):
     """Which job types a function serves beyond the built-in ones.
 
@@ -296,6 +323,12 @@ def consumer_settings() -> ConsumerSettings:
 def event_settings() -> EventSettings:
     """The cached ``EventSettings`` of this process. Raises ``pydantic.ValidationError`` when unset."""
     return EventSettings()
+
+
+@cache
+def callback_settings() -> CallbackSettings:
+    """The cached ``CallbackSettings`` of this process."""
+    return CallbackSettings()
 
 
 @cache

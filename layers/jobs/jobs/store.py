@@ -27,7 +27,9 @@ from botocore.exceptions import ClientError
 
 from jobs import aws
 from jobs.models import (
+    CallbackStatus,
     Job,
+    JobCallback,
     JobError,
     JobStatus,
     TransitionRejected,
@@ -370,6 +372,17 @@ class JobStore(Protocol):
         """
         ...
 
+    def record_callback(self, owner_id: str, job_id: str, callback: JobCallback) -> bool:
+        """Store the delivery state of the job's callback (``callback`` replaces the last one); returns False, and
+        writes nothing, when the job is gone (a callback never brings a deleted job back) or its callback is
+        already DELIVERED (a late duplicate delivery's outcome does not overwrite it). Only ``callback`` changes:
+        not ``updated_at``, not the status, so the write publishes no event and the relay sends nothing.
+
+        Raises:
+            ServiceUnavailable: DynamoDB failed or did not answer.
+        """
+        ...
+
 
 class DynamoJobStore:
     """``JobStore`` on a DynamoDB table through a boto3 DynamoDB client.
@@ -574,6 +587,29 @@ class DynamoJobStore:
                 _raise_if_refused(error, "the reconciled_at write")  # an item at the size limit, say
                 if not _is_condition_failure(error):
                     raise
+
+    def record_callback(self, owner_id: str, job_id: str, callback: JobCallback) -> bool:
+        if not holdable_key(owner_id, job_id):
+            return False
+        with aws.transient_errors_as_unavailable("UpdateItem"):
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=self._key(owner_id, job_id),
+                    UpdateExpression="SET #callback = :callback",
+                    ConditionExpression="attribute_exists(job_id) AND "
+                    "(attribute_not_exists(#callback.#status) OR #callback.#status <> :delivered)",
+                    ExpressionAttributeNames={"#callback": "callback", "#status": "status"},
+                    ExpressionAttributeValues={
+                        ":callback": to_attribute_value(callback.model_dump(mode="json", exclude_none=True)),
+                        ":delivered": {"S": CallbackStatus.DELIVERED.value},
+                    },
+                )
+            except ClientError as error:
+                if _is_condition_failure(error):
+                    return False
+                raise
+        return True
 
     def start(
         self, owner_id: str, job_id: str, *, now_text: str, stale_before_text: str, run_id: str | None = None
@@ -933,6 +969,14 @@ class InMemoryJobStore:
             data = self.items.get((owner_id, job_id))
             if data is not None and data["status"] == JobStatus.QUEUED:
                 self.reconciled_at[(owner_id, job_id)] = now_text
+
+    def record_callback(self, owner_id: str, job_id: str, callback: JobCallback) -> bool:
+        with self._lock:
+            job = self._load((owner_id, job_id)) if self._live((owner_id, job_id)) else None
+            if job is None or (job.callback is not None and job.callback.status == CallbackStatus.DELIVERED):
+                return False
+            self._save(job.model_copy(update={"callback": callback}))
+            return True
 
     def delete(self, owner_id: str, job_id: str) -> bool:
         if not holdable_key(owner_id, job_id):
