@@ -186,7 +186,12 @@ def cancel_job(job_id: JobId) -> Job:
         {
             200: {
                 "description": "The keys (a JSON Web Key Set); verify a delivery with jobs_client.verify_webhook.",
-                "content": {"application/json": {"model": WebhookPublicKeys}},
+                "content": {
+                    "application/json": {
+                        "model": WebhookPublicKeys,
+                        "examples": {"one key": {"value": examples.WEBHOOK_PUBLIC_KEYS}},
+                    }
+                },
             }
         },
         public=True,

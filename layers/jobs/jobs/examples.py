@@ -40,6 +40,8 @@ QUEUED_JOB: dict[str, Any] = {
     "error": None,
     "cancel_requested_at": None,
     "progress": None,
+    "callback_url": None,
+    "callback": None,
 }
 
 #: The seed's job a moment later: SUCCEEDED with its quarterly audit (of the owner's one job in the quarter,
@@ -144,4 +146,21 @@ GATEWAY_ERRORS: dict[int, dict[str, Any]] = {
     429: {"message": "Too Many Requests"},
     500: {"message": "Internal Server Error"},
     503: {"message": "Service Unavailable"},
+}
+
+
+#: GET /api/v1/webhooks/public-key: one key (the public half of the Ed25519 key whose private bytes are 0, 1, ..., 31;
+#: an example only, never a deployed key).
+WEBHOOK_PUBLIC_KEYS: dict[str, Any] = {
+    "keys": [
+        {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg",
+            "kid": "1IG2tMH7J2wbJZnOf8LJzQitKf7LMvoAElsuDMVM54Y",
+            "use": "sig",
+            "alg": "EdDSA",
+            "whpk": "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=",
+        }
+    ]
 }

@@ -582,8 +582,8 @@ class JobPage(BaseModel):
 
 
 class WebhookPublicKey(BaseModel):
-    """One public key of callback signatures: an RFC 8037 ``OKP`` JSON Web Key (Ed25519), with the Standard
-    Webhooks form of the same key in ``whpk``."""
+    """One public key of callback signatures: an RFC 8037 OKP JSON Web Key (Ed25519), with the Standard Webhooks
+    form of the same key in whpk."""
 
     kty: Literal["OKP"] = "OKP"
     crv: Literal["Ed25519"] = "Ed25519"
