@@ -30,8 +30,6 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
-from jobs.webhooks import MAX_CALLBACK_URL_LENGTH
-
 #: DynamoDB allows 32 levels of nested attributes (DynamoDB developer guide, "Quotas": nested attributes).
 MAX_PAYLOAD_DEPTH = 32
 #: A payload's size as compact UTF-8 JSON, bytes: far below DynamoDB's 400 KB item limit, with room for the
@@ -47,6 +45,9 @@ MAX_ERROR_MESSAGE_LENGTH = 1024
 #: The longest ``error.type`` stored, characters.
 MAX_ERROR_TYPE_LENGTH = 128
 MAX_TITLE_LENGTH = 200
+#: The longest ``callback_url``, in characters (the common 2,048 limit of browsers and CDNs for a URL; the rest of
+#: the rule is ``jobs.webhooks.check_callback_url``'s).
+MAX_CALLBACK_URL_LENGTH = 2048
 #: The longest delay this system asks of ChangeMessageVisibility for a retry, seconds.
 MAX_VISIBILITY_SECONDS = 900
 #: SQS's longest visibility timeout, seconds: 12 hours, counted from the message's receive (ChangeMessageVisibility,

@@ -2,7 +2,7 @@
 
 A job submitted with a ``callback_url`` is POSTed, as ``GET /api/v1/jobs/{job_id}`` returns it, to that URL once it
 reaches a final status (the sender function, fed by the Job State Change events). This module holds the rules the
-API and the sender share; it imports nothing of the job model, so the model can use it.
+API and the sender share.
 
 **Request forgery** (OWASP's "Server-Side Request Forgery Prevention Cheat Sheet"): a callback URL is the
 client's choice of where this system's network sends a request, so:
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
+from jobs.models import MAX_CALLBACK_URL_LENGTH
+
 if TYPE_CHECKING:  # cryptography is imported where keys are used: the API's URL check must not load it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-#: The longest ``callback_url``, in characters (the common 2,048 limit of browsers and CDNs for a URL).
-MAX_CALLBACK_URL_LENGTH = 2048
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
