@@ -310,6 +310,15 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
                 "to now (+90s, +10m, +2h, +1d); at most 7 days ahead, a past time starts at once.",
             ),
         ] = None,
+        callback_url: Annotated[
+            str | None,
+            typer.Option(
+                "--callback-url",
+                show_default=False,
+                help="POST the finished job to this https URL, signed (Standard Webhooks v1a; the keys are at "
+                "/api/v1/webhooks/public-key). Its host must be public.",
+            ),
+        ] = None,
         wait: Wait = False,
         timeout: Timeout = 120.0,
         api_url: ApiUrl = DEFAULT_API_URL,
@@ -324,7 +333,13 @@ def build_app(make_client: ClientFactory = _default_client) -> typer.Typer:
         with session(api_url, token) as client:
             try:
                 job = client.submit(
-                    title, body, job_type=job_type, idempotency_key=key, priority=priority, not_before=not_before
+                    title,
+                    body,
+                    job_type=job_type,
+                    idempotency_key=key,
+                    priority=priority,
+                    not_before=not_before,
+                    callback_url=callback_url,
                 )
             except _OUTCOME_UNKNOWN as error:
                 error.add_note(

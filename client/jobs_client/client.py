@@ -301,6 +301,7 @@ class JobsClient:
         idempotency_key: str | None = None,
         priority: JobPriority | str | None = None,
         not_before: datetime | str | None = None,
+        callback_url: str | None = None,
     ) -> ReceivedJob:
         """Submit a job (``POST /api/v1/jobs``) and return it as created: QUEUED.
 
@@ -322,15 +323,18 @@ class JobsClient:
             not_before: start no earlier than this time: an aware ``datetime`` or an RFC 3339 string with an offset
                 (``2026-12-01T09:00:00Z``), at most 7 days ahead (the API's rule: a 422 past that); a past time
                 starts at once. Sent in UTC with milliseconds. None sends none.
+            callback_url: an https URL the finished job is POSTed to, signed (verify it with
+                ``jobs_client.verify_webhook``); the API refuses non-public hosts (a 422). None sends none.
 
-        Neither ``priority`` nor ``not_before`` is sent when None, so a submit without them works against an API
-        that predates them.
+        Neither ``priority``, ``not_before`` nor ``callback_url`` is sent when None, so a submit without them works
+        against an API that predates them.
 
         Raises:
             ValidationFailed: the request breaks ``JobCreate`` (an unknown priority, a ``not_before`` that is not
                 RFC 3339 with an offset, a naive ``datetime``) or ``idempotency_key`` breaks the API's rule
                 (checked here first and nothing is sent), or the API refuses it (unknown type, payload that does
-                not fit the type, a key already used with another body, ``not_before`` more than 7 days ahead).
+                not fit the type, a key already used with another body, ``not_before`` more than 7 days ahead, a
+                ``callback_url`` that is not https or whose host is not public).
             Forbidden: a HIGH job without the scope the deployment names for it (``HighPriorityScope``).
             JobsApiError: any other error answer (``Unauthorized``, ``ServiceUnavailable`` after retries,
                 ``Conflict`` when the first try with this key is still in progress after retries, ...).
@@ -346,6 +350,8 @@ class JobsClient:
             fields["priority"] = priority
         if not_before is not None:
             fields["not_before"] = start_time(not_before)
+        if callback_url is not None:
+            fields["callback_url"] = callback_url
         try:
             request = JobCreate.model_validate(fields)
         except ValidationError as error:

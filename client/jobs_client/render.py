@@ -226,8 +226,26 @@ def print_jobs(console: Console, jobs: Sequence[Job]) -> None:
         print_wide(console, jobs_table(jobs))
 
 
+def callback_text(job: Job) -> str:
+    """The callback's URL (its query shown as ``?…``: it may hold a token) and delivery state: ``<url>
+    DELIVERED after 1 attempt``, ``<url> RETRYING (2 attempts; last: HTTP 500 ...)``, ``<url> PENDING``."""
+    url = job.callback_url or ""
+    base, _, query = url.partition("?")
+    shown = base + ("?…" if query else "")
+    callback = job.callback
+    if callback is None:
+        return shown
+    line = f"{shown} {callback.status.value}"
+    if callback.attempts:
+        line += f" after {callback.attempts} attempt{'s' if callback.attempts != 1 else ''}"
+    if callback.last_error and callback.status.value != "DELIVERED":
+        line += f" (last: {callback.last_error})"
+    return line
+
+
 def job_detail(job: Job) -> RenderableType:
-    """The job's fields as a two-column grid (``priority`` always, ``not before`` when the job has one), then its
+    """The job's fields as a two-column grid (``priority`` always, ``not before`` when the job has one, ``callback``
+    when it has one), then its
     error (FAILED) or its result (SUCCEEDED) as JSON.
 
     Text from the job (title, type, error) is never read as rich markup.
@@ -250,6 +268,8 @@ def job_detail(job: Job) -> RenderableType:
         grid.add_row("cancel asked", when(job.cancel_requested_at))
     if job.progress is not None:
         grid.add_row("progress", Text(f"{job.progress.percent:g}% {job.progress.message}".rstrip()))
+    if job.callback_url is not None:
+        grid.add_row("callback", Text(callback_text(job)))
     parts: list[RenderableType] = [grid]
     if job.error is not None:
         parts.append(Text(f"error: {job.error.type}: {job.error.message}", style="bold red"))

@@ -288,3 +288,27 @@ def test_a_payload_is_sent_with_its_members_in_order_and_numbers_as_written() ->
         [("c", 1e100), ("b", 1.0), ("a", -0.0)],
     )
     assert b'"c":1e+100,"b":1.0,"a":-0.0' in api.requests[0].content
+
+
+@pytest.mark.parametrize(
+    ("callback", "shown"),
+    [
+        (None, "https://hooks.example.com/jobs?…"),
+        ({"status": "PENDING", "attempts": 0}, "https://hooks.example.com/jobs?… PENDING"),
+        ({"status": "DELIVERED", "attempts": 1}, "https://hooks.example.com/jobs?… DELIVERED after 1 attempt"),
+        (
+            {"status": "RETRYING", "attempts": 2, "last_error": "HTTP 500"},
+            "https://hooks.example.com/jobs?… RETRYING after 2 attempts (last: HTTP 500)",
+        ),
+    ],
+)
+def test_the_callback_line_hides_the_query_and_tells_the_delivery(callback: object, shown: str) -> None:
+    job = Job.model_validate(
+        {**job_body(), "owner_id": "alice", "callback_url": "https://hooks.example.com/jobs?token=s3cret"}
+        | ({"callback": callback} if callback is not None else {})
+    )
+
+    assert render.callback_text(job) == shown
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(render.job_detail(job))
+    assert "s3cret" not in console.file.getvalue()  # type: ignore[attr-defined]

@@ -664,3 +664,27 @@ def test_a_high_job_without_the_scope_is_forbidden() -> None:
 
     assert raised.value.status == 403
     assert "jobs/priority.high" in raised.value.detail
+
+
+def test_submit_sends_the_callback_url_and_reads_the_callback_state() -> None:
+    url = "https://hooks.example.com/jobs?token=abc"
+    sent = job_body(callback_url=url, callback={"status": "PENDING", "attempts": 0})
+    client, api, _ = scripted_client(ok(sent, status=201))
+
+    job = client.submit("Audit", callback_url=url)
+
+    assert api.bodies() == [{"title": "Audit", "callback_url": url}]
+    assert job.callback_url == url
+    assert job.callback is not None
+    assert (job.callback.status, job.callback.attempts) == ("PENDING", 0)
+
+
+def test_a_callback_status_added_later_is_read_not_refused() -> None:
+    client, _, _ = scripted_client(
+        ok(job_body(callback_url="https://h.example/", callback={"status": "PAUSED", "attempts": 2}), status=201)
+    )
+
+    job = client.submit("Audit", callback_url="https://h.example/")
+
+    assert job.callback is not None
+    assert (job.callback.status.value, job.callback.status.is_known) == ("PAUSED", False)
