@@ -23,7 +23,7 @@ Billed INIT is a fresh interpreter importing each function's handler module (the
 measured here too.
 
     PYTHONPATH=.:layers/jobs .venv/bin/python -m bench.cost            # measure, then print the bill
-    PYTHONPATH=.:layers/jobs .venv/bin/python -m bench.cost --quick    # two jobs per shape
+    PYTHONPATH=.:layers/jobs .venv/bin/python -m bench.cost --quick    # 2 jobs steady, 10 busy
 """
 
 from __future__ import annotations
@@ -604,7 +604,7 @@ FUNCTIONS = ("ApiFunction", "EnqueueJobsFunction", "ProcessJobsFunction", "Publi
 
 def measure(*, quick: bool = False) -> dict[str, Any]:
     """Everything ``report`` needs, measured in a process of its own (powertools reads its configuration at
-    import, as in Lambda). ``quick``: two jobs per shape, one INIT sample per function."""
+    import, as in Lambda). ``quick``: 2 jobs steady and 10 busy, one INIT sample per function."""
     with tempfile.TemporaryDirectory(prefix="jobs-bench-cost-") as directory:
         output = Path(directory) / "cost.json"
         command = [PYTHON, "-m", "bench.cost", "--child", str(output)] + (["--quick"] if quick else [])
@@ -1200,7 +1200,7 @@ def latency_report(measured: Mapping[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two jobs per shape, one INIT sample per function")
+    parser.add_argument("--quick", action="store_true", help="2 jobs steady and 10 busy, one INIT sample per function")
     parser.add_argument("--child", type=Path, help="measure in this process and write the results there (JSON)")
     args = parser.parse_args(argv)
     if args.child:
