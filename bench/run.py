@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import calls, coldstart, fair_share, load, priority, size, warm
+from bench import calls, coldstart, cost, fair_share, load, priority, size, warm
 from bench.common import ROOT, median
 
 
@@ -53,6 +53,9 @@ def _run(*, quick: bool, output: Path | None) -> str:
     sections.append(("6. Priority", priority.report(ranked)))
     shared = fair_share.measure(30, 2, modes=(True,)) if quick else fair_share.measure(1000, 10)
     sections.append(("7. A fair share between owners", fair_share.report(shared)))
+    costed = cost.measure(quick=quick)
+    sections.append(("9. What a million jobs cost on AWS", cost.report(costed)))
+    sections.append(("10. Latency budget on AWS: 201 to RUNNING, on paper", cost.latency_report(costed)))
 
     text = render(sections, cold, hot, compiled, time.monotonic() - began, quick=quick)
     if output is not None:
