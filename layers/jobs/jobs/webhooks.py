@@ -511,7 +511,8 @@ def deliver_once(
     watchdog.daemon = True
     watchdog.start()
     try:
-        connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        connection.timeout = max(0.001, deadline - time.monotonic())  # getresponse() sets it on the socket again
+        connection.sock.settimeout(connection.timeout)
         connection.request("POST", target, body=body, headers=request_headers, preload_content=False)
         response = connection.getresponse()
         status = int(response.status)
@@ -525,7 +526,7 @@ def deliver_once(
             return result(status, f"redirect refused (HTTP {status})", len(answer))
         return result(status, f"HTTP {status}", len(answer))
     except (OSError, HTTPError, ValueError) as error:
-        if time.monotonic() >= deadline - 0.01:
+        if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
             return result(None, f"timed out after {settings.timeout_seconds:g} s")
         return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
     finally:
