@@ -415,6 +415,22 @@ def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline_too(
     assert not receiver.answered.is_set()
 
 
+def test_a_receiver_that_never_completes_the_tls_handshake_is_cut_at_the_deadline(
+    store: DynamoJobStore, ca_bundle: str
+) -> None:
+    with silent_http_endpoint() as silent:  # accepts the connection, never says a word
+        port = int(silent.url.rsplit(":", 1)[1])
+        job = finished_job(store, f"https://{NAME}:{port}/hook")
+        config = settings(ca_bundle, connect_timeout_seconds=5, timeout_seconds=1)
+
+        outcome = sender(store, config).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+        assert len(silent.accepted) == 1
+    assert outcome.action == "retry"
+    assert outcome.callback is not None
+    assert outcome.callback.last_error == "timed out after 1 s"  # not the connect timeout's 5 s
+
+
 def test_a_huge_answer_is_read_only_up_to_max_response_bytes(
     store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
 ) -> None:
