@@ -20,12 +20,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import trustme
 
-from jobs import webhooks
+from jobs import bootstrap, webhooks
 from jobs.callbacks import CallbackSender, webhook_id
-from jobs.models import CallbackStatus, Job, JobCallback, JobStatus
+from jobs.models import CallbackStatus, Job, JobCallback, JobStatus, ServiceUnavailable
+from jobs.observability import metrics
 from jobs.settings import CallbackSettings
 from jobs.store import DynamoJobStore
 from jobs.webhooks import SigningKey
@@ -621,3 +623,59 @@ def test_addresses_are_tried_in_order_until_one_accepts(
 
     assert outcome.action == "delivered"
     assert len(receiver.requests) == 1
+
+
+def test_the_functions_sender_signs_with_every_key_of_the_secure_parameter(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current, next_key = SigningKey.generate(), SigningKey.generate()
+    boto3.client("ssm").put_parameter(
+        Name="/jobs/callback-signing-keys", Value=f"{current.text()}\n{next_key.text()}", Type="SecureString"
+    )
+    monkeypatch.setenv("JOBS_CALLBACK_SIGNING_KEY_PARAMETER", "/jobs/callback-signing-keys")
+
+    callbacks = bootstrap.callback_sender()
+
+    assert bootstrap.callback_sender() is callbacks
+    assert isinstance(callbacks.store, DynamoJobStore)
+    keys = callbacks.keys  # read at each delivery
+    assert [key.kid for key in keys()] == [current.kid, next_key.kid]
+
+
+@pytest.mark.parametrize("value", [None, "not-a-key", "whsk_AAAA"])
+def test_unset_or_malformed_signing_keys_are_a_service_failure(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is not None:
+        boto3.client("ssm").put_parameter(Name="/jobs/callback-signing-keys", Value=value, Type="SecureString")
+        monkeypatch.setenv("JOBS_CALLBACK_SIGNING_KEY_PARAMETER", "/jobs/callback-signing-keys")
+
+    with pytest.raises(ServiceUnavailable):
+        bootstrap.callback_signing_keys()
+
+
+@pytest.mark.parametrize(
+    ("respond", "attempt", "counted"),
+    [
+        (no_content, 1, {"CallbacksDelivered": [1.0]}),
+        (status(500), 1, {"CallbacksFailedAttempts": [1.0]}),
+        (status(500), 4, {"CallbacksFailedAttempts": [1.0], "CallbacksGaveUp": [1.0]}),
+        (status(410), 1, {"CallbacksFailedAttempts": [1.0], "CallbacksGaveUp": [1.0]}),
+    ],
+)
+def test_each_attempt_is_counted_without_an_owner_dimension(
+    store: DynamoJobStore,
+    serve: Callable[..., Receiver],
+    ca_bundle: str,
+    respond: Respond,
+    attempt: int,
+    counted: dict[str, list[float]],
+) -> None:
+    job = finished_job(store, serve(respond).url)
+    metrics.clear_metrics()
+
+    sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=attempt)
+
+    assert {name: metric["Value"] for name, metric in metrics.metric_set.items()} == counted
+    assert "alice" not in json.dumps(metrics.dimension_set)
+    metrics.clear_metrics()
