@@ -20,6 +20,7 @@ from jobs.service import JobService
 from jobs.store import DynamoJobStore
 
 if TYPE_CHECKING:
+    from jobs.callbacks import CallbackSender
     from jobs.idempotency import JobCreator
 
 
@@ -61,6 +62,34 @@ def webhook_public_keys() -> WebhookPublicKeys:
         logger.error("The callback public keys could not be read", extra={"reason": str(error)})
         raise ServiceUnavailable("the callback keys could not be read") from error
     return WebhookPublicKeys.model_validate(webhooks.jwks(keys))
+
+
+def callback_signing_keys() -> list[webhooks.SigningKey]:
+    """The keys that sign callbacks, from the SSM SecureString ``CallbackSettings.signing_key_parameter`` names
+    (``whsk_`` keys, the first the current one; cached 5 minutes per process, so a rotation shows within that).
+
+    Raises:
+        ServiceUnavailable: the parameter is unset, unreadable or malformed.
+    """
+    name = settings.callback_settings().signing_key_parameter
+    if not name:
+        raise ServiceUnavailable("callback signing keys are not configured")
+    try:
+        return webhooks.signing_keys(ssm_parameter(name, decrypt=True)())
+    except (aws.ParameterUnavailable, ValueError) as error:
+        logger.error("The callback signing keys could not be read", extra={"reason": str(error)})
+        raise ServiceUnavailable("the callback signing keys could not be read") from error
+
+
+@cache
+def callback_sender() -> CallbackSender:
+    """The callback sender function's ``CallbackSender``: the DynamoDB store, the signing keys
+    (``callback_signing_keys``, read at each delivery), ``CallbackSettings`` and the system's resolver."""
+    from jobs.callbacks import CallbackSender  # imported on first use: only the sender delivers
+
+    return CallbackSender(
+        DynamoJobStore(settings.store_settings().table_name), callback_signing_keys, settings.callback_settings()
+    )
 
 
 @cache
@@ -138,6 +167,7 @@ def reset() -> None:
     """Forget every cached setting, client and service (for tests)."""
     for cached in (
         api_service,
+        callback_sender,
         outbox_service,
         discarded_batches,
         job_creator,

@@ -29,14 +29,19 @@ thumbprint).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import json
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from jobs.models import MAX_CALLBACK_URL_LENGTH
@@ -371,3 +376,176 @@ def signature_header(keys: Sequence[SigningKey], *, webhook_id: str, timestamp: 
     ``{webhook_id}.{timestamp}.{body}`` (Standard Webhooks, "Signature scheme"); ``timestamp`` in Unix seconds."""
     content = f"{webhook_id}.{timestamp}.".encode() + body
     return " ".join(f"v1a,{_b64(key.private_key.sign(content))}" for key in keys)
+
+
+# --- Delivery --------------------------------------------------------------------------------------------------
+
+
+class _DeliverySettings(Protocol):
+    """What ``deliver_once`` reads of ``jobs.settings.CallbackSettings`` (this module imports no settings)."""
+
+    @property
+    def ca_bundle(self) -> str | None: ...
+    @property
+    def connect_timeout_seconds(self) -> float: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def max_response_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one delivery attempt came to.
+
+    ``status_code``: the receiver's HTTP status, None when no answer came (refused, timed out, TLS failure).
+    ``error``: None when the receiver answered 2xx; otherwise why the attempt failed, in words fit for the job's
+    ``callback.last_error`` (never the URL's query, never the body). ``elapsed_seconds``: the attempt's wall time.
+    ``response_bytes``: how much of the answer's body was read (at most ``max_response_bytes``).
+    """
+
+    status_code: int | None
+    error: str | None
+    elapsed_seconds: float
+    response_bytes: int = 0
+
+    @property
+    def delivered(self) -> bool:
+        """True when the receiver answered 2xx."""
+        return self.error is None
+
+
+@cache
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The TLS context of deliveries: Python's default (the system's certificate authorities, certificate and
+    host name verification, ``ssl.create_default_context``), plus the authorities of ``ca_bundle`` when set."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def _cut(connection: Any) -> None:
+    """Shut the connection's socket down (the delivery's deadline passed): any read or write blocked on it in the
+    delivering thread returns at once. ``shutdown`` rather than ``close``, which another thread may be using."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def deliver_once(
+    url: str, body: bytes, headers: Mapping[str, str], *, addresses: Sequence[IPAddress], settings: _DeliverySettings
+) -> DeliveryResult:
+    """POST ``body`` to ``url`` once, connecting only to ``addresses`` (those ``public_addresses`` checked).
+
+    How (urllib3 2, ``urllib3.connection.HTTPSConnection``,
+    https://urllib3.readthedocs.io/en/stable/reference/urllib3.connection.html):
+
+    * The TCP connection goes to a checked address, never to the name (which could resolve again, elsewhere: DNS
+      rebinding); the addresses are tried in order until one accepts, each within ``connect_timeout_seconds``.
+    * TLS sends the URL's host name as SNI and verifies the certificate against it (``server_hostname``: "Custom
+      SNI Hostname", https://urllib3.readthedocs.io/en/stable/advanced-usage.html#custom-sni-hostname; RFC 6066
+      section 3; RFC 6125 / RFC 9110 section 4.3.4 for the name check, done by OpenSSL in the handshake as
+      ``ssl.SSLContext.check_hostname`` describes), with the default trust store and ``ca_bundle``.
+    * ``Host`` is the URL's host (and port when not 443), as RFC 9110 section 7.2 requires.
+    * No proxy: a bare connection has none, and urllib3 reads no proxy variables from the environment (only
+      ``ProxyManager`` proxies, when given one); a test sets ``HTTPS_PROXY`` and friends and sees no connection.
+    * No redirect: a connection never follows one, and a 3xx is a failure ("redirect refused"): the ``Location``
+      would be a request to an unchecked place.
+    * No retry within an attempt (the sender's queue retries, on its schedule).
+    * Bounded time: ``timeout_seconds`` from the start to the last byte read; a watchdog shuts the socket down at
+      that deadline, so a receiver that trickles its answer a byte at a time is cut too (a per-read timeout alone
+      would let it go on).
+    * Bounded size: at most ``max_response_bytes`` of the answer's body are read (undecoded), then the connection
+      is closed.
+
+    Returns:
+        A ``DeliveryResult``; nothing is raised for the receiver's failures.
+    """
+    from urllib3.connection import HTTPSConnection
+    from urllib3.exceptions import HTTPError
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 443
+    shown_host = f"[{host}]" if ":" in host else host
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request_headers = {**headers, "Host": shown_host if port == 443 else f"{shown_host}:{port}"}
+    started = time.monotonic()
+    deadline = started + settings.timeout_seconds
+
+    def result(status_code: int | None, error: str | None, read: int = 0) -> DeliveryResult:
+        return DeliveryResult(status_code, error, time.monotonic() - started, read)
+
+    timed_out = f"timed out after {settings.timeout_seconds:g} s"
+    made: list[Any] = []  # the connections made, the last one current: the watchdog cuts it at the deadline
+
+    def cut() -> None:
+        if made:
+            _cut(made[-1])
+
+    watchdog = threading.Timer(settings.timeout_seconds, cut)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        connection: Any = None
+        errors: list[str] = []
+        for address in addresses:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            candidate = HTTPSConnection(
+                str(address),
+                port,
+                timeout=min(settings.connect_timeout_seconds, remaining),
+                server_hostname=host,
+                ssl_context=_tls_context(settings.ca_bundle),
+            )
+            made.append(candidate)  # its socket is set before the TLS handshake: the watchdog can cut that too
+            try:
+                candidate.connect()
+            except (ssl.SSLError, ValueError) as error:  # a certificate not for the host (CertificateError), say
+                return result(None, timed_out if time.monotonic() >= deadline else f"TLS failed: {error}")
+            except (OSError, HTTPError) as error:
+                errors.append(f"{address}: {_connect_error(error)}")
+                continue
+            connection = candidate
+            break
+        if time.monotonic() >= deadline:
+            return result(None, timed_out)
+        if connection is None:
+            return result(None, "connection failed: " + "; ".join(errors))
+        try:
+            connection.timeout = max(0.001, deadline - time.monotonic())  # getresponse() puts it on the socket
+            connection.sock.settimeout(connection.timeout)
+            connection.request("POST", target, body=body, headers=request_headers, preload_content=False)
+            response = connection.getresponse()
+            status = int(response.status)
+            limit = settings.max_response_bytes
+            answer = response.read(limit, decode_content=False) if limit else b""
+        except (OSError, HTTPError, ValueError) as error:
+            if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
+                return result(None, timed_out)
+            return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
+        if time.monotonic() >= deadline:
+            return result(status, timed_out, len(answer))
+        if 200 <= status < 300:
+            return result(status, None, len(answer))
+        if 300 <= status < 400:
+            return result(status, f"redirect refused (HTTP {status})", len(answer))
+        return result(status, f"HTTP {status}", len(answer))
+    finally:
+        watchdog.cancel()
+        for made_connection in made:
+            made_connection.close()
+
+
+def _connect_error(error: BaseException) -> str:
+    """A connection failure in a few words: refused, timed out, or the OS's message."""
+    cause = error.__cause__ or error
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, TimeoutError) or "timed out" in str(error).lower():
+        return "connect timed out"
+    return f"{type(cause).__name__}: {cause}"[:200]

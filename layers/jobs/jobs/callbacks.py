@@ -1,0 +1,212 @@
+"""Deliver one job's callback: read the job, check where it goes, POST it signed, record how it went.
+
+The sender function calls ``CallbackSender.deliver`` once per message of its queue (fed by the Job State Change
+events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome`` into the message's fate: deleted
+(delivered, gave up, skipped) or made visible again after ``retry_after_seconds`` (retry). The rules:
+
+* What is sent: the job as ``GET /api/v1/jobs/{job_id}`` returns it (``Job.model_dump_json()``), signed as the
+  Standard Webhooks specification describes (https://www.standardwebhooks.com, ``webhook-id``,
+  ``webhook-timestamp``, ``webhook-signature`` with one ``v1a`` Ed25519 signature per signing key), the signed bytes
+  being the bytes sent.
+* ``webhook-id`` is the same for every attempt at one event (``webhook_id``), so a receiver can drop duplicates,
+  as the specification asks of it.
+* Where: ``jobs.webhooks.check_callback_url`` and ``public_addresses`` again at every attempt (a name may have
+  moved to a forbidden address since submit); a refusal gives up at once (no retry makes it pass).
+* When: 2xx is delivered; 410 Gone gives up at once (the receiver says it wants no more, as the Standard Webhooks
+  specification lets it); anything else (another status, a redirect, a timeout, a TLS or connection failure)
+  is retried after ``CallbackSettings.retry_delays_seconds[attempt - 1]``, and given up after the last.
+* Nothing resurrects a job or undoes a delivery: ``JobStore.record_callback`` writes nothing for a deleted job or
+  an already DELIVERED callback, and such a job is skipped before any request is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from jobs import webhooks
+from jobs.models import CallbackStatus, JobCallback, utc_now
+from jobs.observability import MetricUnit, logger, metrics
+from jobs.webhooks import CallbackRefused, DeliveryResult, Resolver, SigningKey, system_resolver
+
+if TYPE_CHECKING:
+    from jobs.settings import CallbackSettings
+    from jobs.store import JobStore
+
+#: The ``User-Agent`` of deliveries (RFC 9110 section 10.1.5), so receivers can tell them apart.
+USER_AGENT = "jobs-callbacks/1"
+
+Action = Literal["delivered", "retry", "gave_up", "skipped"]
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """What one ``CallbackSender.deliver`` came to.
+
+    ``action``: ``delivered`` (2xx), ``retry`` (try again after ``retry_after_seconds``), ``gave_up`` (refused
+    address, 410, or the last attempt failed), ``skipped`` (the job is gone, has no ``callback_url``, or its
+    callback is already DELIVERED; nothing was sent or written).
+    ``retry_after_seconds``: the wait before the next attempt, seconds; set only for ``retry``.
+    ``callback``: the state written to the job; None when skipped.
+    """
+
+    action: Action
+    retry_after_seconds: int | None
+    callback: JobCallback | None
+
+
+SKIPPED = CallbackOutcome("skipped", None, None)
+
+
+def webhook_id(job_id: str, version: str) -> str:
+    """The ``webhook-id`` of a job's callback for one version of the job (the event's): ``msg_{job_id}_{version}``,
+    the same across retries and re-published events, as Standard Webhooks' idempotency asks ("webhook-id ... the
+    same when the message is resent")."""
+    return f"msg_{job_id}_{version}"
+
+
+class CallbackSender:
+    """Delivers callbacks (module docstring).
+
+    Args:
+        store: where the job is read and its callback state written.
+        keys: the current signing keys (read at each delivery, so a rotated parameter shows without a restart);
+            every key signs.
+        settings: timeouts, size limit, retry schedule, loopback flag, extra certificate authorities.
+        resolver: resolves the callback host (tests give a fake one).
+        clock: now, timezone-aware UTC.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        keys: Callable[[], Sequence[SigningKey]],
+        settings: CallbackSettings,
+        *,
+        resolver: Resolver = system_resolver,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.settings = settings
+        self.resolver = resolver
+        self.clock = clock
+
+    def deliver(self, owner_id: str, job_id: str, *, version: str, attempt: int) -> CallbackOutcome:
+        """Make one attempt at the job's callback and record it on the job.
+
+        Args:
+            owner_id: the job's owner.
+            job_id: the job.
+            version: the version of the job the event announced (part of ``webhook-id``).
+            attempt: 1-based number of this attempt (the queue message's ``ApproximateReceiveCount``); the retry
+                wait is ``retry_delays_seconds[attempt - 1]``, and past the schedule's end the delivery gives up.
+
+        Returns:
+            The ``CallbackOutcome``.
+
+        Raises:
+            jobs.models.ServiceUnavailable: DynamoDB failed, or the signing keys could not be read (nothing was
+                sent; the caller leaves the message to the queue's retry).
+        """
+        job = self.store.get(owner_id, job_id)
+        if job is None or not job.callback_url:
+            return self._log_skipped(owner_id, job_id, attempt, "the job is gone or has no callback_url")
+        if job.callback is not None and job.callback.status == CallbackStatus.DELIVERED:
+            return self._log_skipped(owner_id, job_id, attempt, "already delivered")
+        url = job.callback_url
+        previous_attempts = job.callback.attempts if job.callback is not None else 0
+        started_at = self.clock()
+        try:
+            parts = webhooks.check_callback_url(url, allow_loopback=self.settings.allow_loopback)
+            addresses = webhooks.public_addresses(
+                parts.hostname or "",
+                parts.port or 443,
+                resolver=self.resolver,
+                allow_loopback=self.settings.allow_loopback,
+            )
+        except CallbackRefused as refused:
+            result = DeliveryResult(None, f"refused: {refused.reason}", 0.0)
+            return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, "gave_up")
+        body = job.model_dump_json().encode()
+        timestamp = int(started_at.timestamp())
+        message_id = webhook_id(job_id, version)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": webhooks.signature_header(
+                self.keys(), webhook_id=message_id, timestamp=timestamp, body=body
+            ),
+        }
+        result = webhooks.deliver_once(url, body, headers, addresses=addresses, settings=self.settings)
+        if result.delivered:
+            action: Action = "delivered"
+        elif result.status_code == 410:
+            action = "gave_up"
+        else:
+            action = "retry" if attempt <= len(self.settings.retry_delays_seconds) else "gave_up"
+        return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, action)
+
+    def _settle(
+        self,
+        owner_id: str,
+        job_id: str,
+        url: str,
+        attempt: int,
+        previous_attempts: int,
+        started_at: datetime,
+        result: DeliveryResult,
+        action: Action,
+    ) -> CallbackOutcome:
+        """Write the attempt's outcome on the job, log it, count it."""
+        delay = self.settings.retry_delays_seconds[attempt - 1] if action == "retry" else None
+        callback = JobCallback(
+            status={
+                "delivered": CallbackStatus.DELIVERED,
+                "retry": CallbackStatus.RETRYING,
+                "gave_up": CallbackStatus.FAILED,
+            }[action],
+            attempts=previous_attempts + 1,
+            last_attempt_at=started_at,
+            next_attempt_at=started_at + timedelta(seconds=delay) if delay is not None else None,
+            delivered_at=self.clock() if action == "delivered" else None,
+            last_status_code=result.status_code,
+            last_error=result.error,
+        )
+        recorded = self.store.record_callback(owner_id, job_id, callback)
+        logger.info(
+            "Callback attempt",
+            extra={
+                "job_id": job_id,
+                "owner_id": owner_id,
+                "host": urlsplit(url).hostname,
+                "url": webhooks.redacted(url),
+                "attempt": attempt,
+                "outcome": action,
+                "status_code": result.status_code,
+                "elapsed_ms": round(result.elapsed_seconds * 1000),
+                "error": result.error,
+                "recorded": recorded,
+            },
+        )
+        if action == "delivered":
+            metrics.add_metric(name="CallbacksDelivered", unit=MetricUnit.Count, value=1)
+        else:
+            metrics.add_metric(name="CallbacksFailedAttempts", unit=MetricUnit.Count, value=1)
+            if action == "gave_up":
+                metrics.add_metric(name="CallbacksGaveUp", unit=MetricUnit.Count, value=1)
+        if not recorded:  # deleted meanwhile, or a duplicate delivered it first: nothing more to do
+            return SKIPPED
+        return CallbackOutcome(action, delay, callback)
+
+    def _log_skipped(self, owner_id: str, job_id: str, attempt: int, why: str) -> CallbackOutcome:
+        logger.info(
+            "Callback skipped",
+            extra={"job_id": job_id, "owner_id": owner_id, "attempt": attempt, "outcome": "skipped", "why": why},
+        )
+        return SKIPPED
