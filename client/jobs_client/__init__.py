@@ -6,6 +6,8 @@ distribution), so the client and the API share one definition of a job::
     with JobsClient("http://127.0.0.1:3000", token) as client:
         job = client.submit("Audit", {"report_type": "quarterly_audit"}, priority="HIGH")
         done = client.wait(job.job_id, timeout=60)
+
+``verify_webhook(headers, body, public_key)`` checks a job callback's signature (``jobs_client.webhooks``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from jobs_client.errors import (
     UnexpectedResponse,
     ValidationFailed,
     WaitTimedOut,
+    WebhookVerificationError,
 )
+from jobs_client.webhooks import verify_webhook
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -56,5 +60,7 @@ __all__ = [
     "UnexpectedResponse",
     "ValidationFailed",
     "WaitTimedOut",
+    "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
 ]

@@ -101,6 +101,12 @@ class WaitTimedOut(JobsClientError):
         self.timeout = timeout
 
 
+class WebhookVerificationError(JobsClientError):
+    """A callback delivery failed ``verify_webhook``: a missing header, a timestamp outside the tolerance (a
+    replay), no signature verifying with the trusted keys, or a body that is not a JSON object. Answer it 400 and
+    act on nothing in it."""
+
+
 _BY_STATUS: dict[int, type[JobsApiError]] = {
     400: BadRequest,
     401: Unauthorized,

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.models import Job, JobError, JobStatus, TransitionRejected, format_timestamp
+from jobs.models import (
+    CallbackStatus,
+    Job,
+    JobCallback,
+    JobError,
+    JobStatus,
+    TransitionRejected,
+    format_timestamp,
+)
 from jobs.store import DynamoJobStore, InMemoryJobStore, JobStore, from_attribute_value, to_attribute_value
 from tests.conftest import Aws, dynamodb_local_client
 
@@ -801,3 +809,82 @@ def test_a_run_started_by_the_version_before_run_leases_keeps_its_lease_from_sta
     assert (taken.status, taken.run_id, taken.attempts) == (JobStatus.RUNNING, "new-run", 2)
     done = store.finish("alice", job.job_id, run_id="new-run", status=JobStatus.SUCCEEDED, now_text=later, result={})
     assert done.status == JobStatus.SUCCEEDED
+
+
+# --- Callback state (record_callback) --------------------------------------------------------------------------
+
+
+def _callback(status: CallbackStatus, attempts: int, **fields: object) -> JobCallback:
+    return JobCallback.model_validate({"status": status, "attempts": attempts, **fields})
+
+
+def test_a_callback_state_is_recorded_without_touching_the_jobs_status_or_updated_at(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+    _finish(store, 1, int(time.time()) + 3600)
+    before = store.get("alice", job_id)
+    retrying = _callback(
+        CallbackStatus.RETRYING,
+        1,
+        last_attempt_at=NOW,
+        next_attempt_at=NOW + timedelta(seconds=5),
+        last_status_code=500,
+        last_error="HTTP 500",
+    )
+    delivered = _callback(CallbackStatus.DELIVERED, 2, last_attempt_at=NOW, delivered_at=NOW, last_status_code=204)
+
+    assert store.record_callback("alice", job_id, retrying) is True
+    after_retry = store.get("alice", job_id)
+    assert store.record_callback("alice", job_id, delivered) is True
+    after = store.get("alice", job_id)
+
+    assert before is not None
+    assert after_retry is not None
+    assert after is not None
+    assert after_retry.callback == retrying
+    assert after.callback == delivered
+    assert after.model_copy(update={"callback": None}) == before.model_copy(update={"callback": None})
+    assert (after.status, after.updated_at) == (JobStatus.SUCCEEDED, before.updated_at)
+
+
+def test_a_delivered_callback_is_never_overwritten(store: JobStore) -> None:
+    store.put_new(make_job(1))
+    job_id = make_job(1).job_id
+    delivered = _callback(CallbackStatus.DELIVERED, 1, delivered_at=NOW, last_status_code=200)
+    assert store.record_callback("alice", job_id, delivered) is True
+
+    for late in (
+        _callback(CallbackStatus.RETRYING, 2, last_error="HTTP 500"),
+        _callback(CallbackStatus.FAILED, 8, last_error="HTTP 500"),
+        _callback(CallbackStatus.DELIVERED, 3, delivered_at=NOW + timedelta(seconds=9)),
+    ):
+        assert store.record_callback("alice", job_id, late) is False
+
+    assert store.get("alice", job_id).callback == delivered  # type: ignore[union-attr]
+
+
+def test_a_callback_never_brings_back_a_missing_deleted_or_expired_job(store: JobStore) -> None:
+    for n in (1, 2):
+        store.put_new(make_job(n))
+    _finish(store, 2, int(time.time()) - 5)  # expired, not deleted yet
+    assert store.delete("alice", make_job(1).job_id) is True
+    failed = _callback(CallbackStatus.FAILED, 1, last_error="HTTP 410", last_status_code=410)
+
+    assert store.record_callback("alice", make_job(1).job_id, failed) is False
+    assert store.record_callback("alice", make_job(2).job_id, failed) is False
+    assert store.record_callback("alice", make_job(3).job_id, failed) is False
+    assert store.record_callback("bob", make_job(2).job_id, failed) is False
+
+    assert store.get("alice", make_job(1).job_id) is None
+    assert store.get("alice", make_job(3).job_id) is None
+    assert store.get("bob", make_job(2).job_id) is None
+    assert [job.job_id for job in store.list_range("alice", make_job(0).job_id, make_job(9).job_id)] == []
+
+
+def test_a_callback_write_leaves_no_item_in_dynamodb_for_a_deleted_job(aws: Aws) -> None:
+    store = DynamoJobStore(aws.table_name)
+    store.put_new(make_job(1))
+    store.delete("alice", make_job(1).job_id)
+
+    assert store.record_callback("alice", make_job(1).job_id, _callback(CallbackStatus.FAILED, 1)) is False
+    assert aws.item_count() == 0

@@ -597,12 +597,13 @@ class DynamoJobStore:
                     TableName=self._table,
                     Key=self._key(owner_id, job_id),
                     UpdateExpression="SET #callback = :callback",
-                    ConditionExpression="attribute_exists(job_id) AND "
+                    ConditionExpression=f"attribute_exists(job_id) AND ({_LIVE}) AND "
                     "(attribute_not_exists(#callback.#status) OR #callback.#status <> :delivered)",
                     ExpressionAttributeNames={"#callback": "callback", "#status": "status"},
                     ExpressionAttributeValues={
                         ":callback": to_attribute_value(callback.model_dump(mode="json", exclude_none=True)),
                         ":delivered": {"S": CallbackStatus.DELIVERED.value},
+                        ":now": self._now(),
                     },
                 )
             except ClientError as error:
