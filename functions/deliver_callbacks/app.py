@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -38,7 +38,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from jobs import aws, bootstrap
-from jobs.events import DETAIL_TYPE, EVENT_SOURCE
 from jobs.models import SQS_MAX_VISIBILITY_SECONDS, ServiceUnavailable
 from jobs.observability import logger, metrics
 
@@ -68,8 +67,8 @@ class CallbackEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    source: str = Field(pattern=f"^{EVENT_SOURCE}$")
-    detail_type: str = Field(alias="detail-type", pattern=f"^{DETAIL_TYPE}$")
+    source: Literal["chuck-norris.jobs"]
+    detail_type: Literal["Job State Change"] = Field(alias="detail-type")
     detail: CallbackTarget
 
 
