@@ -77,7 +77,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from local import dynamodb_local, webhook_keys
+from local import dynamodb_local
 from local.gateway import CorsPolicy, Gateway, Route, ThrottlePolicy
 from local.lambda_api import ApiError, EventSourceMapping, LambdaApi
 from local.moto_server import INVALID_CHARACTERS_MODES, INVALID_CHARACTERS_VARIABLE
@@ -585,7 +585,10 @@ class Stack:
     def _webhook_keys(self, specs: list[Any]) -> None:
         """Create the callback key parameters the functions name (the signing key parameter as a SecureString and
         its public half) with a fresh key when absent, as a deployer does with ``make webhook-keys`` before a
-        deploy."""
+        deploy. (``local.webhook_keys`` imports ``jobs``: imported here, never at the module's import, which the
+        function workers repeat when they start, so that they import ``jobs`` from their layer alone.)"""
+        from local import webhook_keys
+
         names = {key: value for spec in specs for key, value in spec.environment.items()}
         signing = names.get("JOBS_CALLBACK_SIGNING_KEY_PARAMETER")
         public = names.get("JOBS_CALLBACK_PUBLIC_KEY_PARAMETER")

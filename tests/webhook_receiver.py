@@ -20,12 +20,14 @@ import trustme
 
 @dataclass(frozen=True)
 class Received:
-    """One request: its path (query included), headers (names lower-cased), body, and ``time.monotonic()``."""
+    """One request: its path (query included), headers (names lower-cased), body, ``time.monotonic()`` and
+    ``time.time()`` when it came."""
 
     path: str
     headers: dict[str, str]
     body: bytes
     at: float
+    wall: float
 
 
 @dataclass
@@ -65,7 +67,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         with receiver.arrived:
             receiver.requests.append(
-                Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                Received(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic(), time.time()
+                )
             )
             receiver.arrived.notify_all()
         try:
