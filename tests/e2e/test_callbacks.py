@@ -167,7 +167,7 @@ def test_a_name_resolving_to_loopback_fails_at_once_without_the_flag(stack: Runn
     assert "loopback receivers refused" in stack.process.banner
     name = socket.gethostname()
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)}
     except OSError:
         addresses = set()
     if not addresses or not all(a.startswith("127.") or a == "::1" for a in addresses):
