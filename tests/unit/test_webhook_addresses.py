@@ -351,7 +351,10 @@ def table() -> str:
     for tests, source in (("address", FORBIDDEN_ADDRESSES), ("url", FORBIDDEN_URLS)):
         names = ", ".join(f"`{name}`" for name in TESTS[tests])
         for kind, values in source.items():
-            shown = ", ".join(f"`{value if len(value) <= 60 else value[:40] + '…'}`" for value in values)
+            printable = [
+                value.encode("unicode_escape").decode() if not value.isprintable() else value for value in values
+            ]
+            shown = ", ".join(f"`{value if len(value) <= 60 else value[:40] + '…'}`" for value in printable)
             lines.append(f"| {kind} | {shown} | {names} |")
     return "\n".join(lines)
 

@@ -478,59 +478,67 @@ def deliver_once(
     def result(status_code: int | None, error: str | None, read: int = 0) -> DeliveryResult:
         return DeliveryResult(status_code, error, time.monotonic() - started, read)
 
-    connection: Any = None
-    errors: list[str] = []
-    for address in addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        candidate = HTTPSConnection(
-            str(address),
-            port,
-            timeout=min(settings.connect_timeout_seconds, remaining),
-            server_hostname=host,
-            ssl_context=_tls_context(settings.ca_bundle),
-        )
-        try:
-            candidate.connect()
-        except (ssl.SSLError, ValueError) as error:  # a certificate not for the host (CertificateError), say
-            candidate.close()
-            return result(None, f"TLS failed: {error}")
-        except (OSError, HTTPError) as error:
-            candidate.close()
-            errors.append(f"{address}: {_connect_error(error)}")
-            continue
-        connection = candidate
-        break
-    if connection is None:
-        if not errors:
-            return result(None, f"timed out after {settings.timeout_seconds:g} s")
-        return result(None, "connection failed: " + "; ".join(errors))
+    timed_out = f"timed out after {settings.timeout_seconds:g} s"
+    made: list[Any] = []  # the connections made, the last one current: the watchdog cuts it at the deadline
 
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, args=(connection,))
+    def cut() -> None:
+        if made:
+            _cut(made[-1])
+
+    watchdog = threading.Timer(settings.timeout_seconds, cut)
     watchdog.daemon = True
     watchdog.start()
     try:
-        connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
-        connection.request("POST", target, body=body, headers=request_headers, preload_content=False)
-        response = connection.getresponse()
-        status = int(response.status)
-        limit = settings.max_response_bytes
-        answer = response.read(limit, decode_content=False) if limit else b""
+        connection: Any = None
+        errors: list[str] = []
+        for address in addresses:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            candidate = HTTPSConnection(
+                str(address),
+                port,
+                timeout=min(settings.connect_timeout_seconds, remaining),
+                server_hostname=host,
+                ssl_context=_tls_context(settings.ca_bundle),
+            )
+            made.append(candidate)  # its socket is set before the TLS handshake: the watchdog can cut that too
+            try:
+                candidate.connect()
+            except (ssl.SSLError, ValueError) as error:  # a certificate not for the host (CertificateError), say
+                return result(None, timed_out if time.monotonic() >= deadline else f"TLS failed: {error}")
+            except (OSError, HTTPError) as error:
+                errors.append(f"{address}: {_connect_error(error)}")
+                continue
+            connection = candidate
+            break
         if time.monotonic() >= deadline:
-            return result(status, f"timed out after {settings.timeout_seconds:g} s", len(answer))
+            return result(None, timed_out)
+        if connection is None:
+            return result(None, "connection failed: " + "; ".join(errors))
+        try:
+            connection.timeout = max(0.001, deadline - time.monotonic())  # getresponse() puts it on the socket
+            connection.sock.settimeout(connection.timeout)
+            connection.request("POST", target, body=body, headers=request_headers, preload_content=False)
+            response = connection.getresponse()
+            status = int(response.status)
+            limit = settings.max_response_bytes
+            answer = response.read(limit, decode_content=False) if limit else b""
+        except (OSError, HTTPError, ValueError) as error:
+            if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
+                return result(None, timed_out)
+            return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
+        if time.monotonic() >= deadline:
+            return result(status, timed_out, len(answer))
         if 200 <= status < 300:
             return result(status, None, len(answer))
         if 300 <= status < 400:
             return result(status, f"redirect refused (HTTP {status})", len(answer))
         return result(status, f"HTTP {status}", len(answer))
-    except (OSError, HTTPError, ValueError) as error:
-        if time.monotonic() >= deadline - 0.01:
-            return result(None, f"timed out after {settings.timeout_seconds:g} s")
-        return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
     finally:
         watchdog.cancel()
-        connection.close()
+        for made_connection in made:
+            made_connection.close()
 
 
 def _connect_error(error: BaseException) -> str:
