@@ -15,6 +15,10 @@ One attempt per receive: the attempt number is the message's ``ApproximateReceiv
   then, as the next attempt.
 - A visibility timeout may end at most 12 hours after the ReceiveMessage request that returned the message
   (ChangeMessageVisibility, above): a longer wait is cut to what is left of those 12 hours.
+- A job named by several records of one batch (the publisher's and EventBridge's deliveries are at least once) is
+  delivered once, for its first record; the others are settled. Across batches, the job's callback state decides
+  (a DELIVERED callback is skipped), and ``webhook-id`` is the same for every attempt, so receivers can drop a
+  duplicate.
 - A body that is not a Job State Change event naming a job (``job_id``, ``owner_id``, ``version``) is logged and
   settled (deleted): no job to call back, and retrying it cannot help.
 - A delivery that raises (DynamoDB failing, no time left) reports its record without a visibility change: it comes
