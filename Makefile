@@ -20,7 +20,7 @@ SUB ?= alice
 SCOPE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help run replay-stream reconcile upgrade-stream-view token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi rehearse
+.PHONY: help run replay-stream reconcile upgrade-stream-view token test test-unit lint format validate scan build deploy clean check-python dynamodb-local soak openapi rehearse webhook-keys
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,16 @@ reconcile: $(VENV)/.installed ## On the running make run stack: re-send the mess
 upgrade-stream-view: $(VENV)/.installed ## On the running make run stack (banner's AWS CLI line exported): switch the stream's view as sam deploy does, VIEW=NEW_AND_OLD_IMAGES
 	@PYTHONPATH=. $(PY) -m local.upgrade stream-view $(or $(VIEW),NEW_AND_OLD_IMAGES) $(if $(PAUSE),--pause)
 
+# The callbacks' signing keys, before the first deploy and for each rotation (README, "Job callbacks"): two SSM
+# parameters written through boto3 to the account, Region and endpoint the environment names (AWS_PROFILE,
+# AWS_REGION; the local stack's banner prints its AWS_ENDPOINT_URL_SSM). ACTION=create, then rotate and, once
+# receivers have the new key, retire. KMS_KEY_ID: a customer managed key for the SecureString (WebhookSigningKeyKmsKeyArn).
+webhook-keys: $(VENV)/.installed ## Create, rotate or retire the callback signing keys in SSM: make webhook-keys ACTION=create|rotate|retire
+	PYTHONPATH=. $(PY) -m local.webhook_keys $(or $(ACTION),create) \
+		--signing-key-parameter $(or $(SIGNING_KEY_PARAMETER),/chuck-norris-jobs/webhooks/signing-key) \
+		--public-key-parameter $(or $(PUBLIC_KEY_PARAMETER),/chuck-norris-jobs/webhooks/public-key) \
+		$(if $(KMS_KEY_ID),--kms-key-id $(KMS_KEY_ID))
+
 token: $(VENV)/.installed ## Print a token for the local stack: make token SUB=alice [SCOPE="jobs:high ..."]
 	@PYTHONPATH=. $(PY) -m local.token --sub "$(SUB)" --scope "$(SCOPE)"
 
@@ -101,6 +111,7 @@ lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	$(VENV)/bin/mypy functions/enqueue_jobs/app.py
 	$(VENV)/bin/mypy functions/reconcile_jobs/app.py
 	$(VENV)/bin/mypy functions/publish_events/app.py
+	$(VENV)/bin/mypy functions/deliver_callbacks/app.py
 
 openapi: $(VENV)/.installed ## Regenerate docs/openapi.json from the API's models (a test checks it is current)
 	POWERTOOLS_SERVICE_NAME=jobs-api PYTHONPATH=. $(PY) -m local.openapi

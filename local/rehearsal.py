@@ -256,7 +256,8 @@ def alarm_problems(template: Template) -> list[str]:
     each dead-letter queue's ``ApproximateAgeOfOldestMessage`` (every queue a jobs queue's redrive policy names),
     and one on the handler's ``Errors`` (its queue is drained within seconds, so a visible-messages alarm almost
     never fires). And each stream reader (the outbox relay, the event publisher) watched: its ``Errors``, its
-    ``IteratorAge``, and ``NumberOfMessagesSent`` to its on-failure destination."""
+    ``IteratorAge``, and ``NumberOfMessagesSent`` to its on-failure destination. And the callback sender: its
+    ``CallbacksGaveUp`` (a client who will never be called back) and its ``Errors``."""
     alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
 
     def watched(metric: str) -> list[dict[str, Any]]:
@@ -290,6 +291,11 @@ def alarm_problems(template: Template) -> list[str]:
         problems.append(f"no alarm on the dead-letter queue {queue}'s ApproximateAgeOfOldestMessage")
     if not any("DeadLettersFunction" in dimension_refs(alarm) for alarm in watched("Errors")):
         problems.append("no alarm on DeadLettersFunction's Errors")
+    if "DeliverCallbacksFunction" in template["Resources"]:
+        if not watched("CallbacksGaveUp"):
+            problems.append("no alarm on CallbacksGaveUp (callbacks the sender gave up on)")
+        if not any("DeliverCallbacksFunction" in dimension_refs(alarm) for alarm in watched("Errors")):
+            problems.append("no alarm on DeliverCallbacksFunction's Errors")
     # Every stream reader: its errors and its lag (IteratorAge), and its on-failure destination's arrivals
     # (a discarded batch is work that was never done).
     for mapping_id, resource in template["Resources"].items():
@@ -387,8 +393,45 @@ def shared_names(template: Template, first: str = "jobs-a", second: str = "jobs-
     return [f"{key}: both stacks name it {a[key]!r}" for key in sorted(a) if a[key] == b.get(key)]
 
 
+def rule_target_problems(template: Template) -> list[str]:
+    """EventBridge rules whose SQS target would drop their events: AWS sends to a queue only when the queue's resource
+    policy lets ``events.amazonaws.com`` send from the rule ("Permissions for Amazon SQS", EventBridge user guide:
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions). Each
+    queue target needs an ``AWS::SQS::QueuePolicy`` on it with an ``Allow`` of ``sqs:SendMessage`` for that
+    principal whose ``aws:SourceArn`` condition names the rule (no condition at all would let any rule of any
+    account send)."""
+    resources = template["Resources"]
+    policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    problems = []
+    for rule_id, rule in resources.items():
+        if rule["Type"] != "AWS::Events::Rule":
+            continue
+        for target in rule["Properties"].get("Targets", []):
+            arn = target.get("Arn")
+            queue = arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
+            if queue is None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+                continue
+            allowed = any(
+                {"Ref": queue} in policy.get("Queues", [])
+                and statement.get("Effect") == "Allow"
+                and "events.amazonaws.com" in str(statement.get("Principal"))
+                and "sqs:SendMessage" in _actions(statement)
+                and {"Fn::GetAtt": [rule_id, "Arn"]}
+                in [v for tests in statement.get("Condition", {}).values() for v in tests.values()]
+                for policy in policies
+                for statement in _statements(policy["PolicyDocument"])
+            )
+            if not allowed:
+                problems.append(
+                    f"{rule_id}: no queue policy lets events.amazonaws.com send to {queue} from this rule "
+                    "(aws:SourceArn): AWS would drop every event it matches"
+                )
+    return problems
+
+
 CHECKS = {
     "references": dangling_references,
+    "rule targets": rule_target_problems,
     "creation order": creation_races,
     "event source mappings": mapping_problems,
     "alarms": alarm_problems,

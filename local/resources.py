@@ -1,12 +1,21 @@
-"""Creates the template's tables and queues in moto's server, and reads its functions, from ``template.yaml``.
+"""Creates the template's tables, queues, event buses, rules and queue policies in moto's server, and reads its
+functions, from ``template.yaml``.
 
 The local resources come from the template's own resource definitions (key schema, TTL, visibility timeout,
 redrive policy), so the local stack and a deployed stack cannot drift apart. A property this module does not
 know raises ``UnsupportedTemplate``, so a new property is either emulated or reported, never dropped silently.
+
+EventBridge rules (``AWS::Events::Rule``) are created on their bus with their pattern and SQS targets, and moto's
+EventBridge delivers matching events to those queues. AWS sends to an SQS target only when the queue's resource
+policy lets ``events.amazonaws.com`` send from the rule ("Permissions for Amazon SQS", EventBridge user guide:
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions); otherwise
+it drops every event, which moto does not play. So ``create_all`` refuses (``UndeliverableRule``) a rule whose
+target queue has no ``AWS::SQS::QueuePolicy`` allowing it (``queue_policy_allows``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +58,70 @@ _QUEUE_ATTRIBUTES = {
     "FifoQueue",
     "ContentBasedDeduplication",
 }
+
+
+#: ``AWS::Events::Rule`` properties the local stack plays (a schedule, a role or another target kind is reported).
+_RULE_PROPERTIES = {"Name", "Description", "EventBusName", "EventPattern", "State", "Targets"}
+#: Target properties it plays.
+_RULE_TARGET_PROPERTIES = {"Id", "Arn"}
+#: The principal EventBridge sends to a target as.
+EVENTS_PRINCIPAL = "events.amazonaws.com"
+
+
+class UndeliverableRule(Exception):
+    """A rule's SQS target queue has no policy that lets EventBridge send from the rule: AWS would drop every event
+    the rule matches."""
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def queue_policy_allows(policy: Mapping[str, Any] | None, queue_arn: str, rule_arn: str) -> bool:
+    """Whether a queue's resource policy lets EventBridge send messages from the rule ``rule_arn`` to ``queue_arn``: an
+    ``Allow`` statement for the service principal ``events.amazonaws.com``, the action ``sqs:SendMessage`` (or
+    ``sqs:*``), the queue (or ``*``) as resource, and, when it has a condition, ``aws:SourceArn`` naming the rule
+    (``ArnEquals``/``StringEquals``, or a pattern of ``ArnLike``/``StringLike``). A ``Deny`` that matches refuses.
+
+    Raises:
+        UnsupportedTemplate: a statement with a condition operator or key this check does not read (it would rather
+            say so than guess what AWS decides).
+    """
+    allowed = False
+    for statement in _listed((policy or {}).get("Statement", [])):
+        principal = statement.get("Principal", {})
+        services = _listed(principal.get("Service", [])) if isinstance(principal, dict) else [principal]
+        actions = {str(a).lower() for a in _listed(statement.get("Action", []))}
+        resources = [str(r) for r in _listed(statement.get("Resource", "*"))]
+        if not (EVENTS_PRINCIPAL in services or "*" in services):
+            continue
+        if not actions & {"sqs:sendmessage", "sqs:*", "*"}:
+            continue
+        if not any(fnmatch.fnmatchcase(queue_arn, resource) for resource in resources):
+            continue
+        if not _condition_holds(statement.get("Condition", {}), rule_arn):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _condition_holds(condition: Mapping[str, Any], rule_arn: str) -> bool:
+    for operator, tests in condition.items():
+        for key, values in tests.items():
+            if key.lower() != "aws:sourcearn":
+                raise UnsupportedTemplate(f"queue policy condition key {key} is not read by the local stack")
+            patterns = [str(v) for v in _listed(values)]
+            if operator in ("ArnEquals", "StringEquals"):
+                if rule_arn not in patterns:
+                    return False
+            elif operator in ("ArnLike", "StringLike"):
+                if not any(fnmatch.fnmatchcase(rule_arn, pattern) for pattern in patterns):
+                    return False
+            else:
+                raise UnsupportedTemplate(f"queue policy condition operator {operator} is not read by the local stack")
+    return True
 
 
 @dataclass(frozen=True)
@@ -128,6 +201,10 @@ class LocalStack:
                 self._physical[logical_id] = {"Ref": group, "Arn": arn}
             elif kind == "AWS::Events::EventBus":
                 self._physical[logical_id] = self._create_event_bus(logical_id, resource.get("Properties", {}), name)
+            elif kind == "AWS::Events::Rule":
+                self._physical[logical_id] = self._create_rule(logical_id, resource.get("Properties", {}), name)
+            elif kind == "AWS::SQS::QueuePolicy":
+                self._physical[logical_id] = self._create_queue_policy(logical_id, resource.get("Properties", {}))
             elif kind == "AWS::IAM::Role":
                 self._physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
             else:
@@ -154,14 +231,45 @@ class LocalStack:
         return found
 
     def create_all(self) -> dict[str, dict[str, str]]:
-        """Create every table, queue and event bus of the template (those whose ``Condition`` holds); returns
-        their physical ids by logical id."""
+        """Create every table, queue, event bus, rule and queue policy of the template (those whose ``Condition``
+        holds); returns their physical ids by logical id.
+
+        Raises:
+            UndeliverableRule: a rule's target queue has no policy letting EventBridge send from the rule.
+        """
+        kinds = (
+            "AWS::DynamoDB::Table",
+            "AWS::SQS::Queue",
+            "AWS::Events::EventBus",
+            "AWS::Events::Rule",
+            "AWS::SQS::QueuePolicy",
+        )
         for logical_id, resource in self.resources.items():
             if "Condition" in resource and not self.resolver.condition(str(resource["Condition"])):
                 continue
-            if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::EventBus"):
+            if resource["Type"] in kinds:
                 self.physical(logical_id)
+        self.check_rule_targets()
         return dict(self._physical)
+
+    def check_rule_targets(self) -> None:
+        """Refuse a rule whose SQS target's queue policy does not let EventBridge send from it (module docstring).
+
+        Raises:
+            UndeliverableRule: naming the rule and the queue.
+        """
+        sqs = self.clients("sqs")
+        queues = {p["Arn"]: p["Ref"] for p in self._physical.values() if "QueueUrl" in p}
+        for logical_id, physical in self._physical.items():
+            for target_arn in json.loads(physical.get("TargetArns", "[]")):
+                attributes = sqs.get_queue_attributes(QueueUrl=queues[target_arn], AttributeNames=["Policy"])
+                policy = attributes.get("Attributes", {}).get("Policy")
+                if not queue_policy_allows(json.loads(policy) if policy else None, target_arn, physical["Arn"]):
+                    raise UndeliverableRule(
+                        f"{logical_id}: its target queue {target_arn} has no policy letting {EVENTS_PRINCIPAL} send "
+                        f"from the rule (AWS::SQS::QueuePolicy with aws:SourceArn {physical['Arn']}): AWS would drop "
+                        "every event it matches"
+                    )
 
     def _create_table(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
         props = self.resolver.resolve(dict(properties), logical_id)
@@ -215,6 +323,57 @@ class LocalStack:
         bus_name = str(props.get("Name", name))
         arn = self.clients("events").create_event_bus(Name=bus_name)["EventBusArn"]
         return {"Ref": bus_name, "Arn": arn, "Name": bus_name}
+
+    def _create_rule(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
+        """An EventBridge rule with its pattern and SQS targets in moto's server (``Ref`` is ``<bus>|<name>`` on a
+        custom bus, as CloudFormation's is). The bus is created when missing (one named by a parameter, which
+        exists only on AWS).
+
+        Raises:
+            UnsupportedTemplate: a property, a target property or a target that is not one of the stack's queues.
+        """
+        props = self.resolver.resolve(dict(properties), logical_id)
+        unknown = set(props) - _RULE_PROPERTIES
+        if unknown:
+            raise UnsupportedTemplate(f"{logical_id}: rule properties {sorted(unknown)} are not emulated")
+        if "EventPattern" not in props:
+            raise UnsupportedTemplate(f"{logical_id}: a rule without EventPattern (a schedule) is not emulated")
+        events = self.clients("events")
+        bus = str(props.get("EventBusName", "default"))
+        if bus != "default" and not any(b["Name"] == bus for b in events.list_event_buses()["EventBuses"]):
+            events.create_event_bus(Name=bus)
+        rule_name = str(props.get("Name", name))
+        pattern = props["EventPattern"]
+        arn = events.put_rule(
+            Name=rule_name,
+            EventBusName=bus,
+            EventPattern=pattern if isinstance(pattern, str) else json.dumps(pattern),
+            State=str(props.get("State", "ENABLED")),
+            Description=str(props.get("Description", "")),
+        )["RuleArn"]
+        targets = []
+        for target in props.get("Targets", []):
+            extra = set(target) - _RULE_TARGET_PROPERTIES
+            if extra:
+                raise UnsupportedTemplate(f"{logical_id}: rule target properties {sorted(extra)} are not emulated")
+            if not str(target["Arn"]).startswith("arn:aws:sqs:"):
+                raise UnsupportedTemplate(f"{logical_id}: rule targets other than SQS queues are not emulated")
+            targets.append({"Id": str(target["Id"]), "Arn": str(target["Arn"])})
+        if targets:
+            events.put_targets(Rule=rule_name, EventBusName=bus, Targets=targets)
+        ref = rule_name if bus == "default" else f"{bus}|{rule_name}"
+        return {"Ref": ref, "Arn": arn, "TargetArns": json.dumps([t["Arn"] for t in targets])}
+
+    def _create_queue_policy(self, logical_id: str, properties: Mapping[str, Any]) -> dict[str, str]:
+        """An ``AWS::SQS::QueuePolicy``: the policy set on each of its queues (``Policy`` attribute)."""
+        props = self.resolver.resolve(dict(properties), logical_id)
+        unknown = set(props) - {"Queues", "PolicyDocument"}
+        if unknown:
+            raise UnsupportedTemplate(f"{logical_id}: queue policy properties {sorted(unknown)} are not emulated")
+        sqs = self.clients("sqs")
+        for url in props["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=str(url), Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        return {"Ref": logical_id}
 
     def _create_queue(self, logical_id: str, properties: Mapping[str, Any], name: str) -> dict[str, str]:
         props = self.resolver.resolve(dict(properties), logical_id)

@@ -31,11 +31,28 @@ Environment (all optional):
     JOBS_LOCAL_TTL_SWEEP_SECONDS
                               seconds between the local TTL sweeps (local/ttl.py) that delete expired items as
                               DynamoDB's TTL does, with TTL's userIdentity in their stream records (5; "0": none)
+    JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK
+                              "1" lets job callbacks go to loopback addresses (127.0.0.0/8, ::1, localhost), for
+                              receivers on this machine (tests'): sets JOBS_CALLBACK_ALLOW_LOOPBACK on every
+                              function. Off by default, as on AWS, where template.yaml never sets it; every other
+                              forbidden address (private, link-local, metadata, ...) stays refused either way
+    JOBS_LOCAL_CALLBACK_CA_BUNDLE
+                              a PEM file of extra certificate authorities callbacks trust (a test CA such as
+                              trustme's): JOBS_CALLBACK_CA_BUNDLE on every function
+    JOBS_LOCAL_CALLBACK_RETRY_DELAYS
+                              the callbacks' waits between attempts, seconds, "1,2,3" (or JSON "[1,2,3]"), to play
+                              the 27.6-hour schedule in seconds: JOBS_CALLBACK_RETRY_DELAYS_SECONDS on every function
 
 Job State Change events go to moto's EventBridge, on the bus the publisher's ``JOBS_EVENT_BUS_NAME`` names (the
 template's ``JobEventsBus``). The stack adds a local-only tap, not in the template: the SQS queue
 ``jobs-local-JobEventsTap`` and a rule on that bus that delivers every event of source ``chuck-norris.jobs`` to it
 (the banner's ``Job events`` line), so that a test or the AWS CLI can read what subscribers would get.
+
+Job callbacks: the template's ``JobCallbacksRule`` (final events of jobs with a ``callback_url``) sends to
+``JobCallbacksQueue`` through moto's EventBridge, once its ``JobCallbacksQueuePolicy`` is checked
+(``local.resources``), and the callback sender reads that queue. At start, the stack creates the signing key
+parameter (SecureString) and its public half (``local.webhook_keys``) with a fresh Ed25519 key when absent; the
+banner's ``Callbacks`` line gives the public keys' URL and whether loopback receivers are allowed.
 """
 
 from __future__ import annotations
@@ -66,7 +83,7 @@ from local.lambda_api import ApiError, EventSourceMapping, LambdaApi
 from local.moto_server import INVALID_CHARACTERS_MODES, INVALID_CHARACTERS_VARIABLE
 from local.poller import SqsPoller, enabled_event
 from local.ports import die_with_parent, free_port, port_is_free, wait_for_port
-from local.resources import LocalStack, event_sources, http_api_routes
+from local.resources import LocalStack, UndeliverableRule, event_sources, http_api_routes
 from local.runtime import FunctionPool
 from local.schedule import Schedule
 from local.streams import StreamPoller, matches
@@ -82,6 +99,12 @@ TAP_RULE = "job-events-tap"
 #: Development-only secret (48 bytes, above HS256's 32-byte minimum of RFC 7518 section 3.2). Never deployed.
 # The documented local default, never deployed.
 DEVELOPMENT_SECRET = "local-development-secret-do-not-use-in-aws-0123456"  # nosec B105
+#: The stack's switches for callbacks (``JOBS_LOCAL_*``) and the function variable each sets on every function.
+CALLBACK_SWITCHES = {
+    "JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK": "JOBS_CALLBACK_ALLOW_LOOPBACK",
+    "JOBS_LOCAL_CALLBACK_CA_BUNDLE": "JOBS_CALLBACK_CA_BUNDLE",
+    "JOBS_LOCAL_CALLBACK_RETRY_DELAYS": "JOBS_CALLBACK_RETRY_DELAYS_SECONDS",
+}
 #: moto's server accepts any credentials; these reach no AWS account.
 LOCAL_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "testing")
 
@@ -127,6 +150,45 @@ def choose_dynamodb(choice: str, installation: dynamodb_local.Installation | Non
             return choice
         raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not a valid http(s) URL")
     raise SystemExit(f"JOBS_LOCAL_DYNAMODB/--dynamodb: {choice!r} is not auto, local, moto or an http(s) URL")
+
+
+def callback_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The function environment the ``JOBS_LOCAL_*`` callback switches ask for (``CALLBACK_SWITCHES``): the
+    loopback flag as ``true`` or ``false``, the CA bundle's absolute path, the retry waits as a JSON list.
+
+    Raises:
+        SystemExit: a CA bundle that is not a file, or waits that are not whole seconds.
+    """
+    found: dict[str, str] = {}
+    loopback = environ.get("JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK", "")
+    if loopback:
+        found["JOBS_CALLBACK_ALLOW_LOOPBACK"] = "true" if loopback.lower() in ("1", "true", "yes", "on") else "false"
+    bundle = environ.get("JOBS_LOCAL_CALLBACK_CA_BUNDLE", "")
+    if bundle:
+        if not Path(bundle).is_file():
+            raise SystemExit(f"JOBS_LOCAL_CALLBACK_CA_BUNDLE: {bundle} is not a file")
+        found["JOBS_CALLBACK_CA_BUNDLE"] = str(Path(bundle).resolve())
+    delays = environ.get("JOBS_LOCAL_CALLBACK_RETRY_DELAYS", "").strip()
+    if delays:
+        try:
+            values = json.loads(delays) if delays.startswith("[") else [int(v) for v in delays.split(",")]
+            if not all(isinstance(v, int) and v >= 0 for v in values):
+                raise ValueError(delays)
+        except ValueError as error:
+            raise SystemExit(f"JOBS_LOCAL_CALLBACK_RETRY_DELAYS: {delays!r} is not whole seconds, 1,2,3") from error
+        found["JOBS_CALLBACK_RETRY_DELAYS_SECONDS"] = json.dumps(values)
+    return found
+
+
+def callbacks_banner(port: int, function_environment: Mapping[str, Mapping[str, str]]) -> str:
+    """The banner's line on job callbacks: where the public keys are served, and the loopback flag's state."""
+    loopback = function_environment.get("Parameters", {}).get("JOBS_CALLBACK_ALLOW_LOOPBACK") == "true"
+    state = (
+        "loopback receivers ALLOWED (JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK=1; never on AWS)"
+        if loopback
+        else "loopback receivers refused (JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK=1 allows them)"
+    )
+    return f"Callbacks     public keys http://127.0.0.1:{port}/api/v1/webhooks/public-key; {state}"
 
 
 def cli_usage(port: int) -> list[str]:
@@ -324,6 +386,8 @@ class Stack:
             self.physical = stack.create_all()
         except EndpointConnectionError as error:
             raise SystemExit(f"DynamoDB cannot be reached at {self.dynamodb_endpoint} ({error})") from error
+        except UndeliverableRule as error:
+            raise SystemExit(str(error)) from error
         specs = stack.functions()
         self._start_ttl_sweepers(stack)
         for spec in specs:
@@ -350,6 +414,7 @@ class Stack:
             name = spec.environment.get("JWT_SECRET_PARAMETER")
             if name and not spec.environment.get("JWKS_URL"):
                 ssm.put_parameter(Name=name, Value=self.secret, Type="SecureString", Overwrite=True)
+        self._webhook_keys(specs)
         routes: list[Route] = []
         for spec in specs:
             extra = {
@@ -517,6 +582,23 @@ class Stack:
         sweeper = self._sweepers.get(_table_of_stream(stream_arn))
         return sweeper.identity_of if sweeper is not None else None
 
+    def _webhook_keys(self, specs: list[Any]) -> None:
+        """Create the callback key parameters the functions name (the signing key parameter as a SecureString and
+        its public half) with a fresh key when absent, as a deployer does with ``make webhook-keys`` before a
+        deploy. (``local.webhook_keys`` imports ``jobs``: imported here, never at the module's import, which the
+        function workers repeat when they start, so that they import ``jobs`` from their layer alone.)"""
+        from local import webhook_keys
+
+        names = {key: value for spec in specs for key, value in spec.environment.items()}
+        signing = names.get("JOBS_CALLBACK_SIGNING_KEY_PARAMETER")
+        public = names.get("JOBS_CALLBACK_PUBLIC_KEY_PARAMETER")
+        if not signing or not public:
+            return
+        try:
+            webhook_keys.ensure(webhook_keys.KeyParameters(self.client("ssm"), signing, public))
+        except webhook_keys.KeyToolError as error:
+            raise SystemExit(f"the callback keys: {error}") from error
+
     def _event_tap(self, bus: str) -> str:
         """Create the local tap on ``bus`` (the bus too, when the template did not create it, e.g. a bus named by
         ``EventBusName`` that exists only on AWS): an SQS queue and a rule sending every job event to it. Returns
@@ -602,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         function_environment = json.loads(Path(args.env_vars).read_text(encoding="utf-8"))
     if os.environ.get("JOBS_FAULT_INJECTION"):
         function_environment.setdefault("Parameters", {})["JOBS_FAULT_INJECTION"] = os.environ["JOBS_FAULT_INJECTION"]
+    function_environment.setdefault("Parameters", {}).update(callback_environment())
 
     if not os.environ.get("JOBS_JWT_SECRET"):
         _say("WARNING: JOBS_JWT_SECRET is not set; using the development default secret (local use only).")
@@ -642,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                         if stack.event_tap
                         else []
                     ),
+                    callbacks_banner(stack.port, stack.function_environment),
                     "Get a token   make token SUB=alice",
                     *cli_usage(stack.port),
                     *(

@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 TEST_SECRET = "test-secret-long-enough-for-hs512-which-wants-64-bytes-0123456789abcdef"
 SECRET_PARAMETER = "/jobs/jwt-secret"
+#: The callback key parameters the tests store (template.yaml's defaults).
+WEBHOOK_SIGNING_KEY_PARAMETER = "/chuck-norris-jobs/webhooks/signing-key"
+WEBHOOK_PUBLIC_KEY_PARAMETER = "/chuck-norris-jobs/webhooks/public-key"
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -20,9 +20,20 @@ from jobs import bootstrap
 from jobs.models import JobCreate, JobPriority, ServiceUnavailable, format_timestamp, utc_now
 from jobs.service import JobService
 from jobs.store import DynamoJobStore
+from local import webhook_keys
 from local.poller import to_record
 from tests.conftest import Aws
-from tests.helpers import FakeLambdaContext, api_event, inserted_record, load_event, load_function, sign
+from tests.helpers import (
+    SECRET_PARAMETER,
+    WEBHOOK_PUBLIC_KEY_PARAMETER,
+    WEBHOOK_SIGNING_KEY_PARAMETER,
+    FakeLambdaContext,
+    api_event,
+    inserted_record,
+    load_event,
+    load_function,
+    sign,
+)
 
 #: What the Lambda platform does with a function's role, not its code; granted, never seen by the hooks.
 PLATFORM = {
@@ -43,6 +54,13 @@ PLATFORM = {
     },
 }
 
+
+#: The SSM parameters the tests store, by the template parameter that names each.
+PARAMETERS = {
+    SECRET_PARAMETER: "JwtSecretParameterName",
+    WEBHOOK_SIGNING_KEY_PARAMETER: "WebhookSigningKeyParameterName",
+    WEBHOOK_PUBLIC_KEY_PARAMETER: "WebhookPublicKeyParameterName",
+}
 
 #: SQS's batch operations are authorised by the single-message action (Amazon SQS API permissions reference:
 #: "SendMessageBatch ... sqs:SendMessage"); no IAM action is named after them.
@@ -77,7 +95,7 @@ class Recorder:
         if service == "sqs":
             return str(self._names.get(params["QueueUrl"], params["QueueUrl"]))
         if service == "ssm":
-            return "parameter:JwtSecretParameterName"
+            return "parameter:" + PARAMETERS.get(str(params["Name"]), str(params["Name"]))
         return "?"
 
     @contextmanager
@@ -193,7 +211,12 @@ def test_the_api_function_is_granted_exactly_what_its_code_calls(
     call("list_jobs", query={"status": "QUEUED"})
     call("cancel_job", job_id=created["job_id"])
     call("delete_job", job_id=created["job_id"])
+    webhook_keys.create(webhook_keys.KeyParameters(boto3.client("ssm")))
+    monkeypatch.setenv("JOBS_CALLBACK_PUBLIC_KEY_PARAMETER", WEBHOOK_PUBLIC_KEY_PARAMETER)
+    bootstrap.reset()
+    assert call("get_webhook_public_keys")["statusCode"] == 200
 
+    assert ("ssm:GetParameter", "parameter:WebhookPublicKeyParameterName") in recorder.calls
     assert recorder.calls | platform("ApiFunction", secret=True) == granted(generated, "ApiFunctionRole")
 
 

@@ -72,6 +72,7 @@ def test_the_api_function_serves_the_five_routes_and_its_description() -> None:
         ("POST", "/api/v1/jobs/{job_id}/cancel"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/docs"),
+        ("GET", "/api/v1/webhooks/public-key"),
     }
     assert {e["Type"] for e in events} == {"HttpApi"}
 
@@ -265,8 +266,20 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+    assert actions("DeliverCallbacksFunctionRole") == {
+        "dynamodb:GetItem",  # the job, as GET returns it
+        "dynamodb:UpdateItem",  # its callback's state
+        "ssm:GetParameter",  # the signing keys
+        "kms:Decrypt",  # with WebhookSigningKeyKmsKeyArn only
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",  # a failed attempt's message hides until the next one
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
     roles = [name for name, resource in RESOURCES.items() if resource["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == 6
+    assert len(roles) == 7
     for role in roles:
         assert all(statement["Resource"] != "*" for statement in statements(role))
 
@@ -371,7 +384,7 @@ def test_functions_get_globals_routes_and_queue_from_the_template(moto: Any) -> 
     assert "JOBS_QUEUE_URL" not in api.environment
     assert api.layer_dirs == ((ROOT / "layers" / "jobs").resolve(),)
     assert (api.handler, api.timeout_seconds, consumer.timeout_seconds) == ("app.lambda_handler", 10, 30)
-    assert len(http_api_routes(api, stack.resolver)) == 7
+    assert len(http_api_routes(api, stack.resolver)) == 8
     assert sorted(s["Queue"] for s in event_sources(consumer, stack.resolver, "SQS")) == sorted(
         physical[queue]["Arn"] for queue in JOBS_QUEUES
     )

@@ -25,10 +25,10 @@ def test_the_generated_template_has_no_known_fault(generated: dict[str, Any]) ->
 def test_the_transform_produces_what_the_checks_look_at(generated: dict[str, Any]) -> None:
     types = [resource["Type"] for resource in generated["Resources"].values()]
     assert "Transform" not in generated
-    assert types.count("AWS::Lambda::Function") == 6
-    # The two stream readers (relay, event publisher), and one SQS mapping per priority for the consumer and for the
-    # dead-letter handler.
-    assert types.count("AWS::Lambda::EventSourceMapping") == 8
+    assert types.count("AWS::Lambda::Function") == 7
+    # The two stream readers (relay, event publisher), one SQS mapping per priority for the consumer and for the
+    # dead-letter handler, and the callback sender's.
+    assert types.count("AWS::Lambda::EventSourceMapping") == 9
     assert not any(kind.startswith("AWS::Serverless::") for kind in types)
     names = rehearsal.physical_names(generated, "jobs-a")
     assert any(kind.startswith("AWS::Lambda::LayerVersion") for kind in names)

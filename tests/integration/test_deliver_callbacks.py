@@ -1,0 +1,198 @@
+"""The callback sender function (functions/deliver_callbacks) on moto, with the template's rule, queue and policy:
+each job's final event goes through the bus and ``JobCallbacksRule`` to ``JobCallbacksQueue``, and the handler gets
+that queue's records, as its mapping would give them. Receivers are HTTPS servers on loopback with a ``trustme``
+certificate authority; loopback is allowed as the local stack's flag allows it, unless a test says otherwise.
+
+What is checked here is the function's part: a batch delivered in parallel (one slow receiver delays no other
+record), a retry that hides its message until the next attempt is due and reports it, a give-up and a delivery
+that settle theirs, and a body that is no job event dropped."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from typing import Any, get_args
+
+import pytest
+import trustme
+
+from jobs import bootstrap, settings
+from jobs.callbacks import CallbackSender
+from jobs.events import DETAIL_TYPE, EVENT_SOURCE
+from jobs.models import SQS_MAX_VISIBILITY_SECONDS, CallbackStatus
+from jobs_client import verify_webhook
+from tests.helpers import (
+    load_event,
+)
+from tests.integration.conftest import TIMEOUT_SECONDS, Callbacks
+from tests.webhook_receiver import receiving
+
+
+def public_keys() -> dict[str, Any]:
+    """The keys GET /api/v1/webhooks/public-key serves."""
+    return bootstrap.webhook_public_keys().model_dump()
+
+
+def test_the_rule_queues_final_events_of_jobs_with_a_callback_only(callbacks: Callbacks, ca: trustme.CA) -> None:
+    with receiving(ca) as receiver:
+        job = callbacks.finished_job("alice", receiver.url())
+    for status, has_callback in [("RUNNING", True), ("SUCCEEDED", False), ("DELETED", True)]:
+        callbacks.publish(job, status=status, has_callback=has_callback)
+    for status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        callbacks.publish(job, status=status)
+
+    statuses = [json.loads(r["body"])["detail"]["status"] for r in callbacks.batch(3)["Records"]]
+
+    assert sorted(statuses) == ["CANCELLED", "FAILED", "SUCCEEDED"]
+
+
+def test_a_batch_is_delivered_signed_recorded_and_settled(callbacks: Callbacks, ca: trustme.CA) -> None:
+    with receiving(ca) as receiver:
+        jobs = [callbacks.finished_job(owner, receiver.url(query=f"owner={owner}")) for owner in ("alice", "bob")]
+        callbacks.publish(*jobs)
+
+        response = callbacks.deliver(callbacks.batch(2))
+
+        requests = receiver.wait_for(2, timeout=5)
+    assert response == {"batchItemFailures": []}
+    assert sorted(r.path for r in requests) == ["/hooks/jobs?owner=alice", "/hooks/jobs?owner=bob"]
+    owners = {job.job_id: job.owner_id for job in jobs}
+    for request in requests:
+        delivered = verify_webhook(request.headers, request.body, public_keys())
+        job = callbacks.store.get(owners[delivered["job_id"]], delivered["job_id"])
+        assert job is not None
+        assert job.callback is not None
+        assert job.callback.status == CallbackStatus.DELIVERED
+        assert job.callback.attempts == 1
+        assert delivered["status"] == "SUCCEEDED"
+
+
+def test_a_failed_attempt_hides_its_message_until_the_next_is_due_then_gives_up(
+    callbacks: Callbacks, ca: trustme.CA
+) -> None:
+    with receiving(ca, status=500) as receiver:
+        job = callbacks.finished_job("alice", receiver.url())
+        callbacks.publish(job)
+        first = callbacks.batch(1)
+
+        response = callbacks.deliver(first)
+        hidden = callbacks.aws.sqs.receive_message(QueueUrl=callbacks.queue_url).get("Messages", [])
+        time.sleep(2.5)  # the schedule's wait, then the message is back as the second attempt
+        second = callbacks.batch(1)
+        retrying = callbacks.store.get("alice", job.job_id)
+
+        final = callbacks.deliver(second)
+
+    [record] = first["Records"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert hidden == []
+    assert second["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert retrying is not None
+    assert retrying.callback is not None
+    assert (retrying.callback.status, retrying.callback.attempts) == (CallbackStatus.RETRYING, 1)
+    assert final == {"batchItemFailures": []}  # attempt 2 of a one-wait schedule: given up, settled
+    failed = callbacks.store.get("alice", job.job_id)
+    assert failed is not None
+    assert failed.callback is not None
+    assert (failed.callback.status, failed.callback.attempts, failed.callback.last_status_code) == (
+        CallbackStatus.FAILED,
+        2,
+        500,
+    )
+    assert len(receiver.requests) == 2
+
+
+def test_a_slow_receiver_delays_no_other_record_of_its_batch(callbacks: Callbacks, ca: trustme.CA) -> None:
+    with receiving(ca, delay=30) as slow, receiving(ca) as fast:
+        jobs = [callbacks.finished_job("alice", slow.url()), callbacks.finished_job("bob", fast.url())]
+        callbacks.publish(*jobs)
+        event = callbacks.batch(2)
+
+        response = callbacks.deliver(event)
+
+    [from_alice], [from_bob] = slow.requests, fast.requests
+    # Delivered one after the other, bob's request would come after alice's attempt ran out (the timeout).
+    assert from_bob.at - from_alice.at < TIMEOUT_SECONDS
+    by_owner = {json.loads(r["body"])["detail"]["owner_id"]: r["messageId"] for r in event["Records"]}
+    assert response == {"batchItemFailures": [{"itemIdentifier": by_owner["alice"]}]}
+    bob = callbacks.store.get("bob", jobs[1].job_id)
+    assert bob is not None
+    assert bob.callback is not None
+    assert bob.callback.status == CallbackStatus.DELIVERED
+
+
+def test_a_job_named_twice_in_a_batch_is_delivered_once(callbacks: Callbacks, ca: trustme.CA) -> None:
+    with receiving(ca) as receiver:
+        job = callbacks.finished_job("alice", receiver.url())
+        callbacks.publish(job)
+        callbacks.publish(job)  # the publisher's at-least-once: the same event again
+
+        response = callbacks.deliver(callbacks.batch(2))
+
+    assert response == {"batchItemFailures": []}
+    assert len(receiver.requests) == 1
+
+
+def test_a_body_that_is_no_job_event_is_dropped(callbacks: Callbacks, caplog: pytest.LogCaptureFixture) -> None:
+    event = load_event("sqs/job_callback.json")
+    [record] = event["Records"]
+    bodies = ["not json", json.dumps({"source": "someone.else", "detail-type": DETAIL_TYPE, "detail": {}})]
+    event["Records"] = [{**record, "messageId": f"m{index}", "body": body} for index, body in enumerate(bodies)]
+
+    response = callbacks.deliver(event)
+
+    assert response == {"batchItemFailures": []}
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "Callbacks queue message is not a Job State Change event; dropped"
+    ] * 2
+
+
+def test_a_job_gone_before_its_callback_is_skipped_and_settled(callbacks: Callbacks) -> None:
+    response = callbacks.deliver(load_event("sqs/job_callback.json"))  # its job was never in this table
+
+    assert response == {"batchItemFailures": []}
+
+
+def test_a_name_resolving_to_loopback_is_refused_at_once_without_the_flag(
+    callbacks: Callbacks, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_CALLBACK_ALLOW_LOOPBACK", "false")
+    bootstrap.reset()
+    store = callbacks.store
+    sender = CallbackSender(
+        store,
+        bootstrap.callback_signing_keys,
+        settings.callback_settings(),
+        resolver=lambda host, port: ["127.0.0.1"],  # a public-looking name whose answer is loopback
+    )
+    monkeypatch.setattr(bootstrap, "callback_sender", cache(lambda: sender))  # cached, as bootstrap.reset expects
+    with receiving(ca) as receiver:
+        job = callbacks.finished_job("alice", receiver.url(host="hooks.example.com"))
+        callbacks.publish(job)
+
+        response = callbacks.deliver(callbacks.batch(1))
+
+    assert response == {"batchItemFailures": []}
+    assert receiver.requests == []
+    refused = store.get("alice", job.job_id)
+    assert refused is not None
+    assert refused.callback is not None
+    assert (refused.callback.status, refused.callback.attempts) == (CallbackStatus.FAILED, 1)
+    assert "loopback" in (refused.callback.last_error or "")
+
+
+def test_a_wait_is_cut_to_the_12_hours_sqs_allows_from_the_receive(callbacks: Callbacks) -> None:
+    started = time.monotonic()
+
+    assert callbacks.handler.retry_visibility(300, started) == 300
+    assert callbacks.handler.retry_visibility(10 * SQS_MAX_VISIBILITY_SECONDS, started) <= (
+        SQS_MAX_VISIBILITY_SECONDS - callbacks.handler.RECEIVE_WAIT_SECONDS
+    )
+
+
+def test_the_sender_reads_the_events_the_publisher_writes(callbacks: Callbacks) -> None:
+    fields = callbacks.handler.CallbackEvent.model_fields
+
+    assert get_args(fields["source"].annotation) == (EVENT_SOURCE,)
+    assert get_args(fields["detail_type"].annotation) == (DETAIL_TYPE,)
