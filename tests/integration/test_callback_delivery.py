@@ -572,6 +572,22 @@ def test_an_already_delivered_callback_is_skipped(
     assert callback_of(store, job) == delivered.callback
 
 
+def test_a_given_up_callback_is_not_started_again_by_an_event_published_again(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    receiver = serve(status(410))  # gone: gives up at once
+    job = finished_job(store, receiver.url)
+    callbacks = sender(store, settings(ca_bundle))
+    gave_up = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    again = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert gave_up.action == "gave_up"
+    assert (again.action, again.callback) == ("skipped", None)
+    assert len(receiver.requests) == 1
+    assert callback_of(store, job) == gave_up.callback
+
+
 def test_a_job_without_a_callback_url_is_skipped(store: DynamoJobStore, ca_bundle: str) -> None:
     now = Clock()()
     job = Job(

@@ -21,6 +21,7 @@ events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +60,8 @@ class CallbackOutcome:
 
 
 SKIPPED = CallbackOutcome("skipped", None, None)
+#: powertools' Metrics is not thread-safe, and the sender function settles a batch's deliveries from several threads.
+_METRICS_LOCK = threading.Lock()
 
 
 def webhook_id(job_id: str, version: str) -> str:
@@ -117,6 +120,9 @@ class CallbackSender:
             return self._log_skipped(owner_id, job_id, attempt, "the job is gone or has no callback_url")
         if job.callback is not None and job.callback.status == CallbackStatus.DELIVERED:
             return self._log_skipped(owner_id, job_id, attempt, "already delivered")
+        if job.callback is not None and job.callback.status == CallbackStatus.FAILED:
+            # Given up: an event published again (a replayed stream batch) does not start a second schedule.
+            return self._log_skipped(owner_id, job_id, attempt, "already given up")
         url = job.callback_url
         previous_attempts = job.callback.attempts if job.callback is not None else 0
         started_at = self.clock()
@@ -194,12 +200,13 @@ class CallbackSender:
                 "recorded": recorded,
             },
         )
-        if action == "delivered":
-            metrics.add_metric(name="CallbacksDelivered", unit=MetricUnit.Count, value=1)
-        else:
-            metrics.add_metric(name="CallbacksFailedAttempts", unit=MetricUnit.Count, value=1)
-            if action == "gave_up":
-                metrics.add_metric(name="CallbacksGaveUp", unit=MetricUnit.Count, value=1)
+        with _METRICS_LOCK:
+            if action == "delivered":
+                metrics.add_metric(name="CallbacksDelivered", unit=MetricUnit.Count, value=1)
+            else:
+                metrics.add_metric(name="CallbacksFailedAttempts", unit=MetricUnit.Count, value=1)
+                if action == "gave_up":
+                    metrics.add_metric(name="CallbacksGaveUp", unit=MetricUnit.Count, value=1)
         if not recorded:  # deleted meanwhile, or a duplicate delivered it first: nothing more to do
             return SKIPPED
         return CallbackOutcome(action, delay, callback)
