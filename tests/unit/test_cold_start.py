@@ -43,6 +43,15 @@ def test_a_secret_mode_sandbox_verifies_tokens_without_loading_cryptography() ->
     assert result == {"sub": "alice", "cryptography": False}
 
 
+def test_a_secret_mode_sandbox_that_loaded_cryptography_first_still_verifies_tokens() -> None:
+    """The callback keys' route loads cryptography; a token verified after it in the same sandbox must not fail
+    on PyJWT's import (regression: hiding the submodules of an imported package broke it, a 500 on every
+    authenticated request)."""
+    code = "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey\n" + FRESH_INTERPRETER
+
+    assert fresh(code, TEST_SECRET) == {"sub": "alice", "cryptography": True}
+
+
 def test_jwks_mode_imports_pyjwt_with_cryptography() -> None:
     code = "import json, sys\nfrom jobs.auth import pyjwt\njwt = pyjwt(asymmetric=True)\n"
     code += "print(json.dumps({'rs256': 'RS256' in jwt.algorithms.get_default_algorithms()}))"

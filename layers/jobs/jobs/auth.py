@@ -47,9 +47,12 @@ def pyjwt(*, asymmetric: bool) -> ModuleType:
     of milliseconds of cold start that HMAC verification never uses. PyJWT supports running without it (HS
     algorithms only), so when the first import is for a shared secret, ``cryptography`` is hidden from it; a
     sandbox's mode never changes (``AuthSettings`` is read once), and ``AuthSettings`` accepts no asymmetric
-    algorithm in secret mode. When something imported PyJWT before, that import stands.
+    algorithm in secret mode. When something imported PyJWT before, that import stands; when something imported
+    ``cryptography`` before (the callback keys' route does), PyJWT imports it too: the cost is paid, and hiding the
+    submodules of a package already imported would make PyJWT's ``from cryptography import x509`` an ImportError,
+    which PyJWT does not take for an absent ``cryptography``.
     """
-    if asymmetric or "jwt" in sys.modules:
+    if asymmetric or "jwt" in sys.modules or "cryptography" in sys.modules:
         import jwt
 
         return jwt
