@@ -9,19 +9,25 @@ documented flag), the test CA (``JOBS_LOCAL_CALLBACK_CA_BUNDLE``) and a retry sc
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
-from jobs_client import verify_webhook
+from jobs_client import WebhookVerificationError, verify_webhook
 from tests.e2e.support import SECRET, RunningStack, running_stack, token
+from tests.helpers import ROOT
 from tests.webhook_receiver import Receiver, ca_bundle, receiving
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +52,14 @@ def hooks_stack(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Ite
     with running_stack(
         directory,
         secret=SECRET,
-        function_environment={"DeliverCallbacksFunction": {"JOBS_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT)}},
+        function_environment={
+            "DeliverCallbacksFunction": {
+                "JOBS_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT),
+                "JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1",
+            },
+            # The rotation rehearsal reads the keys again within a second, not 5 minutes.
+            "ApiFunction": {"JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1"},
+        },
         environment={
             "JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK": "1",
             "JOBS_LOCAL_CALLBACK_CA_BUNDLE": str(ca_bundle(ca, directory)),
@@ -181,3 +194,121 @@ def test_a_name_resolving_to_loopback_fails_at_once_without_the_flag(stack: Runn
     assert job["callback"]["attempts"] == 1
     assert "loopback" in job["callback"]["last_error"]
     assert receiver.requests == []
+
+
+def key_tool(stack: RunningStack, action: str) -> None:
+    """``python -m local.webhook_keys <action>`` (what ``make webhook-keys ACTION=<action>`` runs) against the
+    stack's SSM, with the environment the banner's ``AWS CLI`` line gives."""
+    assert stack.process is not None
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AWS_ENDPOINT_URL_SSM": stack.process.aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "local.webhook_keys", action],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "whsk_" not in done.stdout + done.stderr  # the tool never prints a private key
+
+
+def delivered_to(stack: RunningStack, ca: trustme.CA, owner: str) -> Any:
+    """One job's delivery, as its receiver got it."""
+    with receiving(ca) as receiver:
+        job_id = submit(stack, owner, receiver.url())
+        job_when(stack, owner, job_id, "DELIVERED")
+        [request] = quiet(receiver, 1, seconds=0.5)
+    return request
+
+
+def keys_when(stack: RunningStack, count: int) -> dict[str, Any]:
+    """The public keys, once the API serves ``count`` of them (it re-reads them each second here)."""
+    deadline = time.monotonic() + 20
+    while len((keys := public_keys(stack))["keys"]) != count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(keys["keys"]) == count, keys
+    return keys
+
+
+def test_a_key_rotation_with_the_deployers_tool_never_breaks_a_receiver(
+    hooks_stack: RunningStack, ca: trustme.CA
+) -> None:
+    """The README's rotation, rehearsed on the running stack: rotate (two keys sign, both published), then retire
+    (the new key alone). A receiver holding the old keys verifies every delivery until it re-reads them."""
+    old_keys = keys_when(hooks_stack, 1)
+
+    key_tool(hooks_stack, "rotate")
+    both = keys_when(hooks_stack, 2)
+    time.sleep(1.5)  # the sender's copy of the signing keys is a second old at most
+    during = delivered_to(hooks_stack, ca, "hook-rotate")
+
+    key_tool(hooks_stack, "retire")
+    new_keys = keys_when(hooks_stack, 1)
+    time.sleep(1.5)
+    after = delivered_to(hooks_stack, ca, "hook-rotate")
+
+    assert both["keys"][0] == old_keys["keys"][0]  # the current key stays first; the new one follows
+    assert new_keys["keys"] == both["keys"][1:]
+    assert len(during.headers["webhook-signature"].split()) == 2  # signed by both keys
+    verify_webhook(during.headers, during.body, old_keys)  # a receiver still holding the old key
+    verify_webhook(during.headers, during.body, new_keys)
+    assert len(after.headers["webhook-signature"].split()) == 1
+    verify_webhook(after.headers, after.body, new_keys)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(after.headers, after.body, old_keys)  # the retired key signs nothing any more
+
+
+def readme_receiver() -> str:
+    """The README's receiver, word for word."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Job callbacks (webhooks)") :]
+    return section[
+        section.index("```python\n") + len("```python\n") : section.index("\n```", section.index("```python"))
+    ]
+
+
+def test_the_readmes_receiver_takes_a_real_delivery_and_refuses_a_tampered_one(
+    hooks_stack: RunningStack, ca: trustme.CA, tmp_path: Path
+) -> None:
+    request = delivered_to(hooks_stack, ca, "hook-readme")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = readme_receiver()
+    assert 'urlopen("http://127.0.0.1:3000/api/v1/webhooks/public-key")' in code
+    assert 'HTTPServer(("127.0.0.1", 8080), Receiver)' in code
+    script = tmp_path / "receiver.py"
+    script.write_text(code.replace("http://127.0.0.1:3000", hooks_stack.base).replace("8080", str(port)))
+    receiver = subprocess.Popen(
+        [sys.executable, "-u", str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        answers = []
+        for body in (request.body, request.body.replace(b"SUCCEEDED", b"FAILED")):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    headers = {name: value for name, value in request.headers.items() if name.startswith("webhook-")}
+                    connection.request("POST", "/hooks", body=body, headers=headers)
+                    answers.append(connection.getresponse().status)
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline, "the README's receiver did not start"
+                    time.sleep(0.2)
+    finally:
+        receiver.terminate()
+        printed, _ = receiver.communicate(timeout=10)
+
+    assert answers == [204, 400]
+    job = json.loads(request.body)
+    assert printed.split() == [request.headers["webhook-id"], job["job_id"], "SUCCEEDED"]

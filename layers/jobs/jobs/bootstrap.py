@@ -42,8 +42,9 @@ def api_service() -> JobService:
 
 @cache
 def ssm_parameter(name: str, *, decrypt: bool) -> aws.SsmParameter:
-    """The process's reader of one SSM parameter, cached 5 minutes per value (a rotation shows within that)."""
-    return aws.SsmParameter(name, 300, decrypt=decrypt)
+    """The process's reader of one SSM parameter, its value cached ``CallbackSettings.keys_max_age_seconds`` (5
+    minutes by default: a key rotation shows within that)."""
+    return aws.SsmParameter(name, settings.callback_settings().keys_max_age_seconds, decrypt=decrypt)
 
 
 def webhook_public_keys() -> WebhookPublicKeys:

@@ -164,6 +164,8 @@ class CallbackSettings(BaseSettings):
     ``retry_delays_seconds``: the waits after each failed attempt; the delivery gives up after the last. The
     default follows the Standard Webhooks retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight
     attempts over 27.6 hours); tests shorten it.
+    ``keys_max_age_seconds``: how long a process reuses the keys it read (5 minutes; the rotation rehearsal
+    shortens it).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_CALLBACK_", frozen=True, extra="ignore")
@@ -176,6 +178,7 @@ class CallbackSettings(BaseSettings):
     timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     max_response_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
     retry_delays_seconds: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    keys_max_age_seconds: int = Field(default=300, ge=1, le=3600)
 
 
 class JobTypeSettings(BaseSettings):
