@@ -28,6 +28,8 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from jobs import aws
 from jobs.models import AuthUnavailable, Unauthenticated, is_owner_id
 from jobs.observability import SEED_AUTH_LINE, logger
@@ -35,7 +37,6 @@ from jobs.settings import AuthSettings
 
 if TYPE_CHECKING:
     import jwt
-    from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 #: A ``kid`` this API looks up: printable ASCII, at most this long; anything else is refused unfetched.
 _KID = re.compile(r"[!-~]{1,256}")
@@ -138,29 +139,42 @@ def bearer_token(authorization: str | None) -> str:
 class SsmSecret:
     """The HS256 secret, a SecureString in SSM Parameter Store, fetched on first use and cached.
 
+    One ``GetParameter`` with ``WithDecryption`` (SSM API reference, "GetParameter":
+    https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html) on the process's SSM
+    client (``jobs.aws``), whose value is reused for ``max_age`` seconds, as powertools' parameters utility would
+    cache it; that utility imports boto3 (tens of milliseconds of cold start) for a client it never needs here.
+    A failed fetch is not cached: the next request tries again.
+
     Args:
         name: the parameter's name (``/jobs/jwt-secret``).
-        max_age: seconds a fetched value is reused before the next fetch (powertools parameters cache).
+        max_age: seconds a fetched value is reused before the next fetch.
+        clock: ``time.monotonic`` (tests pass another).
     """
 
-    def __init__(self, name: str, max_age: int) -> None:
+    def __init__(self, name: str, max_age: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.max_age = max_age
-        self._provider: SSMProvider | None = None
+        self._clock = clock
+        self._cached: tuple[float, str] | None = None
 
     def __call__(self) -> str:
-        """The secret. Raises ``AuthUnavailable`` when SSM cannot give it."""
-        from aws_lambda_powertools.utilities import parameters  # imported on first use: it loads boto3
+        """The secret.
 
-        if self._provider is None:
-            # On the process's shared botocore session (jobs.aws), not on a session of its own.
-            self._provider = parameters.SSMProvider(boto3_client=aws.client("ssm"))
+        Raises:
+            AuthUnavailable: SSM cannot give it (any AWS SDK error: throttled, denied, missing, unreachable, out of
+                the invocation's time), or it is empty.
+        """
+        now = self._clock()
+        if self._cached is not None and now - self._cached[0] < self.max_age:
+            return self._cached[1]
         try:
-            value = self._provider.get(self.name, decrypt=True, max_age=self.max_age)
-        except parameters.exceptions.GetParameterError as error:
+            found = aws.client("ssm").get_parameter(Name=self.name, WithDecryption=True)
+        except (BotoCoreError, ClientError) as error:
             raise AuthUnavailable("the token secret could not be read") from error
+        value = found.get("Parameter", {}).get("Value")
         if not value:
             raise AuthUnavailable("the token secret is empty")
+        self._cached = (now, str(value))
         return str(value)
 
 
