@@ -13,10 +13,12 @@ Each total (process spawn to first response) is split into:
 Imports are attributed by ``-X importtime`` (a module's own time goes to its package, or, for the standard
 library, to the package that imported it first); client creation and AWS calls are timed by wrapping botocore.
 
-The cold starts above import from compiled bytecode, as site-packages does. Lambda's ``/opt`` is read-only, so
-a layer without bytecode is compiled again at every cold start: ``bytecode()`` measures the API function's first
-request with the layer as sam's python builder ships it (sources only) and as ``layers/jobs/Makefile`` builds it
-(unchecked-hash bytecode), both installed for this machine from ``layers/jobs/requirements.txt``.
+The cold starts above import from compiled bytecode, as site-packages does. Lambda's ``/opt`` and ``/var/task``
+are read-only, so modules shipped without bytecode are compiled again at every cold start: ``bytecode()``
+measures the API function's first request with the layer and the function's own code as sam's python builder
+ships them (sources only), with the layer as ``layers/jobs/Makefile`` builds it (unchecked-hash bytecode), and
+with the function's code as ``functions/Makefile`` builds it too; the layer installed for this machine from
+``layers/jobs/requirements.txt``.
 
     .venv/bin/python -m bench.coldstart --runs 15
 """
@@ -194,12 +196,15 @@ def probe(
     event: str,
     environment_extra: dict[str, str] | None = None,
     layer_dirs: tuple[Path, ...] | None = None,
+    code_dir: Path | None = None,
 ) -> Run:
     """One fresh process: import ``handler_name`` and serve ``event`` (with ``layer_dirs`` instead of the
-    template's layer, when given)."""
+    template's layer, and the handler's module from ``code_dir`` instead of its CodeUri, when given)."""
     handler = aws.handler(handler_name)
     if layer_dirs is not None:
         handler = replace(handler, layer_dirs=layer_dirs)
+    if code_dir is not None:
+        handler = replace(handler, code_dir=code_dir, path=code_dir / handler.path.name)
     spec = {
         "path": str(handler.path),
         "module": handler.module,
@@ -400,10 +405,11 @@ def report(results: dict[str, Any]) -> str:
     )
 
 
-#: The two layer builds ``bytecode()`` compares, and what each stands for.
-LAYER_BUILDS = {
-    "sources only (sam's python builder)": "src",
-    "unchecked-hash bytecode (layers/jobs/Makefile)": "pyc",
+#: The builds ``bytecode()`` compares, what each stands for, and its (layer, function) folders.
+BUILDS = {
+    "sources only (sam's python builder for both)": ("src", "src"),
+    "layer bytecode (layers/jobs/Makefile), function sources": ("pyc", "src"),
+    "layer and function bytecode (functions/Makefile too)": ("pyc", "pyc"),
 }
 
 
@@ -428,17 +434,29 @@ def install_layers(directory: Path) -> dict[str, Path]:
     return {"src": source, "pyc": compiled}
 
 
+def install_function(directory: Path) -> dict[str, Path]:
+    """The API function's code twice under ``directory``: ``src`` as sam's python builder ships it (no bytecode)
+    and ``pyc`` as ``functions/Makefile`` builds it (unchecked-hash bytecode beside the sources)."""
+    source = directory / "src"
+    shutil.copytree(ROOT / "functions" / "api", source, ignore=shutil.ignore_patterns("__pycache__"))
+    compiled = directory / "pyc"
+    shutil.copytree(source, compiled)
+    compileall.compile_dir(str(compiled), quiet=1, invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
+    return {"src": source, "pyc": compiled}
+
+
 def bytecode(runs: int, *, seed: int = 7) -> dict[str, Any]:
-    """``runs`` cold starts of the API function's create with each layer build, interleaved."""
+    """``runs`` cold starts of the API function's create with each build, interleaved."""
     shuffle = random.Random(seed)
-    results: dict[str, list[Run]] = {name: [] for name in LAYER_BUILDS}
+    results: dict[str, list[Run]] = {name: [] for name in BUILDS}
     with tempfile.TemporaryDirectory(prefix="jobs-bench-layer-") as directory, moto_server() as aws:
-        layers = install_layers(Path(directory))
+        layers = install_layers(Path(directory) / "layer")
+        functions = install_function(Path(directory) / "function")
         for _ in range(runs):
-            order = list(LAYER_BUILDS.items())
+            order = list(BUILDS.items())
             shuffle.shuffle(order)
-            for name, build in order:
-                run = probe(aws, "api", API_EVENTS["create"], layer_dirs=(layers[build],))
+            for name, (layer, function) in order:
+                run = probe(aws, "api", API_EVENTS["create"], layer_dirs=(layers[layer],), code_dir=functions[function])
                 results[name].append(run)
     return {"runs": runs, "results": results}
 
@@ -455,9 +473,10 @@ def bytecode_report(results: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             f"The API function's first request (create), median of {results['runs']} fresh processes, ms, with the "
-            "layer built two ways (installed for this machine from layers/jobs/requirements.txt). In Lambda /opt is "
-            "read-only: a layer without bytecode is compiled at every cold start.",
-            table(["layer", "total", "vs sources only", "import handler", "first event"], rows),
+            "layer and the function's own code built three ways (the layer installed for this machine from "
+            "layers/jobs/requirements.txt). In Lambda /opt and /var/task are read-only: modules without bytecode are "
+            "compiled at every cold start.",
+            table(["build", "total", "vs sources only", "import handler", "first event"], rows),
         ]
     )
 

@@ -69,16 +69,8 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ):
         monkeypatch.delenv(name, raising=False)
     bootstrap.reset()
-    _clear_parameter_cache()
     yield
     bootstrap.reset()
-    _clear_parameter_cache()
-
-
-def _clear_parameter_cache() -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()
 
 
 class Aws:

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jobs import aws, bootstrap, examples
+from jobs import aws, bootstrap, examples, sandbox
 from jobs.http import (
     IDEMPOTENCY_KEY_PATTERN,
     JOBS_TAG,
@@ -71,17 +71,20 @@ def create_job(
             "Remembered for a day.",
         ),
     ] = None,
-) -> Response[Job]:
+) -> Response[str]:
     """Submit a job: 201 Created with its ``Location`` and the QUEUED job (once per ``Idempotency-Key``); 403 for a
     HIGH job without the scope the deployment names for it."""
     require_priority(app, request.effective_priority)
     key = header_value(idempotency_key)
-    job = bootstrap.job_creator().create(owner_id(app), request, key=key, context=app.lambda_context)
+    if key is None:  # powertools' idempotency utility (and the boto3 it imports) only for requests with a key
+        job = bootstrap.api_service().create_job(owner_id(app), request)
+    else:
+        job = bootstrap.job_creator().create(owner_id(app), request, key=key, context=app.lambda_context)
     metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=201,
         content_type="application/json",
-        body=job,
+        body=job.model_dump_json(),
         headers={"Location": f"/api/v1/jobs/{job.job_id}"},
     )
 
@@ -133,9 +136,11 @@ def list_jobs(
         404,
     ),
 )
-def get_job(job_id: JobId) -> Job:
-    """One of the caller's jobs; 404 when absent or someone else's."""
-    return bootstrap.api_service().get_job(owner_id(app), job_id)
+def get_job(job_id: JobId) -> Response[str]:
+    """One of the caller's jobs (a ``Job``, as the responses above document, written as ``list_jobs`` writes its
+    page); 404 when absent or someone else's."""
+    job = bootstrap.api_service().get_job(owner_id(app), job_id)
+    return Response(status_code=200, content_type="application/json", body=job.model_dump_json())
 
 
 @app.delete(
@@ -205,6 +210,7 @@ def get_webhook_public_keys() -> Response[str]:
     )
 
 
+@sandbox.freeze_after_first_invocation
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @aws.time_budget

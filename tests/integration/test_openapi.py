@@ -13,7 +13,6 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from openapi_spec_validator import validate
 
 import jobs.http
@@ -24,6 +23,7 @@ from jobs.models import (
     MAX_PAYLOAD_DEPTH,
     MAX_REQUEST_BYTES,
     MAX_TITLE_LENGTH,
+    IdempotencyInProgress,
     Job,
     JobFinished,
     JobStatus,
@@ -344,7 +344,7 @@ def test_the_error_examples_are_the_bodies_the_api_sends(api: ModuleType, monkey
         (422, "unknownType"): api_event("create_job", token=alice, body={"title": "x", "type": "roundhouse"}),
     }
     from_the_table = {
-        (409, "inProgress"): ERROR_RESPONSES[IdempotencyAlreadyInProgressError](IdempotencyAlreadyInProgressError()),
+        (409, "inProgress"): ERROR_RESPONSES[IdempotencyInProgress](IdempotencyInProgress("in progress")),
         (409, "jobFinished"): ERROR_RESPONSES[JobFinished](JobFinished(examples.SEED_JOB_ID, "SUCCEEDED")),
         (500, "unexpected"): ERROR_RESPONSES[Exception](RuntimeError("boom")),
         (503, "busy"): ERROR_RESPONSES[ServiceUnavailable](ServiceUnavailable("throttled")),

@@ -10,10 +10,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 
 from jobs import bootstrap
-from jobs.models import JobCreate, JobMessage
+from jobs.models import IdempotencyKeyReused, JobCreate, JobMessage
 from jobs.queue import Dispatch
 from jobs.store import DynamoJobStore
 from tests.conftest import Aws
@@ -103,7 +102,7 @@ def test_a_key_recorded_by_the_first_request_model_matches_its_retry_after_a_fie
 
     assert retried.job_id == recorded["job_id"]
     assert aws.item_count() == 1
-    with pytest.raises(IdempotencyValidationError):
+    with pytest.raises(IdempotencyKeyReused):
         creator.create(
             "alice",
             LaterJobCreate(title="Audit", type="noop", payload=payload, channel="email"),

@@ -61,6 +61,21 @@ def test_the_layer_is_built_for_the_runtime_with_bytecode() -> None:
     assert "--invalidation-mode unchecked-hash" in makefile
 
 
+def test_every_function_is_built_with_its_bytecode() -> None:
+    """/var/task is read-only in Lambda as /opt is: each function's modules are compiled at build time by
+    functions/Makefile (unchecked-hash, CPython 3.13), not at every cold start; .ci/check_layer.py checks the build."""
+    functions = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+    makefile = (ROOT / "functions" / "Makefile").read_text()
+
+    assert len(functions) >= 6
+    for resource in functions.values():
+        assert resource["Metadata"]["BuildMethod"] == "makefile"
+        assert resource["Metadata"]["ContextPath"] == "functions"
+    assert "build-%:" in makefile
+    assert "--invalidation-mode unchecked-hash" in makefile
+    assert "sys.version_info[:2] == (3, 13)" in makefile
+
+
 def test_the_api_function_serves_the_five_routes_and_its_description() -> None:
     events = properties("ApiFunction")["Events"].values()
 

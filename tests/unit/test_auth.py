@@ -232,3 +232,31 @@ def test_a_configured_audience_list_follows_the_api_gateway_rule(claims: dict[st
     else:
         with pytest.raises(Unauthenticated, match="audience"):
             auth.authenticate(header)
+
+
+def test_the_ssm_secret_is_fetched_once_per_max_age_and_a_failure_is_not_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from jobs import aws
+    from jobs.auth import SsmSecret
+
+    now = [1000.0]
+    with mock_aws():
+        ssm = boto3.client("ssm")
+        secret = SsmSecret("/jobs/jwt-secret", max_age=300, clock=lambda: now[0])
+        with pytest.raises(AuthUnavailable, match="could not be read"):  # no parameter yet
+            secret()
+        ssm.put_parameter(Name="/jobs/jwt-secret", Value="first", Type="SecureString")
+        assert secret() == "first"  # the failure was not cached
+        ssm.put_parameter(Name="/jobs/jwt-secret", Value="second", Type="SecureString", Overwrite=True)
+        now[0] += 299
+        assert secret() == "first"  # still within max_age: no call
+        now[0] += 1
+        assert secret() == "second"
+        monkeypatch.setattr(aws.client("ssm"), "get_parameter", lambda **_: {"Parameter": {"Value": ""}})
+        now[0] += 300
+        with pytest.raises(AuthUnavailable, match="empty"):
+            secret()

@@ -52,6 +52,74 @@ def test_a_secret_mode_sandbox_that_loaded_cryptography_first_still_verifies_tok
     assert fresh(code, TEST_SECRET) == {"sub": "alice", "cryptography": True}
 
 
+API_WITHOUT_BOTO3 = """
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import app
+from jobs.store import from_attribute_value, to_attribute_value
+value = {"n": 9000, "ratio": 0.1, "big": 10**37, "items": [True, None, "x", {"deep": []}]}
+item = to_attribute_value(value)
+assert from_attribute_value(item) == value, from_attribute_value(item)
+app.bootstrap.authenticator()  # builds the SSM secret's reader
+loaded = set(sys.modules)
+print(json.dumps({name: name in loaded for name in ("boto3", "aws_lambda_powertools.utilities.idempotency",
+                                                   "aws_lambda_powertools.utilities.parameters")}))
+"""
+
+
+def test_the_api_function_and_the_store_never_import_boto3() -> None:
+    # boto3 (with s3transfer and multiprocessing) and powertools' idempotency package cost some 40 ms of every
+    # cold start: the API's clients come from botocore, the store converts values itself, the secret is one
+    # GetParameter, and the idempotency utility is loaded by the first request with an Idempotency-Key.
+    environment = {"JWT_SECRET_PARAMETER": "/jobs/jwt-secret"}
+    code = "import os; os.environ.update(" + json.dumps(environment) + ")\n" + API_WITHOUT_BOTO3
+
+    result = fresh(code, str(ROOT / "functions" / "api"))
+
+    assert result == {
+        "boto3": False,
+        "aws_lambda_powertools.utilities.idempotency": False,
+        "aws_lambda_powertools.utilities.parameters": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), 10**38 + 1, object()],
+    ids=["nan", "infinity", "39 digits", "object"],
+)
+def test_a_value_dynamodb_cannot_hold_is_refused_as_boto3_refuses_it(value: object) -> None:
+    from decimal import DecimalException
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    from jobs.store import _decimals_in, to_attribute_value
+
+    with pytest.raises((TypeError, DecimalException)) as ours:
+        to_attribute_value(value)
+    with pytest.raises((TypeError, DecimalException)) as boto3s:
+        TypeSerializer().serialize(_decimals_in(value))
+    assert type(ours.value) is type(boto3s.value)
+
+
+def test_values_serialise_exactly_as_boto3_serialises_them() -> None:
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    from jobs.store import _decimals_in, to_attribute_value
+
+    value = {
+        "s": "text",
+        "n": [0, -1, 9000, 10**37, 0.1, -2.5e-100, 1e100, Decimal("1.50")],
+        "b": [True, False, None, b"bytes"],
+        "m": {"nested": {"list": [[], {}], "tuple": (1, "a")}},
+        "sets": [{"a", "b"}, {1, 2}, {b"x"}],
+    }
+
+    assert to_attribute_value(value) == TypeSerializer().serialize(_decimals_in(value))
+
+
 def test_jwks_mode_imports_pyjwt_with_cryptography() -> None:
     code = "import json, sys\nfrom jobs.auth import pyjwt\njwt = pyjwt(asymmetric=True)\n"
     code += "print(json.dumps({'rs256': 'RS256' in jwt.algorithms.get_default_algorithms()}))"

@@ -14,9 +14,9 @@ import ipaddress
 
 import pytest
 
+from jobs.models import MAX_CALLBACK_URL_LENGTH
 from jobs.webhooks import (
     FORBIDDEN_NETWORKS,
-    MAX_CALLBACK_URL_LENGTH,
     CallbackRefused,
     address_refusal,
     check_callback_url,

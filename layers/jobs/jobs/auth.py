@@ -140,18 +140,30 @@ def bearer_token(authorization: str | None) -> str:
 class SsmSecret:
     """The HS256 secret, a SecureString in SSM Parameter Store, fetched on first use and cached.
 
+    One ``GetParameter`` with ``WithDecryption`` (SSM API reference, "GetParameter":
+    https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html) on the process's SSM
+    client (``jobs.aws``), whose value is reused for ``max_age`` seconds, as powertools' parameters utility would
+    cache it; that utility imports boto3 (tens of milliseconds of cold start) for a client it never needs here.
+    A failed fetch is not cached: the next request tries again.
+
     Args:
         name: the parameter's name (``/jobs/jwt-secret``).
-        max_age: seconds a fetched value is reused before the next fetch (powertools parameters cache).
+        max_age: seconds a fetched value is reused before the next fetch.
+        clock: ``time.monotonic`` (tests pass another).
     """
 
-    def __init__(self, name: str, max_age: int) -> None:
+    def __init__(self, name: str, max_age: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.max_age = max_age
-        self._parameter = aws.SsmParameter(name, max_age, decrypt=True)
+        self._parameter = aws.SsmParameter(name, max_age, decrypt=True, clock=clock)
 
     def __call__(self) -> str:
-        """The secret. Raises ``AuthUnavailable`` when SSM cannot give it."""
+        """The secret.
+
+        Raises:
+            AuthUnavailable: SSM cannot give it (any AWS SDK error: throttled, denied, missing, unreachable, out of
+                the invocation's time), or it is empty.
+        """
         try:
             return self._parameter()
         except aws.ParameterUnavailable as error:

@@ -261,35 +261,42 @@ class ParameterUnavailable(Exception):
 
 
 class SsmParameter:
-    """One SSM Parameter Store parameter, read through powertools' parameters utility on the process's shared
-    botocore session and cached ``max_age`` seconds (each process reads it at most once per ``max_age``).
+    """One SSM Parameter Store parameter: one ``GetParameter`` (with ``WithDecryption`` for a SecureString; SSM API
+    reference, "GetParameter": https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html)
+    on the process's SSM client, whose value is reused for ``max_age`` seconds, as powertools' parameters utility
+    would cache it; that utility imports boto3 (tens of milliseconds of cold start) for a client it never needs
+    here. A failed fetch is not cached: the next call tries again.
 
     Args:
         name: the parameter's name (``/jobs/jwt-secret``).
         max_age: seconds a fetched value is reused before the next fetch.
-        decrypt: True for a SecureString (``GetParameter`` with ``WithDecryption``).
+        decrypt: True for a SecureString.
+        clock: ``time.monotonic`` (tests pass another).
     """
 
-    def __init__(self, name: str, max_age: int, *, decrypt: bool) -> None:
+    def __init__(self, name: str, max_age: int, *, decrypt: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.max_age = max_age
         self.decrypt = decrypt
-        self._provider: Any = None
+        self._clock = clock
+        self._cached: tuple[float, str] | None = None
 
     def __call__(self) -> str:
         """The parameter's value.
 
         Raises:
-            ParameterUnavailable: SSM could not give it, or it is empty.
+            ParameterUnavailable: SSM could not give it (any AWS SDK error: throttled, denied, missing, unreachable,
+                out of the invocation's time; the SDK error is the ``__cause__``), or it is empty (no cause).
         """
-        from aws_lambda_powertools.utilities import parameters  # imported on first use: it loads boto3
-
-        if self._provider is None:
-            self._provider = parameters.SSMProvider(boto3_client=client("ssm"))
+        now = self._clock()
+        if self._cached is not None and now - self._cached[0] < self.max_age:
+            return self._cached[1]
         try:
-            value = self._provider.get(self.name, decrypt=self.decrypt, max_age=self.max_age)
-        except parameters.exceptions.GetParameterError as error:
+            found = client("ssm").get_parameter(Name=self.name, WithDecryption=self.decrypt)
+        except (BotoCoreError, ClientError) as error:
             raise ParameterUnavailable(f"the parameter {self.name} could not be read") from error
+        value = found.get("Parameter", {}).get("Value")
         if not value:
             raise ParameterUnavailable(f"the parameter {self.name} is empty")
+        self._cached = (now, str(value))
         return str(value)

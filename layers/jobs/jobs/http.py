@@ -34,13 +34,6 @@ from aws_lambda_powertools.event_handler.openapi.types import (
     OpenAPIResponseHeader,
 )
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError as IdempotencyError,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
@@ -53,6 +46,9 @@ from jobs.models import (
     ErrorBody,
     Forbidden,
     GatewayError,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    IdempotencyUnavailable,
     InvalidPageToken,
     InvalidPayload,
     InvalidRequest,
@@ -243,7 +239,7 @@ def _service_unavailable(error: ServiceUnavailable) -> Response[str]:
     )
 
 
-def _idempotency_key_reused(error: IdempotencyValidationError) -> Response[str]:
+def _idempotency_key_reused(error: IdempotencyKeyReused) -> Response[str]:
     return problem(
         HTTPStatus.UNPROCESSABLE_ENTITY,
         "This Idempotency-Key was used with a different request body.",
@@ -251,7 +247,7 @@ def _idempotency_key_reused(error: IdempotencyValidationError) -> Response[str]:
     )
 
 
-def _idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[str]:
+def _idempotency_in_progress(error: IdempotencyInProgress) -> Response[str]:
     return problem(
         HTTPStatus.CONFLICT,
         "A request with this Idempotency-Key is still in progress; retry later.",
@@ -259,8 +255,8 @@ def _idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Respon
     )
 
 
-def _idempotency_unavailable(error: IdempotencyError) -> Response[str]:
-    logger.warning("Idempotency store unavailable", extra={"reason": type(error).__name__})
+def _idempotency_unavailable(error: IdempotencyUnavailable) -> Response[str]:
+    logger.warning("Idempotency store unavailable", extra={"reason": str(error)})
     return problem(HTTPStatus.SERVICE_UNAVAILABLE, "The service is busy; retry later.", headers={"Retry-After": "1"})
 
 
@@ -283,9 +279,9 @@ ERROR_RESPONSES: dict[type[Exception], Callable[[Any], Response[str]]] = {
     InvalidPayload: _invalid_payload,
     InvalidPageToken: _invalid_page_token,
     ServiceUnavailable: _service_unavailable,
-    IdempotencyValidationError: _idempotency_key_reused,
-    IdempotencyAlreadyInProgressError: _idempotency_in_progress,
-    IdempotencyError: _idempotency_unavailable,
+    IdempotencyKeyReused: _idempotency_key_reused,
+    IdempotencyInProgress: _idempotency_in_progress,
+    IdempotencyUnavailable: _idempotency_unavailable,
     Exception: _unexpected,
 }
 
@@ -558,9 +554,9 @@ class JobsResolver(APIGatewayHttpResolver):
         misfit = foreign_event(event)
         if misfit is not None:
             return misconfigured(misfit)
-        proxy_event = APIGatewayProxyEventV2(dict(event))
-        if proxy_event.request_context.http.method != "POST":  # only POST reads a body
+        if event["requestContext"]["http"]["method"] != "POST":  # only POST reads a body (checked: foreign_event)
             return super().resolve(event, context)
+        proxy_event = APIGatewayProxyEventV2(dict(event))
         content_type = proxy_event.headers.get("content-type")
         if request_bytes(event) > MAX_REQUEST_BYTES:
             refusal = problem(

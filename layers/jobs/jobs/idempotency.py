@@ -33,11 +33,23 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import BaseError as IdempotencyError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import aws
-from jobs.models import Job, JobCreate, ServiceUnavailable, payload_text
+from jobs.models import (
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    IdempotencyUnavailable,
+    Job,
+    JobCreate,
+    ServiceUnavailable,
+    payload_text,
+)
 from jobs.observability import logger
 from jobs.service import JobService
 from jobs.settings import aws_settings
@@ -87,17 +99,27 @@ class JobCreator:
         time is up (powertools' in-progress expiry), instead of holding it until the record expires.
 
         Raises:
-            aws_lambda_powertools.utilities.idempotency.exceptions.IdempotencyValidationError: the key was used
-                with another body.
-            aws_lambda_powertools.utilities.idempotency.exceptions.IdempotencyAlreadyInProgressError: the first
-                request with this key has not finished.
+            IdempotencyKeyReused: the key was used with another body (powertools' ``IdempotencyValidationError``).
+            IdempotencyInProgress: the first request with this key has not finished
+                (``IdempotencyAlreadyInProgressError``).
+            IdempotencyUnavailable: any other error of powertools' idempotency utility (its records could not be
+                read or written).
         """
         if key is None:
             return self.service.create_job(owner_id, request)
         if context is not None:
             self.config.register_lambda_context(context)
         attempt = {"owner_id": owner_id, "key": key, "request": request.idempotency_view()}
-        created: dict[str, Any] = self._create_once(attempt=attempt)
+        # As jobs' own errors, so that the API's error table (jobs.http) never imports powertools' idempotency
+        # package (it loads boto3, tens of milliseconds of every cold start) for requests without a key.
+        try:
+            created: dict[str, Any] = self._create_once(attempt=attempt)
+        except IdempotencyValidationError as error:
+            raise IdempotencyKeyReused(str(error)) from error
+        except IdempotencyAlreadyInProgressError as error:
+            raise IdempotencyInProgress(str(error)) from error
+        except IdempotencyError as error:
+            raise IdempotencyUnavailable(type(error).__name__) from error
         if IN_DOUBT in created:
             return self._settle(attempt, recalled(created[IN_DOUBT], owner_id))
         return recalled(created, owner_id)

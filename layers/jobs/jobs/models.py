@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -90,13 +90,11 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-_ZERO = timedelta(0)
-
-
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 text of an aware datetime in UTC with milliseconds: ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    # isoformat is several times faster than strftime, and every job in a response has four timestamps.
-    if value.utcoffset() != _ZERO:
+    # isoformat is several times faster than strftime, and every job in a response has four timestamps; the
+    # identity test is the common case's (the models' values are in UTC), faster than comparing offsets.
+    if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
@@ -694,6 +692,18 @@ class ServiceUnavailable(JobsError):
     def __init__(self, reason: str, *, retry_after: int = 1) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class IdempotencyKeyReused(JobsError):
+    """An ``Idempotency-Key`` already used by this caller with another request body (422)."""
+
+
+class IdempotencyInProgress(JobsError):
+    """The first request with this ``Idempotency-Key`` has not finished yet (409, retry later)."""
+
+
+class IdempotencyUnavailable(JobsError):
+    """The idempotency records could not be read or written (503); the reason names powertools' error class."""
 
 
 class WriteRefused(JobsError):

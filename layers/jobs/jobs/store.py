@@ -19,10 +19,11 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from aws_lambda_powertools.shared.dynamodb_deserializer import DYNAMODB_CONTEXT, TypeDeserializer
 from botocore.exceptions import ClientError
 
 from jobs import aws
@@ -39,7 +40,6 @@ from jobs.models import (
     payload_text,
 )
 
-_serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
@@ -48,8 +48,51 @@ def to_attribute_value(value: Any) -> Any:
 
     ``repr`` of a float is the shortest text that reads back as the same float, so ``0.1`` is stored as
     ``0.1``, not as the binary expansion.
+
+    Raises:
+        TypeError: a value of a type DynamoDB cannot hold, NaN or an infinity.
+        decimal.DecimalException: a number DynamoDB cannot hold (more than 38 significant digits, or out of its
+            range), as boto3's ``TypeSerializer`` raises.
     """
-    return _serializer.serialize(_decimals_in(value))
+    return _serialize(_decimals_in(value))
+
+
+def _serialize(value: Any) -> dict[str, Any]:
+    """boto3's ``TypeSerializer.serialize`` (``boto3.dynamodb.types``), whose import loads all of boto3 (tens of
+    milliseconds of every cold start) for a table of conversions; the same table, for the types of the
+    "Supported data types" of the DynamoDB developer guide
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        return {"N": _number(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes | bytearray):
+        return {"B": value}
+    if isinstance(value, AbstractSet):
+        if all(isinstance(item, int | Decimal) and not isinstance(item, bool) for item in value):
+            return {"NS": [_number(item) for item in value]}
+        if all(isinstance(item, str) for item in value):
+            return {"SS": list(value)}
+        if all(isinstance(item, bytes | bytearray) for item in value):
+            return {"BS": list(value)}
+    if isinstance(value, Mapping):
+        return {"M": {key: _serialize(item) for key, item in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [_serialize(item) for item in value]}
+    if isinstance(value, float):
+        raise TypeError("Float types are not supported. Use Decimal types instead.")
+    raise TypeError(f'Unsupported type "{type(value)}" for value "{value}"')
+
+
+def _number(value: int | Decimal) -> str:
+    number = str(DYNAMODB_CONTEXT.create_decimal(value))
+    if number in ("Infinity", "-Infinity", "NaN", "sNaN", "-NaN", "-sNaN"):
+        raise TypeError("Infinity and NaN not supported")
+    return number
 
 
 def from_attribute_value(value: Mapping[str, Any]) -> Any:
@@ -57,7 +100,7 @@ def from_attribute_value(value: Mapping[str, Any]) -> Any:
     ``int``, any other as ``float``, so ``9000`` comes back as the JSON number 9000, ``0.1`` as 0.1, and a
     ``1E+100`` (a float when it was written) as the double 1e100, never as a 101-digit integer no request could
     send back."""
-    return _numbers_in(_deserializer.deserialize(value))
+    return _numbers_in(_deserializer.deserialize(cast(dict[str, Any], value)))  # it reads a mapping only
 
 
 def _decimals_in(value: Any) -> Any:
