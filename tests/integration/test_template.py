@@ -601,3 +601,26 @@ def test_every_function_answers_before_its_timeout_whatever_aws_does() -> None:
         assert timeout >= budget.attempt_seconds + budget.response_margin_seconds, logical_id
         if logical_id != "ApiFunction":
             assert timeout >= whole_call + budget.response_margin_seconds, logical_id
+
+
+def test_the_dashboard_body_is_json_and_names_only_the_stacks_resources_and_its_services() -> None:
+    """CloudFormation takes any string as DashboardBody; CloudWatch refuses one that is not JSON at deploy time."""
+    body, names = TEMPLATE["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", body))
+    resources = set(TEMPLATE["Resources"])
+    assert placeholders <= resources | set(names) | {"AWS::Region"}, placeholders - resources - set(names)
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    services = {
+        metric[metric.index("service") + 1]
+        for widget in widgets
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        if "service" in metric
+    }
+    declared = {
+        resource["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
+        for resource in TEMPLATE["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert services <= declared, services - declared
+    assert "jobs-callbacks" in services
