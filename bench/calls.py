@@ -16,9 +16,7 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import PYTHON, ROOT, Aws, LambdaContext, client, load_event, moto_server, table
+from bench.common import ROOT, Aws, LambdaContext, client, load_event, moto_server, run_child, table
 from local.dynamodb_local import running as dynamodb_local
 from local.resources import LocalStack
 
@@ -135,17 +133,7 @@ def sqs_event(aws: Aws, owner: str, job_id: str) -> dict[str, Any]:
 def measure() -> dict[str, Any]:
     """Calls and capacity per operation, for ours and the peer, counted in a process of their own (powertools
     reads its configuration when first imported, as in Lambda)."""
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-calls-") as directory:
-        output = Path(directory) / "calls.json"
-        subprocess.run(  # noqa: S603 - our own interpreter and module
-            [PYTHON, "-m", "bench.calls", "--child", str(output)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "jobs")])},
-            stdout=subprocess.DEVNULL,
-            check=True,
-        )
-        results: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
-    return results
+    return run_child("bench.calls")
 
 
 def measure_here() -> dict[str, Any]:

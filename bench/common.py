@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,3 +216,19 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_child(module: str, *arguments: str) -> dict[str, Any]:
+    """Run ``python -m <module> --child <file> <arguments>`` in a process of its own (powertools reads its
+    configuration when first imported, as in Lambda) and return the JSON it wrote to the file."""
+    with tempfile.TemporaryDirectory(prefix=f"jobs-{module.replace('.', '-')}-") as directory:
+        output = Path(directory) / "results.json"
+        subprocess.run(  # noqa: S603 - our own interpreter and module
+            [PYTHON, "-m", module, "--child", str(output), *arguments],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "jobs")])},
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        results: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
+    return results

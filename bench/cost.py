@@ -36,7 +36,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import calls
-from bench.common import PYTHON, ROOT, Aws, LambdaContext, client, lambda_environment, moto_server, table
+from bench.common import PYTHON, ROOT, Aws, LambdaContext, client, lambda_environment, moto_server, run_child, table
 from local.dynamodb_local import running as dynamodb_local
 from local.resources import LocalStack
 from local.template import REGION, load_template
@@ -605,18 +604,7 @@ FUNCTIONS = ("ApiFunction", "EnqueueJobsFunction", "ProcessJobsFunction", "Publi
 def measure(*, quick: bool = False) -> dict[str, Any]:
     """Everything ``report`` needs, measured in a process of its own (powertools reads its configuration at
     import, as in Lambda). ``quick``: 2 jobs steady and 10 busy, one INIT sample per function."""
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-cost-") as directory:
-        output = Path(directory) / "cost.json"
-        command = [PYTHON, "-m", "bench.cost", "--child", str(output)] + (["--quick"] if quick else [])
-        subprocess.run(  # noqa: S603 - our own interpreter and module
-            command,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "jobs")])},
-            stdout=subprocess.DEVNULL,
-            check=True,
-        )
-        results: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
-    return results
+    return run_child("bench.cost", *(["--quick"] if quick else []))
 
 
 def measure_here(*, quick: bool) -> dict[str, Any]:

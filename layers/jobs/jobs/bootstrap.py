@@ -47,39 +47,51 @@ def ssm_parameter(name: str, *, decrypt: bool) -> aws.SsmParameter:
     return aws.SsmParameter(name, settings.callback_settings().keys_max_age_seconds, decrypt=decrypt)
 
 
+def _key_parameter(name: str, *, decrypt: bool, what: str) -> str:
+    """The value of the callback key parameter ``name`` (``what`` names it in errors and the log line).
+
+    Raises:
+        ServiceUnavailable: the name is unset, or the parameter cannot be read.
+    """
+    if not name:
+        raise ServiceUnavailable(f"the {what} are not configured")
+    try:
+        return ssm_parameter(name, decrypt=decrypt)()
+    except aws.ParameterUnavailable as error:
+        logger.error(f"The {what} could not be read", extra={"reason": str(error)})
+        raise ServiceUnavailable(f"the {what} could not be read") from error
+
+
 def webhook_public_keys() -> WebhookPublicKeys:
     """The public keys of callback signatures, from the SSM parameter ``CallbackSettings.public_key_parameter``
-    names (``whpk_`` keys, cached 5 minutes per process, so a rotation shows within that).
+    names (``whpk_`` keys, cached ``keys_max_age_seconds`` per process, so a rotation shows within that).
 
     Raises:
         ServiceUnavailable: the parameter is unset, unreadable or malformed.
     """
-    name = settings.callback_settings().public_key_parameter
-    if not name:
-        raise ServiceUnavailable("callback keys are not configured")
+    what = "callback public keys"
+    text = _key_parameter(settings.callback_settings().public_key_parameter, decrypt=False, what=what)
     try:
-        keys = webhooks.public_keys_of(ssm_parameter(name, decrypt=False)())
-    except (aws.ParameterUnavailable, ValueError) as error:
-        logger.error("The callback public keys could not be read", extra={"reason": str(error)})
-        raise ServiceUnavailable("the callback keys could not be read") from error
-    return WebhookPublicKeys.model_validate(webhooks.jwks(keys))
+        return WebhookPublicKeys.model_validate(webhooks.jwks(webhooks.public_keys_of(text)))
+    except ValueError as error:
+        logger.error(f"The {what} are malformed", extra={"reason": str(error)})
+        raise ServiceUnavailable(f"the {what} could not be read") from error
 
 
 def callback_signing_keys() -> list[webhooks.SigningKey]:
     """The keys that sign callbacks, from the SSM SecureString ``CallbackSettings.signing_key_parameter`` names
-    (``whsk_`` keys, the first the current one; cached 5 minutes per process, so a rotation shows within that).
+    (``whsk_`` keys, the first the current one; cached ``keys_max_age_seconds`` per process).
 
     Raises:
         ServiceUnavailable: the parameter is unset, unreadable or malformed.
     """
-    name = settings.callback_settings().signing_key_parameter
-    if not name:
-        raise ServiceUnavailable("callback signing keys are not configured")
+    what = "callback signing keys"
+    text = _key_parameter(settings.callback_settings().signing_key_parameter, decrypt=True, what=what)
     try:
-        return webhooks.signing_keys(ssm_parameter(name, decrypt=True)())
-    except (aws.ParameterUnavailable, ValueError) as error:
-        logger.error("The callback signing keys could not be read", extra={"reason": str(error)})
-        raise ServiceUnavailable("the callback signing keys could not be read") from error
+        return webhooks.signing_keys(text)
+    except ValueError as error:  # the message never holds the key (jobs.webhooks.signing_keys)
+        logger.error(f"The {what} are malformed", extra={"reason": str(error)})
+        raise ServiceUnavailable(f"the {what} could not be read") from error
 
 
 @cache
