@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -695,3 +696,48 @@ def test_each_attempt_is_counted_without_an_owner_dimension(
     assert {name: metric["Value"] for name, metric in metrics.metric_set.items()} == counted
     assert "alice" not in json.dumps(metrics.dimension_set)
     metrics.clear_metrics()
+
+
+def test_a_receiver_that_gave_no_answer_is_not_tried_again_within_the_cool_down(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    receiver = serve(sleeping(30))
+    first, second = finished_job(store, receiver.url, 1), finished_job(store, receiver.url, 2)
+    callbacks = sender(store, settings(ca_bundle, timeout_seconds=1))
+
+    hung = callbacks.deliver("alice", first.job_id, version=VERSION, attempt=1)
+    fast = callbacks.deliver("alice", second.job_id, version=VERSION, attempt=1)
+
+    assert len(receiver.requests) == 1  # the second was not sent: no connection, no hang
+    assert hung.action == fast.action == "retry"
+    assert fast.callback is not None
+    assert fast.callback.last_error is not None
+    assert fast.callback.last_error.startswith("not attempted:")
+    assert fast.retry_after_seconds == 5  # the schedule's wait, as for any failed attempt
+
+
+def test_an_answer_closes_the_circuit_and_a_cool_down_of_0_keeps_it_closed(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    receiver = serve(sleeping(30))
+    jobs = [finished_job(store, receiver.url, n) for n in (1, 2)]
+    callbacks = sender(store, settings(ca_bundle, timeout_seconds=1, circuit_cooldown_seconds=0))
+
+    for job in jobs:
+        callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert len(receiver.requests) == 2  # no cool-down: each attempt connects
+
+
+def test_one_hanging_receiver_holds_at_most_per_host_concurrency_threads(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    receiver = serve(sleeping(30))
+    jobs = [finished_job(store, receiver.url, n) for n in range(1, 7)]
+    callbacks = sender(store, settings(ca_bundle, timeout_seconds=1, per_host_concurrency=2))
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        outcomes = list(pool.map(lambda job: callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1), jobs))
+
+    assert len(receiver.requests) == 2  # two attempts hung; the four others waited for them, then failed at once
+    assert [outcome.action for outcome in outcomes] == ["retry"] * 6

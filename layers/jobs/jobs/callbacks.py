@@ -22,6 +22,7 @@ events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +65,50 @@ SKIPPED = CallbackOutcome("skipped", None, None)
 _METRICS_LOCK = threading.Lock()
 
 
+class HostCircuits:
+    """Per process (one Lambda sandbox): which receivers are failing, and how many attempts each has in flight.
+
+    A receiver (``host:port``) whose attempt got no HTTP answer (a timeout, a refused or reset connection, a TLS
+    failure) is *open* for ``cooldown_seconds``: further attempts to it in this sandbox fail at once, without a
+    connection, and follow the retry schedule like any failed attempt. At most ``per_host`` attempts to one
+    receiver run at once; the others wait for a slot and then see whether it failed. So one owner's hanging
+    receiver holds ``per_host`` of the sandbox's threads for one timeout per cool-down, not every thread of every
+    batch its jobs fill (bench/callback_delay.py measures the other owners' deliveries meanwhile). An answer of any
+    status closes the circuit.
+    """
+
+    def __init__(self, cooldown_seconds: float, per_host: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cooldown_seconds = cooldown_seconds
+        self.per_host = per_host
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._open_until: dict[str, float] = {}
+        self._slots: dict[str, threading.Semaphore] = {}
+
+    def failing_since(self, receiver: str) -> float | None:
+        """Seconds since the receiver's circuit opened, while it is open; else None."""
+        with self._lock:
+            until = self._open_until.get(receiver)
+            now = self.clock()
+            if until is None or now >= until:
+                self._open_until.pop(receiver, None)
+                return None
+            return now - (until - self.cooldown_seconds)
+
+    def settle(self, receiver: str, *, answered: bool) -> None:
+        """Record an attempt's end: an HTTP answer closes the receiver's circuit, none opens it."""
+        with self._lock:
+            if answered:
+                self._open_until.pop(receiver, None)
+            else:
+                self._open_until[receiver] = self.clock() + self.cooldown_seconds
+
+    def slot(self, receiver: str) -> threading.Semaphore:
+        """The receiver's semaphore of ``per_host`` slots (``with circuits.slot(r): ...``)."""
+        with self._lock:
+            return self._slots.setdefault(receiver, threading.Semaphore(self.per_host))
+
+
 def webhook_id(job_id: str, version: str) -> str:
     """The ``webhook-id`` of a job's callback for one version of the job (the event's): ``msg_{job_id}_{version}``,
     the same across retries and re-published events, as Standard Webhooks' idempotency asks ("webhook-id ... the
@@ -97,6 +142,7 @@ class CallbackSender:
         self.settings = settings
         self.resolver = resolver
         self.clock = clock
+        self.circuits = HostCircuits(settings.circuit_cooldown_seconds, settings.per_host_concurrency)
 
     def deliver(self, owner_id: str, job_id: str, *, version: str, attempt: int) -> CallbackOutcome:
         """Make one attempt at the job's callback and record it on the job.
@@ -149,7 +195,16 @@ class CallbackSender:
                 self.keys(), webhook_id=message_id, timestamp=timestamp, body=body
             ),
         }
-        result = webhooks.deliver_once(url, body, headers, addresses=addresses, settings=self.settings)
+        receiver = f"{parts.hostname}:{parts.port or 443}"
+        with self.circuits.slot(receiver):
+            failing = self.circuits.failing_since(receiver)
+            if failing is None:
+                result = webhooks.deliver_once(url, body, headers, addresses=addresses, settings=self.settings)
+                self.circuits.settle(receiver, answered=result.status_code is not None)
+        if failing is not None:
+            result = DeliveryResult(
+                None, f"not attempted: {receiver} gave no answer to an attempt {failing:.0f} s ago", 0.0
+            )
         if result.delivered:
             action: Action = "delivered"
         elif result.status_code == 410:

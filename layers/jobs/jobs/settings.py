@@ -166,6 +166,9 @@ class CallbackSettings(BaseSettings):
     attempts over 27.6 hours); tests shorten it.
     ``keys_max_age_seconds``: how long a process reuses the keys it read (5 minutes; the rotation rehearsal
     shortens it).
+    ``circuit_cooldown_seconds``, ``per_host_concurrency``: a receiver that gave no answer is not tried again by
+    the same process for this long, and at most this many attempts to one receiver run at once
+    (``jobs.callbacks.HostCircuits``).
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_CALLBACK_", frozen=True, extra="ignore")
@@ -179,6 +182,8 @@ class CallbackSettings(BaseSettings):
     max_response_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
     retry_delays_seconds: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     keys_max_age_seconds: int = Field(default=300, ge=1, le=3600)
+    circuit_cooldown_seconds: float = Field(default=60.0, ge=0, le=3600)
+    per_host_concurrency: int = Field(default=2, ge=1, le=10)
 
 
 class JobTypeSettings(BaseSettings):
