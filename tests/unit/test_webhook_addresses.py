@@ -137,6 +137,13 @@ FORBIDDEN_URLS: dict[str, tuple[str, ...]] = {
         "https://hooks.example.com/<script>",
     ),
     "no host or not a name": ("https:///path", "https://:443/", "https://hooks_example.com/", "https://-a.com/"),
+    "not a URL urlsplit reads (bracket errors)": (
+        "https://[127.0.0.1]/",
+        "https://[10.0.0.1]:8443/hook",
+        "https://[::1/",
+        "https://]x[/",
+        "https://[zz]/",
+    ),
     "forbidden literal addresses in URL form": (
         "https://127.0.0.1/",
         "https://127.0.0.1:8443/hook",

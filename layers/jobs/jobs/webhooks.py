@@ -167,7 +167,10 @@ def check_callback_url(url: str, *, allow_loopback: bool = False) -> SplitResult
         raise CallbackRefused(f"callback_url must be at most {MAX_CALLBACK_URL_LENGTH} characters")
     if not url.isascii() or any(ord(c) < 0x21 or c in '"<>\\^`{|}' for c in url):
         raise CallbackRefused("callback_url must be an ASCII URL without spaces or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # unbalanced brackets, an IPv4 address in brackets (RFC 3986 section 3.2.2)
+        raise CallbackRefused(f"callback_url is not a valid URL: {error}") from None
     if parts.scheme.lower() != "https":
         raise CallbackRefused("callback_url must be an https URL")
     if "@" in parts.netloc:
