@@ -163,6 +163,18 @@ def endless(handler: Handler) -> None:
         receiver.cut.set()
 
 
+def raw(answer: bytes) -> Respond:
+    """Answer with these bytes as they are (a malformed answer), then close."""
+
+    def respond(handler: Handler) -> None:
+        handler.wfile.write(answer)
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.server.receiver.answered.set()
+
+    return respond
+
+
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -380,6 +392,36 @@ def test_a_redirect_to_another_receiver_is_not_followed(
     assert outcome.action == "retry"
     assert outcome.callback is not None
     assert outcome.callback.last_error == "redirect refused (HTTP 302)"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-%d: y\r\n" % n for n in range(101)) + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["bad status line", "unknown protocol", "over 100 headers", "header line over 64 KiB"],
+)
+def test_a_malformed_answer_is_a_failed_attempt_retried_not_an_error(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, answer: bytes
+) -> None:
+    """http.client's parse errors (``HTTPException``: neither ``OSError`` nor urllib3's ``HTTPError``) are the
+    receiver's failure like any other: recorded on the job and retried on the schedule, not raised (which would
+    leave the job's callback unrecorded and bring the message back at the queue's visibility timeout)."""
+    receiver = serve(raw(answer))
+    job = finished_job(store, receiver.url)
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert len(receiver.requests) == 1
+    assert (outcome.action, outcome.retry_after_seconds) == ("retry", 5)
+    recorded = callback_of(store, job)
+    assert recorded is not None
+    assert (recorded.status, recorded.attempts, recorded.last_status_code) == (CallbackStatus.RETRYING, 1, None)
+    assert recorded.last_error is not None
+    assert recorded.last_error.startswith("no answer: ")
 
 
 def test_a_receiver_slower_than_the_timeout_is_cut_at_the_deadline(

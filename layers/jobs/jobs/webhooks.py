@@ -461,11 +461,14 @@ def deliver_once(
       that deadline, so a receiver that trickles its answer a byte at a time is cut too (a per-read timeout alone
       would let it go on).
     * Bounded size: at most ``max_response_bytes`` of the answer's body are read (undecoded), then the connection
-      is closed.
+      is closed; http.client bounds the head (at most 100 header lines of at most 64 KiB each: more, or a status
+      line it cannot read, raises its ``HTTPException``, a failed attempt like any other).
 
     Returns:
         A ``DeliveryResult``; nothing is raised for the receiver's failures.
     """
+    from http.client import HTTPException
+
     from urllib3.connection import HTTPSConnection
     from urllib3.exceptions import HTTPError
 
@@ -527,7 +530,7 @@ def deliver_once(
             status = int(response.status)
             limit = settings.max_response_bytes
             answer = response.read(limit, decode_content=False) if limit else b""
-        except (OSError, HTTPError, ValueError) as error:
+        except (OSError, HTTPError, HTTPException, ValueError) as error:  # HTTPException: a malformed answer
             if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
                 return result(None, timed_out)
             return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
