@@ -669,6 +669,24 @@ def test_the_logs_never_show_the_query_string_or_the_body(
     assert "Audit" not in logged
 
 
+def test_a_malformed_header_in_the_answer_logs_no_query_string(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib3 warns "Failed to parse headers (url=...)" with the request's URL when an answer's head has a defect
+    (a line without a colon, a first line that is a continuation): the receiver chooses to send one, and the URL's
+    query (a client's token) must not reach the logs through it."""
+    receiver = serve(raw(b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\nno colon here\r\n\r\n"))
+    job = finished_job(store, receiver.url)
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert outcome.action == "retry"
+    assert [record for record in caplog.records if record.name.startswith("urllib3")]  # the warning was given
+    logged = [record.getMessage() for record in caplog.records] + [caplog.text]
+    logged.append(json.dumps([record.__dict__ for record in caplog.records], default=str))
+    assert not [text for text in logged if "t0ken" in text]
+
+
 def test_addresses_are_tried_in_order_until_one_accepts(
     store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
 ) -> None:

@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import ssl
@@ -244,6 +245,20 @@ def redacted(url: str) -> str:
     """The URL as logs may show it: scheme, host, port and path; never the query (it may hold a client's token)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+
+
+class _RedactedUrls(logging.Filter):
+    """Rewrites the URLs among a log record's arguments as ``redacted`` shows them. urllib3 logs the request's URL,
+    query included, when an answer's head has a defect ("Failed to parse headers (url=%s)", ``urllib3.connection``,
+    a warning): a receiver can send one at will, and a query may hold a client's token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redacted(arg) if isinstance(arg, str) and "://" in arg else arg for arg in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connection").addFilter(_RedactedUrls())
 
 
 # --- Signatures -----------------------------------------------------------------------------------------------
