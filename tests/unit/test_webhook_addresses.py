@@ -144,6 +144,19 @@ FORBIDDEN_URLS: dict[str, tuple[str, ...]] = {
         "https://]x[/",
         "https://[zz]/",
     ),
+    "not an IPv6 address in brackets, or one with a zone id": (
+        "https://[v1.x]/",
+        "https://[v7.hooks.example.com]/",
+        "https://[2606:4700:4700::1111%25eth0]/",
+        "https://[2606:4700:4700::1111%251]/",
+    ),
+    "an IPv4 address with a final dot (WHATWG URL reads it as the address)": (
+        "https://127.0.0.1./",
+        "https://10.0.0.1.:8443/",
+        "https://93.184.216.34./",
+        "https://127.1./",
+        "https://0x7f.0.0.1./",
+    ),
     "forbidden literal addresses in URL form": (
         "https://127.0.0.1/",
         "https://127.0.0.1:8443/hook",

@@ -8,7 +8,8 @@ API and the sender share.
 client's choice of where this system's network sends a request, so:
 
 * ``check_callback_url`` (at submit, no lookup): ``https`` only; a host, in ASCII (a name in letters, digits,
-  hyphens and dots, or a literal address); no user info; no fragment; at most ``MAX_CALLBACK_URL_LENGTH``
+  hyphens and dots, or a literal address: brackets hold an IPv6 address without a zone id, an IPv4 address has
+  no final dot); no user info; no fragment; at most ``MAX_CALLBACK_URL_LENGTH``
   characters; a literal address (including the shorthand forms such as ``2130706433`` or ``0x7f.1`` that
   ``inet_aton`` reads, which are refused outright) must pass ``address_refusal``; ``localhost`` and names under
   ``.localhost`` (RFC 6761, section 6.3) are refused.
@@ -188,10 +189,18 @@ def check_callback_url(url: str, *, allow_loopback: bool = False) -> SplitResult
     if not host:
         raise CallbackRefused("callback_url must name a host")
     address = _literal_address(host)
+    if address is None and host.endswith(".") and _literal_address(host[:-1]) is not None:
+        # WHATWG's URL parser (browsers, and receivers' frameworks) reads "127.0.0.1." as the address; DNS as a name
+        raise CallbackRefused("callback_url's host is an IPv4 address with a final dot; write it without")
+    if "[" in parts.netloc and not isinstance(address, ipaddress.IPv6Address):
+        raise CallbackRefused("callback_url's brackets must hold an IPv6 address")  # not RFC 3986's IPvFuture
     if address is not None:
         refusal = address_refusal(address, allow_loopback=allow_loopback)
         if refusal is not None:
             raise CallbackRefused(f"callback_url's host is not a public address: {refusal}")
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            # a zone id (RFC 6874) names a local interface: meaningful only for the scoped addresses refused above
+            raise CallbackRefused("callback_url's IPv6 address must not have a zone id")
         return parts
     if not _HOST_NAME.fullmatch(host):
         raise CallbackRefused("callback_url's host must be a DNS name (IDNA names in their xn-- form) or an address")
