@@ -15,8 +15,9 @@ client's choice of where this system's network sends a request, so:
   ``.localhost`` (RFC 6761, section 6.3) are refused.
 * ``address_refusal`` (at each delivery, for every address the name resolves to): the ``FORBIDDEN_NETWORKS`` table,
   applied to the address and to the IPv4 address an IPv6 address carries (IPv4-mapped ``::ffff:0:0/96``, NAT64
-  ``64:ff9b::/96`` (RFC 6052), 6to4 ``2002::/16`` (RFC 3056)), and then IANA's special-purpose registries
-  (``ipaddress``' ``is_global``) for whatever the table does not name.
+  ``64:ff9b::/96`` (RFC 6052), 6to4 ``2002::/16`` (RFC 3056)), then, for IPv6, global unicast space only
+  (``2000::/3``), and then IANA's special-purpose registries (``ipaddress``' ``is_global``) for whatever the table
+  does not name.
 
 **Signatures** follow the Standard Webhooks specification (https://www.standardwebhooks.com, version 1,
 "Signature scheme" ``v1a``: Ed25519): the signed content is ``{webhook-id}.{webhook-timestamp}.{body}``; the
@@ -59,7 +60,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: (link-local), RFC 4193 (unique local), RFC 5771 / RFC 4291 (multicast); the EC2 instance metadata service
 #: listens on 169.254.169.254 and fd00:ec2::254 ("Access instance metadata", EC2 user guide:
 #: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html), inside link-local and
-#: unique-local space respectively, and is named first so a refusal says so.
+#: unique-local space respectively, and is named first so a refusal says so. RFC 9637 made 3fff::/20 documentation
+#: space (after Python 3.13's ``ipaddress`` registry).
 FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
     (ipaddress.ip_network(network), reason)
     for network, reason in (
@@ -86,6 +88,7 @@ FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, s
         ("64:ff9b:1::/48", "local-use NAT64"),
         ("100::/64", "discard-only"),
         ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
         ("fc00::/7", "unique local"),
         ("fe80::/10", "link-local"),
         ("fec0::/10", "site-local (deprecated)"),
@@ -97,6 +100,11 @@ FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, s
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: IPv6 global unicast space (IANA "Internet Protocol Version 6 Address Space" registry; RFC 4291 section 2.4):
+#: every other block is reserved by the IETF or special (unique local, link-local, multicast), and Python's
+#: ``is_global`` knows only the special-purpose registry's entries (``::ffff:0:7f00:1``, SIIT's IPv4-translated
+#: form of 127.0.0.1, is "global" to it).
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 #: A DNS host name (RFC 1123 section 2.1): labels of letters, digits and inner hyphens, at most 63 characters each
 #: and 253 in all, an optional final dot.
@@ -125,8 +133,9 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def address_refusal(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
-    """Why a callback may not go to ``address``, or None when it may: a ``FORBIDDEN_NETWORKS`` entry, or "not
-    globally reachable" for anything else IANA's registries mark so; an IPv6 address carrying an IPv4 address is
+    """Why a callback may not go to ``address``, or None when it may: a ``FORBIDDEN_NETWORKS`` entry, an IPv6
+    address outside global unicast ``2000::/3``, or "not globally reachable" for anything else IANA's registries
+    mark so; an IPv6 address carrying an IPv4 address is
     judged by both. ``allow_loopback`` lets ``LOOPBACK_NETWORKS`` through (a local stack's flag for tests' receivers,
     never set on AWS)."""
     if allow_loopback and any(address in network for network in LOOPBACK_NETWORKS):
@@ -139,6 +148,8 @@ def address_refusal(address: IPAddress, *, allow_loopback: bool = False) -> str 
     for network, reason in FORBIDDEN_NETWORKS:
         if address.version == network.version and address in network:
             return f"{address} is {reason}"
+    if inner is None and address.version == 6 and address not in _GLOBAL_UNICAST:
+        return f"{address} is outside IPv6 global unicast space (2000::/3)"
     if inner is None and not address.is_global:
         return f"{address} is not globally reachable"
     return None
