@@ -61,9 +61,9 @@ def verify_webhook(
         it).
 
     Raises:
-        WebhookVerificationError: a header is missing or malformed, the timestamp is outside the tolerance (a
-            replay, or a clock far off), no ``v1a`` signature verifies with any of the keys, or the body is not a
-            JSON object.
+        WebhookVerificationError: a header is missing, malformed or given more than once, the timestamp is
+            outside the tolerance (a replay, or a clock far off), no ``v1a`` signature verifies with any of the
+            keys, or the body is not a JSON object.
         ValueError: ``public_key`` holds no key or one that is not an Ed25519 public key (the caller's mistake).
     """
     from cryptography.exceptions import InvalidSignature
@@ -71,10 +71,14 @@ def verify_webhook(
     keys = _public_keys(public_key)
     if not keys:
         raise ValueError("public_key holds no Ed25519 key")
-    lowered = {str(name).lower(): value for name, value in headers.items()}
-    message_id, timestamp_text, signatures = (
-        lowered.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
+    names = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    lowered: dict[str, str] = {}
+    for header, value in headers.items():
+        if (lowered_name := str(header).lower()) in names:
+            if lowered_name in lowered:  # the receiver's framework may read the other one (http.server: the first)
+                raise WebhookVerificationError(f"more than one {lowered_name} header")
+            lowered[lowered_name] = value
+    message_id, timestamp_text, signatures = (lowered.get(name) for name in names)
     if not message_id or not timestamp_text or not signatures:
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
     try:

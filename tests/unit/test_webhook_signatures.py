@@ -5,6 +5,7 @@ signed delivery (body, timestamp, id, signature, key) fails, as does a replay ou
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 from collections.abc import Mapping
@@ -119,6 +120,25 @@ def test_an_altered_delivery_fails(what: str) -> None:
 
     with pytest.raises(WebhookVerificationError, match="signature"):
         verify_webhook(headers, body, webhooks.jwks([KEY.public_key]), now=NOW)
+
+
+@pytest.mark.parametrize("name", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_header_given_twice_fails(name: str) -> None:
+    """A captured delivery replayed with a fresh ``webhook-id`` in front of the signed one: http.server's headers
+    (the README's receiver) give the first value to ``headers[name]`` and both to ``items()``, so a verification
+    reading one and a receiver de-duplicating on the other would let the replay through."""
+    good = signed()
+    message = http.client.HTTPMessage()
+    first = {"webhook-id": "msg_fresh", "webhook-timestamp": str(NOW + 1), "webhook-signature": "v1a,AAAA"}
+    message[name] = first[name]
+    for header, value in good.items():
+        message[header] = value
+    assert message[name] != good[name]  # the receiver's view: the first value
+
+    with pytest.raises(WebhookVerificationError, match="more than one"):
+        verify_webhook(message, BODY, KEY.public_key, now=NOW)  # type: ignore[arg-type] # the README passes one
+    with pytest.raises(WebhookVerificationError, match="more than one"):
+        verify_webhook({**good, name.title(): message[name]}, BODY, KEY.public_key, now=NOW)
 
 
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
