@@ -630,6 +630,25 @@ def test_a_given_up_callback_is_not_started_again_by_an_event_published_again(
     assert callback_of(store, job) == gave_up.callback
 
 
+@pytest.mark.parametrize("unfinished", [JobStatus.QUEUED, JobStatus.RUNNING])
+def test_a_job_not_finished_gets_no_delivery_whatever_event_named_it(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, unfinished: JobStatus
+) -> None:
+    """The job is read afresh, and its own status decides: an event naming a job that is not finished (one put on
+    the bus by anyone else who may PutEvents there, with the source and detail-type the rule matches) must not
+    spend its callback: a delivery now would be recorded DELIVERED, and the real final event skipped."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    store.delete("alice", job.job_id)
+    store.put_new(job.model_copy(update={"status": unfinished, "finished_at": None, "result": None}))
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert (outcome.action, outcome.callback) == ("skipped", None)
+    assert receiver.connections == 0
+    assert callback_of(store, job) == JobCallback(status=CallbackStatus.PENDING)
+
+
 def test_a_job_without_a_callback_url_is_skipped(store: DynamoJobStore, ca_bundle: str) -> None:
     now = Clock()()
     job = Job(

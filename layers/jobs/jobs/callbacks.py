@@ -15,6 +15,7 @@ events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome
 * When: 2xx is delivered; 410 Gone gives up at once (the receiver says it wants no more, as the Standard Webhooks
   specification lets it); anything else (another status, a redirect, a timeout, a TLS or connection failure)
   is retried after ``CallbackSettings.retry_delays_seconds[attempt - 1]``, and given up after the last.
+* Only a finished job (SUCCEEDED, FAILED, CANCELLED, as read now: not as the event says) is delivered.
 * Nothing resurrects a job or undoes a delivery: ``JobStore.record_callback`` writes nothing for a deleted job or
   an already DELIVERED callback, and such a job is skipped before any request is made.
 """
@@ -48,8 +49,8 @@ class CallbackOutcome:
     """What one ``CallbackSender.deliver`` came to.
 
     ``action``: ``delivered`` (2xx), ``retry`` (try again after ``retry_after_seconds``), ``gave_up`` (refused
-    address, 410, or the last attempt failed), ``skipped`` (the job is gone, has no ``callback_url``, or its
-    callback is already DELIVERED; nothing was sent or written).
+    address, 410, or the last attempt failed), ``skipped`` (the job is gone, not finished, has no
+    ``callback_url``, or its callback is already DELIVERED; nothing was sent or written).
     ``retry_after_seconds``: the wait before the next attempt, seconds; set only for ``retry``.
     ``callback``: the state written to the job; None when skipped.
     """
@@ -118,6 +119,8 @@ class CallbackSender:
         job = self.store.get(owner_id, job_id)
         if job is None or not job.callback_url:
             return self._log_skipped(owner_id, job_id, attempt, "the job is gone or has no callback_url")
+        if not job.status.is_terminal:  # the event is only a hint (anyone who may PutEvents on the bus can send one)
+            return self._log_skipped(owner_id, job_id, attempt, "the job is not finished")
         if job.callback is not None and job.callback.status == CallbackStatus.DELIVERED:
             return self._log_skipped(owner_id, job_id, attempt, "already delivered")
         if job.callback is not None and job.callback.status == CallbackStatus.FAILED:
