@@ -180,6 +180,20 @@ def test_the_error_is_a_client_error() -> None:
     assert issubclass(WebhookVerificationError, JobsClientError)
 
 
+def test_a_jwks_member_of_another_kind_is_ignored_as_rfc_7517_asks() -> None:
+    """RFC 7517 section 5: implementations SHOULD ignore a set's JWKs of a kty they do not understand or with values
+    out of the supported ranges; a key added to the served set later (another curve) must not break receivers."""
+    x25519 = {"kty": "OKP", "crv": "X25519", "x": jwk_of(OTHER)["x"]}
+    rsa = {"kty": "RSA", "n": "x", "e": "AQAB"}
+    served = {"keys": [x25519, rsa, jwk_of(KEY)]}
+
+    assert verify_webhook(signed(), BODY, served, now=NOW) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verify_webhook(signed([OTHER]), BODY, served, now=NOW)  # the X25519 member's x is OTHER's: not trusted
+    with pytest.raises(ValueError, match="no Ed25519 key"):
+        verify_webhook(signed(), BODY, {"keys": [x25519, rsa]}, now=NOW)
+
+
 @pytest.mark.parametrize(
     "public_key",
     [
