@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import ssl
 import threading
 import time
@@ -545,6 +546,36 @@ def test_without_the_loopback_flag_a_loopback_receiver_gets_nothing(
     assert recorded.status == CallbackStatus.FAILED
     assert recorded.last_error is not None
     assert "loopback" in recorded.last_error
+
+
+def test_a_name_that_does_not_resolve_now_is_retried_not_given_up(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    """A lookup that fails (the resolver's "Temporary failure in name resolution", a zone being moved) is no
+    refused address: another attempt can succeed, so it waits its turn in the schedule like a timeout."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    lookups: list[str] = []
+
+    def flaky(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        if len(lookups) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return ["127.0.0.1"]
+
+    callbacks = CallbackSender(store, lambda: [KEY], settings(ca_bundle), resolver=flaky, clock=Clock())
+    first = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+    second = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=2)
+
+    assert (first.action, first.retry_after_seconds) == ("retry", 5)
+    assert first.callback is not None
+    assert first.callback.last_error is not None
+    assert "does not resolve" in first.callback.last_error
+    assert second.action == "delivered"
+    assert len(receiver.requests) == 1
+    unresolved = finished_job(store, receiver.url, 2)
+    nowhere = sender(store, settings(ca_bundle), Resolver([]))
+    assert nowhere.deliver("alice", unresolved.job_id, version=VERSION, attempt=4).action == "gave_up"  # schedule's end
 
 
 def test_a_name_that_rebinds_to_loopback_after_the_check_gets_no_delivery(

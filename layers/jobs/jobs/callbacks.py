@@ -11,7 +11,8 @@ events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome
 * ``webhook-id`` is the same for every attempt at one event (``webhook_id``), so a receiver can drop duplicates,
   as the specification asks of it.
 * Where: ``jobs.webhooks.check_callback_url`` and ``public_addresses`` again at every attempt (a name may have
-  moved to a forbidden address since submit); a refusal gives up at once (no retry makes it pass).
+  moved to a forbidden address since submit); a refusal gives up at once (no retry makes it pass), but a name that
+  does not resolve is retried on the schedule (a later lookup may find it).
 * When: 2xx is delivered; 410 Gone gives up at once (the receiver says it wants no more, as the Standard Webhooks
   specification lets it); anything else (another status, a redirect, a timeout, a TLS or connection failure)
   is retried after ``CallbackSettings.retry_delays_seconds[attempt - 1]``, and given up after the last.
@@ -138,6 +139,10 @@ class CallbackSender:
                 allow_loopback=self.settings.allow_loopback,
             )
         except CallbackRefused as refused:
+            if refused.kind == "dns":  # the name does not resolve now: a later attempt may find it, as after a timeout
+                result = DeliveryResult(None, refused.reason, 0.0)
+                action: Action = "retry" if attempt <= len(self.settings.retry_delays_seconds) else "gave_up"
+                return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, action)
             result = DeliveryResult(None, f"refused: {refused.reason}", 0.0)
             return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, "gave_up")
         body = job.model_dump_json().encode()
@@ -154,7 +159,7 @@ class CallbackSender:
         }
         result = webhooks.deliver_once(url, body, headers, addresses=addresses, settings=self.settings)
         if result.delivered:
-            action: Action = "delivered"
+            action = "delivered"
         elif result.status_code == 410:
             action = "gave_up"
         else:
