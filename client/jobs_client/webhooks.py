@@ -51,8 +51,8 @@ def verify_webhook(
         headers: the request's headers, any ``Mapping`` (names in any case: ``Webhook-Id`` or ``webhook-id``).
         body: the request's body, exactly as received (``str`` is read as UTF-8).
         public_key: the trusted key(s): a ``whpk_...`` string, a JWK dict (``{"kty": "OKP", "crv": "Ed25519",
-            "x": ...}``), a JWKS dict (``{"keys": [...]}``, as ``GET /api/v1/webhooks/public-key`` returns), an
-            ``Ed25519PublicKey``, or a list of these.
+            "x": ...}``), a JWKS dict (``{"keys": [...]}``, as ``GET /api/v1/webhooks/public-key`` returns; members
+            that are not Ed25519 keys are ignored), an ``Ed25519PublicKey``, or a list of these.
         tolerance_seconds: how far ``webhook-timestamp`` may be from ``now``, either way, seconds.
         now: the receiver's time (an aware ``datetime`` or Unix seconds); the system clock when None.
 
@@ -61,9 +61,9 @@ def verify_webhook(
         it).
 
     Raises:
-        WebhookVerificationError: a header is missing or malformed, the timestamp is outside the tolerance (a
-            replay, or a clock far off), no ``v1a`` signature verifies with any of the keys, or the body is not a
-            JSON object.
+        WebhookVerificationError: a header is missing, malformed or given more than once, the timestamp is
+            outside the tolerance (a replay, or a clock far off), no ``v1a`` signature verifies with any of the
+            keys, or the body is not a JSON object.
         ValueError: ``public_key`` holds no key or one that is not an Ed25519 public key (the caller's mistake).
     """
     from cryptography.exceptions import InvalidSignature
@@ -71,10 +71,14 @@ def verify_webhook(
     keys = _public_keys(public_key)
     if not keys:
         raise ValueError("public_key holds no Ed25519 key")
-    lowered = {str(name).lower(): value for name, value in headers.items()}
-    message_id, timestamp_text, signatures = (
-        lowered.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
+    names = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    lowered: dict[str, str] = {}
+    for header, value in headers.items():
+        if (lowered_name := str(header).lower()) in names:
+            if lowered_name in lowered:  # the receiver's framework may read the other one (http.server: the first)
+                raise WebhookVerificationError(f"more than one {lowered_name} header")
+            lowered[lowered_name] = value
+    message_id, timestamp_text, signatures = (lowered.get(name) for name in names)
     if not message_id or not timestamp_text or not signatures:
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
     try:
@@ -129,14 +133,24 @@ def _public_keys(value: Any) -> list[Ed25519PublicKey]:
             raise ValueError("a public key string starts with whpk_")
         return [Ed25519PublicKey.from_public_bytes(_decode(value[len("whpk_") :], urlsafe=False))]
     if isinstance(value, Mapping):
-        if "keys" in value:
-            return _public_keys(list(value["keys"]))
-        if value.get("kty") != "OKP" or value.get("crv") != "Ed25519" or not isinstance(value.get("x"), str):
+        if "keys" in value:  # a JWKS: members of another kind are ignored (RFC 7517 section 5), not an error
+            return _public_keys([key for key in value["keys"] if _is_ed25519_jwk(key)])
+        if not _is_ed25519_jwk(value):
             raise ValueError("a JWK of a webhook key is an OKP Ed25519 key with x (RFC 8037)")
         return [Ed25519PublicKey.from_public_bytes(_decode(value["x"], urlsafe=True))]
     if isinstance(value, list | tuple):
         return [key for item in value for key in _public_keys(item)]
     raise ValueError(f"not a public key: {type(value).__name__}")
+
+
+def _is_ed25519_jwk(value: Any) -> bool:
+    """True for a JWK of an Ed25519 public key (RFC 8037: ``kty`` OKP, ``crv`` Ed25519, ``x``)."""
+    return (
+        isinstance(value, Mapping)
+        and value.get("kty") == "OKP"
+        and value.get("crv") == "Ed25519"
+        and isinstance(value.get("x"), str)
+    )
 
 
 def _decode(text: str, *, urlsafe: bool) -> bytes:

@@ -63,6 +63,8 @@ def get_keys(api: ModuleType) -> dict[str, Any]:
         "https://api.localhost/hook",
         "https://exa mple.com/hook",
         "https://example.com:0/hook",
+        "https://[127.0.0.1]/hook",
+        "https://[::1/hook",
         "https://" + "a" * 2050 + ".com/",
     ],
 )

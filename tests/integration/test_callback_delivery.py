@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import ssl
 import threading
 import time
@@ -162,6 +163,18 @@ def endless(handler: Handler) -> None:
         receiver.answered.set()
     except OSError:
         receiver.cut.set()
+
+
+def raw(answer: bytes) -> Respond:
+    """Answer with these bytes as they are (a malformed answer), then close."""
+
+    def respond(handler: Handler) -> None:
+        handler.wfile.write(answer)
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.server.receiver.answered.set()
+
+    return respond
 
 
 @pytest.fixture(scope="module")
@@ -383,6 +396,36 @@ def test_a_redirect_to_another_receiver_is_not_followed(
     assert outcome.callback.last_error == "redirect refused (HTTP 302)"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-%d: y\r\n" % n for n in range(101)) + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["bad status line", "unknown protocol", "over 100 headers", "header line over 64 KiB"],
+)
+def test_a_malformed_answer_is_a_failed_attempt_retried_not_an_error(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, answer: bytes
+) -> None:
+    """http.client's parse errors (``HTTPException``: neither ``OSError`` nor urllib3's ``HTTPError``) are the
+    receiver's failure like any other: recorded on the job and retried on the schedule, not raised (which would
+    leave the job's callback unrecorded and bring the message back at the queue's visibility timeout)."""
+    receiver = serve(raw(answer))
+    job = finished_job(store, receiver.url)
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert len(receiver.requests) == 1
+    assert (outcome.action, outcome.retry_after_seconds) == ("retry", 5)
+    recorded = callback_of(store, job)
+    assert recorded is not None
+    assert (recorded.status, recorded.attempts, recorded.last_status_code) == (CallbackStatus.RETRYING, 1, None)
+    assert recorded.last_error is not None
+    assert recorded.last_error.startswith("no answer: ")
+
+
 def test_a_receiver_slower_than_the_timeout_is_cut_at_the_deadline(
     store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
 ) -> None:
@@ -506,6 +549,36 @@ def test_without_the_loopback_flag_a_loopback_receiver_gets_nothing(
     assert "loopback" in recorded.last_error
 
 
+def test_a_name_that_does_not_resolve_now_is_retried_not_given_up(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    """A lookup that fails (the resolver's "Temporary failure in name resolution", a zone being moved) is no
+    refused address: another attempt can succeed, so it waits its turn in the schedule like a timeout."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    lookups: list[str] = []
+
+    def flaky(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        if len(lookups) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return ["127.0.0.1"]
+
+    callbacks = CallbackSender(store, lambda: [KEY], settings(ca_bundle), resolver=flaky, clock=Clock())
+    first = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+    second = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=2)
+
+    assert (first.action, first.retry_after_seconds) == ("retry", 5)
+    assert first.callback is not None
+    assert first.callback.last_error is not None
+    assert "does not resolve" in first.callback.last_error
+    assert second.action == "delivered"
+    assert len(receiver.requests) == 1
+    unresolved = finished_job(store, receiver.url, 2)
+    nowhere = sender(store, settings(ca_bundle), Resolver([]))
+    assert nowhere.deliver("alice", unresolved.job_id, version=VERSION, attempt=4).action == "gave_up"  # schedule's end
+
+
 def test_a_name_that_rebinds_to_loopback_after_the_check_gets_no_delivery(
     store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
 ) -> None:
@@ -589,6 +662,25 @@ def test_a_given_up_callback_is_not_started_again_by_an_event_published_again(
     assert callback_of(store, job) == gave_up.callback
 
 
+@pytest.mark.parametrize("unfinished", [JobStatus.QUEUED, JobStatus.RUNNING])
+def test_a_job_not_finished_gets_no_delivery_whatever_event_named_it(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, unfinished: JobStatus
+) -> None:
+    """The job is read afresh, and its own status decides: an event naming a job that is not finished (one put on
+    the bus by anyone else who may PutEvents there, with the source and detail-type the rule matches) must not
+    spend its callback: a delivery now would be recorded DELIVERED, and the real final event skipped."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    store.delete("alice", job.job_id)
+    store.put_new(job.model_copy(update={"status": unfinished, "finished_at": None, "result": None}))
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert (outcome.action, outcome.callback) == ("skipped", None)
+    assert receiver.connections == 0
+    assert callback_of(store, job) == JobCallback(status=CallbackStatus.PENDING)
+
+
 def test_a_job_without_a_callback_url_is_skipped(store: DynamoJobStore, ca_bundle: str) -> None:
     now = Clock()()
     job = Job(
@@ -626,6 +718,24 @@ def test_the_logs_never_show_the_query_string_or_the_body(
     logged = json.dumps([record.__dict__ for record in caplog.records], default=str)
     assert "t0ken" not in logged
     assert "Audit" not in logged
+
+
+def test_a_malformed_header_in_the_answer_logs_no_query_string(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib3 warns "Failed to parse headers (url=...)" with the request's URL when an answer's head has a defect
+    (a line without a colon, a first line that is a continuation): the receiver chooses to send one, and the URL's
+    query (a client's token) must not reach the logs through it."""
+    receiver = serve(raw(b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\nno colon here\r\n\r\n"))
+    job = finished_job(store, receiver.url)
+
+    outcome = sender(store, settings(ca_bundle)).deliver("alice", job.job_id, version=VERSION, attempt=1)
+
+    assert outcome.action == "retry"
+    assert [record for record in caplog.records if record.name.startswith("urllib3")]  # the warning was given
+    logged = [record.getMessage() for record in caplog.records] + [caplog.text]
+    logged.append(json.dumps([record.__dict__ for record in caplog.records], default=str))
+    assert not [text for text in logged if "t0ken" in text]
 
 
 def test_addresses_are_tried_in_order_until_one_accepts(

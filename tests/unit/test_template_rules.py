@@ -44,6 +44,25 @@ def test_the_templates_rules_refuse_jwks_mode_without_issuer_and_audience(
     assert [next(p for p in refused if text.startswith(p)) for text in found] == refused
 
 
+SIGNING_KEY_SHARED = "WebhookSigningKeyParameterName must be a parameter of its own"
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"WebhookPublicKeyParameterName": "/chuck-norris-jobs/webhooks/signing-key"},
+        {"WebhookSigningKeyParameterName": "/chuck-norris-jobs/webhooks/public-key"},
+        {"WebhookSigningKeyParameterName": "/jobs/jwt-secret", "JwtSecretParameterName": "/jobs/jwt-secret"},
+    ],
+    ids=["public key parameter is the signing key's", "signing key is the public key's", "signing key is the JWT's"],
+)
+def test_the_templates_rules_refuse_a_signing_key_parameter_the_api_reads(parameters: dict[str, str]) -> None:
+    """The API role may read the public key and JWT secret parameters (with the aws/ssm key, which any role of the
+    account may decrypt through SSM with): naming the signing key parameter for either hands the API the key."""
+    assert [text for text in broken(parameters) if text.startswith(SIGNING_KEY_SHARED)]
+    assert broken({}) == []
+
+
 def rules(rule: Any) -> dict[str, Any]:
     return {**TEMPLATE, "Rules": {"Only": rule}}
 

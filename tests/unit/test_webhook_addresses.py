@@ -53,6 +53,19 @@ FORBIDDEN_ADDRESSES: dict[str, tuple[str, ...]] = {
     "link-local fe80::/10": ("fe80::", "fe80::1", "fe80::1%eth0", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
     "site-local fec0::/10": ("fec0::", "fec0::1", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
     "multicast ff00::/8": ("ff00::", "ff02::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+    "documentation 3fff::/20 (RFC 9637)": ("3fff::", "3fff::1", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff"),
+    "outside IPv6 global unicast 2000::/3 (IANA IPv6 Address Space: reserved by the IETF)": (
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT, RFC 2765): 127.0.0.1 where a translator runs
+        "::ffff:0:a9fe:a9fe",
+        "::1:0:0:1",
+        "1::1",
+        "400::1",
+        "4000::1",
+        "5f00::1",  # SRv6 segment identifiers (RFC 9602)
+        "e000::1",
+        "1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "4000::",
+    ),
     "not globally reachable (IANA registry: Teredo, benchmarking, ORCHID)": ("2001::1", "2001:2::1", "2001:10::1"),
     "IPv4-mapped forms": (
         "::ffff:127.0.0.1",
@@ -137,6 +150,26 @@ FORBIDDEN_URLS: dict[str, tuple[str, ...]] = {
         "https://hooks.example.com/<script>",
     ),
     "no host or not a name": ("https:///path", "https://:443/", "https://hooks_example.com/", "https://-a.com/"),
+    "not a URL urlsplit reads (bracket errors)": (
+        "https://[127.0.0.1]/",
+        "https://[10.0.0.1]:8443/hook",
+        "https://[::1/",
+        "https://]x[/",
+        "https://[zz]/",
+    ),
+    "not an IPv6 address in brackets, or one with a zone id": (
+        "https://[v1.x]/",
+        "https://[v7.hooks.example.com]/",
+        "https://[2606:4700:4700::1111%25eth0]/",
+        "https://[2606:4700:4700::1111%251]/",
+    ),
+    "an IPv4 address with a final dot (WHATWG URL reads it as the address)": (
+        "https://127.0.0.1./",
+        "https://10.0.0.1.:8443/",
+        "https://93.184.216.34./",
+        "https://127.1./",
+        "https://0x7f.0.0.1./",
+    ),
     "forbidden literal addresses in URL form": (
         "https://127.0.0.1/",
         "https://127.0.0.1:8443/hook",
@@ -176,6 +209,9 @@ PUBLIC_ADDRESSES: tuple[str, ...] = (
     "223.255.255.255",
     "2606:4700:4700::1111",
     "2a00:1450:4001:80b::200e",
+    "2000::1",
+    "3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "3fff:1000::",
     "::ffff:93.184.216.34",
     "64:ff9b::5db8:d822",
     "2002:5db8:d822::1",

@@ -5,6 +5,7 @@ signed delivery (body, timestamp, id, signature, key) fails, as does a replay ou
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 from collections.abc import Mapping
@@ -121,6 +122,25 @@ def test_an_altered_delivery_fails(what: str) -> None:
         verify_webhook(headers, body, webhooks.jwks([KEY.public_key]), now=NOW)
 
 
+@pytest.mark.parametrize("name", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_header_given_twice_fails(name: str) -> None:
+    """A captured delivery replayed with a fresh ``webhook-id`` in front of the signed one: http.server's headers
+    (the README's receiver) give the first value to ``headers[name]`` and both to ``items()``, so a verification
+    reading one and a receiver de-duplicating on the other would let the replay through."""
+    good = signed()
+    message = http.client.HTTPMessage()
+    first = {"webhook-id": "msg_fresh", "webhook-timestamp": str(NOW + 1), "webhook-signature": "v1a,AAAA"}
+    message[name] = first[name]
+    for header, value in good.items():
+        message[header] = value
+    assert message[name] != good[name]  # the receiver's view: the first value
+
+    with pytest.raises(WebhookVerificationError, match="more than one"):
+        verify_webhook(message, BODY, KEY.public_key, now=NOW)  # type: ignore[arg-type] # the README passes one
+    with pytest.raises(WebhookVerificationError, match="more than one"):
+        verify_webhook({**good, name.title(): message[name]}, BODY, KEY.public_key, now=NOW)
+
+
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
 def test_a_missing_header_fails(missing: str) -> None:
     headers = {name: value for name, value in signed().items() if name != missing}
@@ -158,6 +178,20 @@ def test_a_signed_body_that_is_not_a_json_object_fails(body: bytes) -> None:
 
 def test_the_error_is_a_client_error() -> None:
     assert issubclass(WebhookVerificationError, JobsClientError)
+
+
+def test_a_jwks_member_of_another_kind_is_ignored_as_rfc_7517_asks() -> None:
+    """RFC 7517 section 5: implementations SHOULD ignore a set's JWKs of a kty they do not understand or with values
+    out of the supported ranges; a key added to the served set later (another curve) must not break receivers."""
+    x25519 = {"kty": "OKP", "crv": "X25519", "x": jwk_of(OTHER)["x"]}
+    rsa = {"kty": "RSA", "n": "x", "e": "AQAB"}
+    served = {"keys": [x25519, rsa, jwk_of(KEY)]}
+
+    assert verify_webhook(signed(), BODY, served, now=NOW) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verify_webhook(signed([OTHER]), BODY, served, now=NOW)  # the X25519 member's x is OTHER's: not trusted
+    with pytest.raises(ValueError, match="no Ed25519 key"):
+        verify_webhook(signed(), BODY, {"keys": [x25519, rsa]}, now=NOW)
 
 
 @pytest.mark.parametrize(

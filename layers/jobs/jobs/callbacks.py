@@ -11,10 +11,12 @@ events of finished jobs with a ``callback_url``) and turns the ``CallbackOutcome
 * ``webhook-id`` is the same for every attempt at one event (``webhook_id``), so a receiver can drop duplicates,
   as the specification asks of it.
 * Where: ``jobs.webhooks.check_callback_url`` and ``public_addresses`` again at every attempt (a name may have
-  moved to a forbidden address since submit); a refusal gives up at once (no retry makes it pass).
+  moved to a forbidden address since submit); a refusal gives up at once (no retry makes it pass), but a name that
+  does not resolve is retried on the schedule (a later lookup may find it).
 * When: 2xx is delivered; 410 Gone gives up at once (the receiver says it wants no more, as the Standard Webhooks
   specification lets it); anything else (another status, a redirect, a timeout, a TLS or connection failure)
   is retried after ``CallbackSettings.retry_delays_seconds[attempt - 1]``, and given up after the last.
+* Only a finished job (SUCCEEDED, FAILED, CANCELLED, as read now: not as the event says) is delivered.
 * Nothing resurrects a job or undoes a delivery: ``JobStore.record_callback`` writes nothing for a deleted job or
   an already DELIVERED callback, and such a job is skipped before any request is made.
 """
@@ -49,8 +51,8 @@ class CallbackOutcome:
     """What one ``CallbackSender.deliver`` came to.
 
     ``action``: ``delivered`` (2xx), ``retry`` (try again after ``retry_after_seconds``), ``gave_up`` (refused
-    address, 410, or the last attempt failed), ``skipped`` (the job is gone, has no ``callback_url``, or its
-    callback is already DELIVERED; nothing was sent or written).
+    address, 410, or the last attempt failed), ``skipped`` (the job is gone, not finished, has no
+    ``callback_url``, or its callback is already DELIVERED; nothing was sent or written).
     ``retry_after_seconds``: the wait before the next attempt, seconds; set only for ``retry``.
     ``callback``: the state written to the job; None when skipped.
     """
@@ -164,6 +166,8 @@ class CallbackSender:
         job = self.store.get(owner_id, job_id)
         if job is None or not job.callback_url:
             return self._log_skipped(owner_id, job_id, attempt, "the job is gone or has no callback_url")
+        if not job.status.is_terminal:  # the event is only a hint (anyone who may PutEvents on the bus can send one)
+            return self._log_skipped(owner_id, job_id, attempt, "the job is not finished")
         if job.callback is not None and job.callback.status == CallbackStatus.DELIVERED:
             return self._log_skipped(owner_id, job_id, attempt, "already delivered")
         if job.callback is not None and job.callback.status == CallbackStatus.FAILED:
@@ -181,6 +185,10 @@ class CallbackSender:
                 allow_loopback=self.settings.allow_loopback,
             )
         except CallbackRefused as refused:
+            if refused.kind == "dns":  # the name does not resolve now: a later attempt may find it, as after a timeout
+                result = DeliveryResult(None, refused.reason, 0.0)
+                action: Action = "retry" if attempt <= len(self.settings.retry_delays_seconds) else "gave_up"
+                return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, action)
             result = DeliveryResult(None, f"refused: {refused.reason}", 0.0)
             return self._settle(owner_id, job_id, url, attempt, previous_attempts, started_at, result, "gave_up")
         body = job.model_dump_json().encode()
@@ -206,7 +214,7 @@ class CallbackSender:
                 None, f"not attempted: {receiver} gave no answer to an attempt {failing:.0f} s ago", 0.0
             )
         if result.delivered:
-            action: Action = "delivered"
+            action = "delivered"
         elif result.status_code == 410:
             action = "gave_up"
         else:

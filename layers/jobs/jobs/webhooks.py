@@ -8,14 +8,16 @@ API and the sender share.
 client's choice of where this system's network sends a request, so:
 
 * ``check_callback_url`` (at submit, no lookup): ``https`` only; a host, in ASCII (a name in letters, digits,
-  hyphens and dots, or a literal address); no user info; no fragment; at most ``MAX_CALLBACK_URL_LENGTH``
+  hyphens and dots, or a literal address: brackets hold an IPv6 address without a zone id, an IPv4 address has
+  no final dot); no user info; no fragment; at most ``MAX_CALLBACK_URL_LENGTH``
   characters; a literal address (including the shorthand forms such as ``2130706433`` or ``0x7f.1`` that
   ``inet_aton`` reads, which are refused outright) must pass ``address_refusal``; ``localhost`` and names under
   ``.localhost`` (RFC 6761, section 6.3) are refused.
 * ``address_refusal`` (at each delivery, for every address the name resolves to): the ``FORBIDDEN_NETWORKS`` table,
   applied to the address and to the IPv4 address an IPv6 address carries (IPv4-mapped ``::ffff:0:0/96``, NAT64
-  ``64:ff9b::/96`` (RFC 6052), 6to4 ``2002::/16`` (RFC 3056)), and then IANA's special-purpose registries
-  (``ipaddress``' ``is_global``) for whatever the table does not name.
+  ``64:ff9b::/96`` (RFC 6052), 6to4 ``2002::/16`` (RFC 3056)), then, for IPv6, global unicast space only
+  (``2000::/3``), and then IANA's special-purpose registries (``ipaddress``' ``is_global``) for whatever the table
+  does not name.
 
 **Signatures** follow the Standard Webhooks specification (https://www.standardwebhooks.com, version 1,
 "Signature scheme" ``v1a``: Ed25519): the signed content is ``{webhook-id}.{webhook-timestamp}.{body}``; the
@@ -33,6 +35,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import ssl
@@ -57,7 +60,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: (link-local), RFC 4193 (unique local), RFC 5771 / RFC 4291 (multicast); the EC2 instance metadata service
 #: listens on 169.254.169.254 and fd00:ec2::254 ("Access instance metadata", EC2 user guide:
 #: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html), inside link-local and
-#: unique-local space respectively, and is named first so a refusal says so.
+#: unique-local space respectively, and is named first so a refusal says so. RFC 9637 made 3fff::/20 documentation
+#: space (after Python 3.13's ``ipaddress`` registry).
 FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
     (ipaddress.ip_network(network), reason)
     for network, reason in (
@@ -84,6 +88,7 @@ FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, s
         ("64:ff9b:1::/48", "local-use NAT64"),
         ("100::/64", "discard-only"),
         ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
         ("fc00::/7", "unique local"),
         ("fe80::/10", "link-local"),
         ("fec0::/10", "site-local (deprecated)"),
@@ -95,6 +100,11 @@ FORBIDDEN_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, s
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: IPv6 global unicast space (IANA "Internet Protocol Version 6 Address Space" registry; RFC 4291 section 2.4):
+#: every other block is reserved by the IETF or special (unique local, link-local, multicast), and Python's
+#: ``is_global`` knows only the special-purpose registry's entries (``::ffff:0:7f00:1``, SIIT's IPv4-translated
+#: form of 127.0.0.1, is "global" to it).
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 #: A DNS host name (RFC 1123 section 2.1): labels of letters, digits and inner hyphens, at most 63 characters each
 #: and 253 in all, an optional final dot.
@@ -123,8 +133,9 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def address_refusal(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
-    """Why a callback may not go to ``address``, or None when it may: a ``FORBIDDEN_NETWORKS`` entry, or "not
-    globally reachable" for anything else IANA's registries mark so; an IPv6 address carrying an IPv4 address is
+    """Why a callback may not go to ``address``, or None when it may: a ``FORBIDDEN_NETWORKS`` entry, an IPv6
+    address outside global unicast ``2000::/3``, or "not globally reachable" for anything else IANA's registries
+    mark so; an IPv6 address carrying an IPv4 address is
     judged by both. ``allow_loopback`` lets ``LOOPBACK_NETWORKS`` through (a local stack's flag for tests' receivers,
     never set on AWS)."""
     if allow_loopback and any(address in network for network in LOOPBACK_NETWORKS):
@@ -137,6 +148,8 @@ def address_refusal(address: IPAddress, *, allow_loopback: bool = False) -> str 
     for network, reason in FORBIDDEN_NETWORKS:
         if address.version == network.version and address in network:
             return f"{address} is {reason}"
+    if inner is None and address.version == 6 and address not in _GLOBAL_UNICAST:
+        return f"{address} is outside IPv6 global unicast space (2000::/3)"
     if inner is None and not address.is_global:
         return f"{address} is not globally reachable"
     return None
@@ -167,7 +180,10 @@ def check_callback_url(url: str, *, allow_loopback: bool = False) -> SplitResult
         raise CallbackRefused(f"callback_url must be at most {MAX_CALLBACK_URL_LENGTH} characters")
     if not url.isascii() or any(ord(c) < 0x21 or c in '"<>\\^`{|}' for c in url):
         raise CallbackRefused("callback_url must be an ASCII URL without spaces or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # unbalanced brackets, an IPv4 address in brackets (RFC 3986 section 3.2.2)
+        raise CallbackRefused(f"callback_url is not a valid URL: {error}") from None
     if parts.scheme.lower() != "https":
         raise CallbackRefused("callback_url must be an https URL")
     if "@" in parts.netloc:
@@ -184,10 +200,18 @@ def check_callback_url(url: str, *, allow_loopback: bool = False) -> SplitResult
     if not host:
         raise CallbackRefused("callback_url must name a host")
     address = _literal_address(host)
+    if address is None and host.endswith(".") and _literal_address(host[:-1]) is not None:
+        # WHATWG's URL parser (browsers, and receivers' frameworks) reads "127.0.0.1." as the address; DNS as a name
+        raise CallbackRefused("callback_url's host is an IPv4 address with a final dot; write it without")
+    if "[" in parts.netloc and not isinstance(address, ipaddress.IPv6Address):
+        raise CallbackRefused("callback_url's brackets must hold an IPv6 address")  # not RFC 3986's IPvFuture
     if address is not None:
         refusal = address_refusal(address, allow_loopback=allow_loopback)
         if refusal is not None:
             raise CallbackRefused(f"callback_url's host is not a public address: {refusal}")
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            # a zone id (RFC 6874) names a local interface: meaningful only for the scoped addresses refused above
+            raise CallbackRefused("callback_url's IPv6 address must not have a zone id")
         return parts
     if not _HOST_NAME.fullmatch(host):
         raise CallbackRefused("callback_url's host must be a DNS name (IDNA names in their xn-- form) or an address")
@@ -241,6 +265,20 @@ def redacted(url: str) -> str:
     """The URL as logs may show it: scheme, host, port and path; never the query (it may hold a client's token)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+
+
+class _RedactedUrls(logging.Filter):
+    """Rewrites the URLs among a log record's arguments as ``redacted`` shows them. urllib3 logs the request's URL,
+    query included, when an answer's head has a defect ("Failed to parse headers (url=%s)", ``urllib3.connection``,
+    a warning): a receiver can send one at will, and a query may hold a client's token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redacted(arg) if isinstance(arg, str) and "://" in arg else arg for arg in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connection").addFilter(_RedactedUrls())
 
 
 # --- Signatures -----------------------------------------------------------------------------------------------
@@ -458,11 +496,14 @@ def deliver_once(
       that deadline, so a receiver that trickles its answer a byte at a time is cut too (a per-read timeout alone
       would let it go on).
     * Bounded size: at most ``max_response_bytes`` of the answer's body are read (undecoded), then the connection
-      is closed.
+      is closed; http.client bounds the head (at most 100 header lines of at most 64 KiB each: more, or a status
+      line it cannot read, raises its ``HTTPException``, a failed attempt like any other).
 
     Returns:
         A ``DeliveryResult``; nothing is raised for the receiver's failures.
     """
+    from http.client import HTTPException
+
     from urllib3.connection import HTTPSConnection
     from urllib3.exceptions import HTTPError
 
@@ -524,7 +565,7 @@ def deliver_once(
             status = int(response.status)
             limit = settings.max_response_bytes
             answer = response.read(limit, decode_content=False) if limit else b""
-        except (OSError, HTTPError, ValueError) as error:
+        except (OSError, HTTPError, HTTPException, ValueError) as error:  # HTTPException: a malformed answer
             if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
                 return result(None, timed_out)
             return result(None, f"no answer: {type(error).__name__}: {error}"[:500])
