@@ -25,9 +25,17 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs_client.errors import WebhookVerificationError
+
+
+class Headers(Protocol):
+    """What ``verify_webhook`` reads of a request's headers: a ``Mapping``, or ``http.server``'s and
+    ``email``'s ``Message`` (which yields every value of a name sent twice from ``items()``)."""
+
+    def items(self) -> Any: ...
+
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,7 +46,7 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 
 def verify_webhook(
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes | str,
     public_key: Any,
     *,
@@ -48,7 +56,8 @@ def verify_webhook(
     """Check that a callback delivery is the jobs API's, recent, and unaltered; return the job it carries.
 
     Args:
-        headers: the request's headers, any ``Mapping`` (names in any case: ``Webhook-Id`` or ``webhook-id``).
+        headers: the request's headers, a ``Mapping`` or an ``http.server`` request's ``headers`` (names in any case:
+            ``Webhook-Id`` or ``webhook-id``).
         body: the request's body, exactly as received (``str`` is read as UTF-8).
         public_key: the trusted key(s): a ``whpk_...`` string, a JWK dict (``{"kty": "OKP", "crv": "Ed25519",
             "x": ...}``), a JWKS dict (``{"keys": [...]}``, as ``GET /api/v1/webhooks/public-key`` returns; members

@@ -549,6 +549,37 @@ def test_without_the_loopback_flag_a_loopback_receiver_gets_nothing(
     assert "loopback" in recorded.last_error
 
 
+def test_a_stalled_lookup_is_cut_at_the_connect_timeout_and_retried(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    """getaddrinfo takes no timeout; a lookup that stalls (a slow authoritative server) must not hold the delivery,
+    and the batch with it, until it ends."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    release, answered = threading.Event(), threading.Event()
+
+    def stalled(host: str, port: int) -> list[str]:
+        release.wait(60)
+        answered.set()
+        return ["127.0.0.1"]
+
+    callbacks = CallbackSender(
+        store, lambda: [KEY], settings(ca_bundle, connect_timeout_seconds=0.5), resolver=stalled, clock=Clock()
+    )
+    try:
+        outcome = callbacks.deliver("alice", job.job_id, version=VERSION, attempt=1)
+        still_looking_up = not answered.is_set()
+    finally:
+        release.set()
+
+    assert still_looking_up  # the delivery came back while the lookup still stalled
+    assert (outcome.action, outcome.retry_after_seconds) == ("retry", 5)
+    assert outcome.callback is not None
+    assert outcome.callback.last_error is not None
+    assert "took more than 0.5 s" in outcome.callback.last_error
+    assert receiver.requests == []
+
+
 def test_a_name_that_does_not_resolve_now_is_retried_not_given_up(
     store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
 ) -> None:

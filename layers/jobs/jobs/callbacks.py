@@ -181,7 +181,7 @@ class CallbackSender:
             addresses = webhooks.public_addresses(
                 parts.hostname or "",
                 parts.port or 443,
-                resolver=self.resolver,
+                resolver=webhooks.bounded(self.resolver, self.settings.connect_timeout_seconds),
                 allow_loopback=self.settings.allow_loopback,
             )
         except CallbackRefused as refused:

@@ -42,6 +42,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -230,6 +232,26 @@ def system_resolver(host: str, port: int) -> list[str]:
     for _family, _type, _proto, _name, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         seen.setdefault(str(sockaddr[0]).split("%", 1)[0], None)
     return list(seen)
+
+
+#: Lookups run here so that one can be abandoned at its deadline (``getaddrinfo`` takes no timeout); a stalled one
+#: keeps its thread until the system resolver gives up, and the pool's size bounds how many can.
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="callback-lookup")
+
+
+def bounded(resolver: Resolver, seconds: float) -> Resolver:
+    """``resolver`` with a deadline: a lookup that takes longer than ``seconds`` raises ``TimeoutError`` (an
+    ``OSError``: a failed lookup, retried on the schedule) rather than holding the delivery past its time."""
+
+    def lookup(host: str, port: int) -> Sequence[str]:
+        future = _LOOKUPS.submit(resolver, host, port)
+        try:
+            return future.result(timeout=seconds)
+        except FuturesTimeout:
+            future.cancel()
+            raise TimeoutError(f"the lookup of {host} took more than {seconds:g} s") from None
+
+    return lookup
 
 
 def public_addresses(
