@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uuid6
 
-from jobs import bootstrap, processors
+from jobs import aws, bootstrap, processors
 from jobs.models import Job, JobCreate, JobMessage, JobStatus, utc_now
 from jobs.processors import quarter_bounds, quarterly_audit
 from jobs.service import JobService
@@ -21,20 +21,30 @@ from local.poller import to_record
 from tests.conftest import Aws
 from tests.helpers import FakeLambdaContext, load_function
 
-#: Seconds the invocation has when it starts: the response margin (1 s) and two attempts kept for the run's own
-#: writes (8 s) leave 3.5 s, less than a page's attempt (4 s), so every run reads one page and is continued.
-SHORT_INVOCATION_MS = 12_500
+
+class ShortInvocations:
+    """The consumer's ``seconds_left``: each invocation starts with ``seconds`` and loses one at every look (the
+    botocore time budget keeps the real invocation's 30 s, so no call is refused)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None
+        self.left = seconds
+
+    def __call__(self) -> float:
+        deadline = aws.current_deadline()
+        assert deadline is not None
+        # A later deadline is a new invocation's (an earlier one is the same invocation's, with time reserved).
+        if self.deadline is None or deadline > self.deadline:
+            self.deadline, self.left = deadline, self.seconds
+        self.left -= 1
+        return self.left
 
 
 def uuid7_at(moment: datetime, n: int) -> str:
     """A UUIDv7 whose time is ``moment``, made unique by ``n``."""
     ms = int(moment.timestamp() * 1000)
     return str(uuid6.UUID(int=(ms << 80) | (0x7 << 76) | (0x8 << 60) | n))
-
-
-class ShortInvocation(FakeLambdaContext):
-    def get_remaining_time_in_millis(self) -> int:
-        return SHORT_INVOCATION_MS
 
 
 class Jobs(JobService):
@@ -87,13 +97,15 @@ def receive_one(aws: Aws) -> dict[str, Any]:
 def test_a_report_longer_than_an_invocation_is_continued_to_success(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(processors, "REPORT_PAGE_SIZE", 40)
     consumer: ModuleType = load_function("process_jobs")
+    # 14 s: 13 at the start check, then two pages (8 s kept for the run's writes, 4 for a page) per invocation.
+    monkeypatch.setattr(bootstrap.consumer_service(), "seconds_left", ShortInvocations(14))
     service = Jobs(DynamoJobStore(aws.table_name), bootstrap.job_queue(), bootstrap.registry())
     write_quarter(aws, 200)
     report = service.create_job("alice", JobCreate(title="audit", payload={"report_type": "quarterly_audit"}))
 
     deliveries = 0
     while (event := receive_one(aws))["Records"]:
-        response = consumer.lambda_handler(event, ShortInvocation())
+        response = consumer.lambda_handler(event, FakeLambdaContext())
         assert response == {"batchItemFailures": []}
         deliveries += 1
         assert deliveries < 50
@@ -101,7 +113,7 @@ def test_a_report_longer_than_an_invocation_is_continued_to_success(aws: Aws, mo
     done = service.get_job("alice", report.job_id)
     assert done.status == JobStatus.SUCCEEDED
     assert done.attempts == 1  # continuations spend no attempt
-    assert deliveries == 6  # 201 jobs in pages of 40: one page per delivery
+    assert deliveries == 3  # 201 jobs in pages of 40, two pages per delivery
     assert aws.messages(aws.dlq_url) == []
     store = DynamoJobStore(aws.table_name)
     low, high = processors.job_id_bounds(*quarter_bounds(report.created_at))

@@ -171,9 +171,8 @@ class RecordingStore(InMemoryJobStore):
         for page in super().summary_pages(
             owner_id, lowest_job_id, highest_job_id, after_job_id=after_job_id, page_size=page_size
         ):
-            for item in page.jobs:
-                self.read += 1
-                yield SummaryPage([item], page.next_after if item is page.jobs[-1] else item.job_id)
+            self.read += len(page.jobs)
+            yield page
 
     def report_progress(
         self, owner_id: str, job_id: str, *, run_id: str, now_text: str, percent: float, message: str
@@ -413,35 +412,43 @@ def test_a_report_longer_than_one_invocation_continues_and_equals_one_runs_figur
     assert done.result["queue_wait_seconds"]["exact"] is False  # 1,118 distinct waits: coarse, and merged exactly
 
 
-def test_a_read_that_fails_keeps_its_tally_and_the_retry_resumes_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_that_fails_after_progress_continues_and_one_that_fails_at_once_is_retried_from_the_tally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(processors, "REPORT_PAGE_SIZE", 100)
     store, queue = CountingStore(), InMemoryJobQueue()
     report = quarter_of_jobs(store, 1_250)
-    store.fail_after = 3
     budget = Invocations(1e9)
     service = JobService(
-        store,
-        queue,
-        clock=lambda: RUN_AT,
-        seconds_left=budget.seconds_left,
-        invocation=lambda: budget.number,
+        store, queue, clock=lambda: RUN_AT, seconds_left=budget.seconds_left, invocation=lambda: budget.number
     )
     expected = audit_as_run(store, report)
+    message = JobMessage(owner_id="alice", job_id=report.job_id)
 
+    store.fail_after = 3  # throttled after three pages: the run made progress, so it is continued
+    released = service.run_job(message)
+    assert released is not None
+    assert released.status == JobStatus.RUNNING
+    assert released.attempts == 1
+    assert released.checkpoint is not None
+    assert released.checkpoint["read"] == 300
+    assert queue.messages == [message]
+
+    store.fail_after = 0  # throttled on the run's first page: the attempt fails, its tally kept for the retry
     with pytest.raises(RetryLater):
-        service.run_job(JobMessage(owner_id="alice", job_id=report.job_id))
+        service.run_job(message)
     queued = store.get("alice", report.job_id)
     assert queued is not None
     assert queued.status == JobStatus.QUEUED
     assert queued.checkpoint is not None
     assert queued.checkpoint["read"] == 300
 
-    done = service.run_job(JobMessage(owner_id="alice", job_id=report.job_id))
+    done = service.run_job(message)
 
     assert done is not None
     assert done.status == JobStatus.SUCCEEDED
     assert done.attempts == 2
-    assert store.pages == 13  # three before the failure, ten after: nothing read twice
+    assert store.pages == 13  # three before the failures, ten after: nothing read twice
     assert done.result == expected
 
 

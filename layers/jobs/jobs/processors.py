@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobs import aws
 from jobs.context import JobContext
 from jobs.models import (
     InvalidPayload,
@@ -346,35 +347,41 @@ def run_report(job: Job, context: JobContext) -> dict[str, Any]:
     A read longer than one invocation is continued (docs/decisions.md, "A report that scales with its owner"):
     before each page but a run's first, when less than one AWS attempt's time is left for it
     (``JobContext.remaining_seconds``), the run ends with its tally as the checkpoint and a new delivery resumes
-    after the last page read. When a read fails (``ServiceUnavailable``: throttled, unreachable), the tally so far
-    is saved before the failure goes on to be retried, so a retry resumes rather than starts again.
+    after the last page read. A read that fails (``ServiceUnavailable``: throttled, unreachable, out of time) after
+    the run has read a page is continued the same way (the run made progress, so this spends no attempt and cannot
+    loop); one that fails on the run's first page is the attempt's failure, retried from the tally so far, which is
+    saved first.
     """
     start, end = quarter_bounds(job.created_at)
     low, high = job_id_bounds(start - ID_CLOCK_MARGIN, end + ID_CLOCK_MARGIN)
     span = max((min(end, job.created_at) - start).total_seconds(), 1.0)
     tally = AuditTally.resume(start, end, context.checkpoint) if context.checkpoint else AuditTally(start, end)
     pages = context.summary_pages(low, high, after_job_id=tally.after, page_size=REPORT_PAGE_SIZE)
-    first_page = True
-    while True:
-        if not first_page and context.remaining_seconds() < aws_settings().attempt_seconds:
+    attempt = aws_settings().attempt_seconds
+    read_here = 0  # pages this run has read
+    try:
+        # The reads keep two attempts' time for the run's own writes (a result, or a checkpoint and a message)
+        # whatever their retries take (jobs.aws.reserving).
+        with aws.reserving(2 * attempt):
+            while not read_here or context.remaining_seconds() >= attempt:
+                page = next(pages, None)
+                if page is None:
+                    return tally.report(job)
+                read_here += 1
+                for item in page.jobs:
+                    tally.add(item)
+                tally.after = page.next_after
+                if page.next_after is None:
+                    return tally.report(job)
+                if page.jobs:  # a whole page counted: the tally is a checkpoint again
+                    done = min(max((page.jobs[-1].created_at - start).total_seconds() / span, 0.0), 1.0)
+                    context.report_progress(round(99 * done, 1), f"{tally.read} jobs read")
+    except ServiceUnavailable:
+        if read_here:
             context.continue_later(tally.checkpoint())
-        first_page = False
-        try:
-            page = next(pages, None)
-        except ServiceUnavailable:
-            _keep(context, tally)
-            raise
-        if page is None:
-            break
-        for item in page.jobs:
-            tally.add(item)
-            if tally.read % 100 == 0:
-                done = min(max((item.created_at - start).total_seconds() / span, 0.0), 1.0)
-                context.report_progress(round(99 * done, 1), f"{tally.read} jobs read")
-        tally.after = page.next_after
-        if page.next_after is None:
-            break
-    return tally.report(job)
+        _keep(context, tally)
+        raise
+    return context.continue_later(tally.checkpoint())
 
 
 def _keep(context: JobContext, tally: AuditTally) -> None:
