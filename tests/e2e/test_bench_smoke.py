@@ -26,6 +26,7 @@ def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path
         "5. Size and memory",
         "6. Priority",
         "7. A fair share between owners",
+        "8. A report that scales with its owner",
     ):
         assert f"## {title}" in text
     assert "| get |" in text  # the cold start of ours and the peer's GET both answered
