@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import uuid6
 
-from jobs import processors
+from jobs import aws, processors
 from jobs.context import MAX_CHECKPOINT_BYTES, JobContext, checked_checkpoint
 from jobs.models import Job, JobMessage, JobStatus, RetryLater, ServiceUnavailable
 from jobs.processors import (
@@ -458,3 +458,33 @@ def audit_as_run(store: InMemoryJobStore, report: Job) -> dict[str, object]:
     running = report.model_copy(update={"status": JobStatus.RUNNING, "started_at": RUN_AT})
     others = [found for key in store.items if (found := store.get(*key)) is not None and key[1] != report.job_id]
     return quarterly_audit(report, [*others, running])
+
+
+class Context:
+    """Lambda's context object with ``seconds`` left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+def test_a_run_reads_on_while_a_page_and_its_own_writes_fit_in_the_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 17 s: 16 before the response margin, 8 of them kept for the run's writes, so 8 for reading; the pages here
+    # take no time, so one invocation reads them all (the time kept for the writes is not left out twice).
+    monkeypatch.setattr(processors, "REPORT_PAGE_SIZE", 100)
+    store, queue = CountingStore(), InMemoryJobQueue()
+    report = quarter_of_jobs(store, 1_250)
+    service = JobService(store, queue, clock=lambda: RUN_AT)
+
+    @aws.time_budget
+    def invoke(event: JobMessage, context: Context) -> Job | None:
+        return service.run_job(event)
+
+    done = invoke(JobMessage(owner_id="alice", job_id=report.job_id), Context(17))
+
+    assert done is not None
+    assert done.status == JobStatus.SUCCEEDED
+    assert queue.messages == []  # not continued
+    assert store.pages == 13

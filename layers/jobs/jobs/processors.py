@@ -360,21 +360,22 @@ def run_report(job: Job, context: JobContext) -> dict[str, Any]:
     attempt = aws_settings().attempt_seconds
     read_here = 0  # pages this run has read
     try:
-        # The reads keep two attempts' time for the run's own writes (a result, or a checkpoint and a message)
-        # whatever their retries take (jobs.aws.reserving).
-        with aws.reserving(2 * attempt):
-            while not read_here or context.remaining_seconds() >= attempt:
+        while not read_here or context.remaining_seconds() >= attempt:
+            # The calls keep two attempts' time for the run's own writes (a result, or a checkpoint and a message)
+            # whatever their retries take (jobs.aws.reserving; remaining_seconds() already leaves that time out).
+            with aws.reserving(2 * attempt):
                 page = next(pages, None)
-                if page is None:
-                    return tally.report(job)
-                read_here += 1
-                for item in page.jobs:
-                    tally.add(item)
-                tally.after = page.next_after
-                if page.next_after is None:
-                    return tally.report(job)
-                if page.jobs:  # a whole page counted: the tally is a checkpoint again
-                    done = min(max((page.jobs[-1].created_at - start).total_seconds() / span, 0.0), 1.0)
+            if page is None:
+                return tally.report(job)
+            read_here += 1
+            for item in page.jobs:
+                tally.add(item)
+            tally.after = page.next_after
+            if page.next_after is None:
+                return tally.report(job)
+            if page.jobs:  # a whole page counted: the tally is a checkpoint again
+                done = min(max((page.jobs[-1].created_at - start).total_seconds() / span, 0.0), 1.0)
+                with aws.reserving(2 * attempt):
                     context.report_progress(round(99 * done, 1), f"{tally.read} jobs read")
     except ServiceUnavailable:
         if read_here:
