@@ -309,7 +309,9 @@ def run_owner(
         **lambda_environment(moto.functions["ProcessJobsFunction"].environment, moto.endpoint),
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
         "JOBS_TABLE_NAME": table_name,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'jobs'}",
+        # BENCH_REPORT_LAYER runs the consumer with another copy of the layer's code (the version before this
+        # change, say: `git archive <commit> layers/jobs | tar -x -C /tmp/old`, then /tmp/old/layers/jobs).
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('BENCH_REPORT_LAYER', ROOT / 'layers' / 'jobs')}",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("BENCH_REPORT_LOG_LEVEL", "WARNING"),
         "JOBS_AWS_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
     }

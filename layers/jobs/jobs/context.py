@@ -1,10 +1,10 @@
 """What a processor may do with its job: the ``JobContext`` it is given, the one door to the rest of the system.
 
 A processor is ``(job, context) -> result`` (``jobs.processors``). Through the context it may read its owner's own
-jobs (never anyone else's), report progress, learn that a cancel was asked, see how long its invocation has left,
-save a checkpoint, and ask to be continued by a new delivery from that checkpoint. Every write the context makes
-is conditional on the run still holding the job (its lease token, ``run_id``), so a run that lost its job writes
-nothing.
+jobs (never anyone else's; whole jobs, or summaries a page at a time with a position to resume from), report
+progress, learn that a cancel was asked, see how long its invocation has left, save a checkpoint, and ask to be
+continued by a new delivery from that checkpoint. Every write the context makes is conditional on the run still
+holding the job (its lease token, ``run_id``), so a run that lost its job writes nothing.
 
 For processor authors:
 
