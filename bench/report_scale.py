@@ -47,11 +47,6 @@ TIMEOUT_SECONDS = 30
 READ_UNIT_BYTES = 4096
 #: A Query reads at most 1 MB of items per call (developer guide, "Paginating table query results").
 QUERY_PAGE_BYTES = 1024 * 1024
-#: The consumer's read timeout here, seconds (``JOBS_AWS_READ_TIMEOUT_SECONDS``; 3 on AWS): DynamoDB Local answers a
-#: Query of 1 MB in 1 to 3 s on this shared 2-core machine once a partition holds 100,000 items (DynamoDB answers
-#: far sooner), so 3 s would make the benchmark measure DynamoDB Local's timeouts. An attempt is then 6 s: each
-#: delivery keeps 12 s for its own writes and reads while 6 s are left for a page.
-READ_TIMEOUT_SECONDS = 5
 #: Threads writing the owners' items (BatchWriteItem, 25 items per call).
 WRITERS = 4
 #: How long one owner's report may take here before the benchmark gives up on it (and says so), seconds.
@@ -164,8 +159,11 @@ def write_owner(dynamodb: Any, table_name: str, items: Iterator[dict[str, Any]])
 
 def expected_read_units(count: int, item_bytes: int, *, consistent: bool) -> float:
     """The read capacity DynamoDB's rules charge for Querying ``count`` items of ``item_bytes`` each: pages of at
-    most 1 MB of items, each page's size rounded up to 4 KB, halved for an eventually consistent read."""
-    per_page = max(1, QUERY_PAGE_BYTES // item_bytes)
+    most 1 MB of items and at most the report's ``Limit`` (``REPORT_PAGE_SIZE``), each page's size rounded up to
+    4 KB, halved for an eventually consistent read."""
+    from jobs.processors import REPORT_PAGE_SIZE
+
+    per_page = max(1, min(QUERY_PAGE_BYTES // item_bytes, REPORT_PAGE_SIZE or count))
     full, rest = divmod(count, per_page)
     units = full * math.ceil(per_page * item_bytes / READ_UNIT_BYTES) + math.ceil(rest * item_bytes / READ_UNIT_BYTES)
     return units if consistent else units / 2
@@ -313,7 +311,6 @@ def run_owner(
         # change, say: `git archive <commit> layers/jobs | tar -x -C /tmp/old`, then /tmp/old/layers/jobs).
         "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('BENCH_REPORT_LAYER', ROOT / 'layers' / 'jobs')}",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("BENCH_REPORT_LOG_LEVEL", "WARNING"),
-        "JOBS_AWS_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
     }
     try:
         child = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
@@ -409,7 +406,8 @@ def report(measured: dict[str, Any]) -> str:
                 f"{run['read_units']:,.1f} ({run['queries']} Queries)",
                 f"{run['expected_units']:,.1f} / {run['strong_units']:,.0f}",
                 f"{run['rss_before_kb'] / 1024:.0f} → {run['rss_peak_kb'] / 1024:.0f}",
-                f"{run['status']}, attempts {run['attempts']}, {run['total_jobs']:,} jobs counted",
+                f"{run['status']}, attempts {run['attempts']}, "
+                + (f"{run['total_jobs']:,} jobs counted" if run["total_jobs"] is not None else f"{run['job_error']}"),
                 f"{run['dead_letters']} dead letters, {run['failures']} failed deliveries",
             ]
         )
@@ -418,11 +416,10 @@ def report(measured: dict[str, Any]) -> str:
             f"One owner's `quarterly_audit` on DynamoDB Local {measured['version']} (items written straight into the "
             "table, every one of the stated size, all in the current quarter), run by the consumer's Lambda handler "
             f"one message per invocation of {TIMEOUT_SECONDS} s (the consumer's `Timeout`); messages on moto's SQS. "
-            f"The consumer's read timeout is {READ_TIMEOUT_SECONDS} s here, not 3: DynamoDB Local takes 1-3 s for a "
-            "1 MB page of a 100,000-item partition on this machine. "
             "Read capacity: what DynamoDB Local returned for the report's Queries (`ReturnConsumedCapacity`), then "
-            "DynamoDB's rule (pages of 1 MB of items, each rounded up to 4 KB; half a unit per 4 KB eventually "
-            "consistent, as the report reads) and the same read strongly consistent, as the report read before. "
+            "DynamoDB's rule (pages of at most 256 items and 1 MB, each rounded up to 4 KB; half a unit per 4 KB "
+            "eventually consistent, as the report reads) and the same read strongly consistent, as the report read "
+            "before. "
             "Memory: the consumer process's resident set before its first delivery → its peak (MB). "
             f"This section took {measured['seconds']:.0f} s, the owners' writes included.",
             "",

@@ -188,7 +188,8 @@ def uuid7_at(moment: datetime, n: int) -> str:
     return str(uuid6.UUID(int=(ms << 80) | (0x7 << 76) | (0x8 << 60) | n))
 
 
-def test_the_report_reports_its_progress_as_it_reads_the_owners_jobs() -> None:
+def test_the_report_reports_its_progress_as_it_reads_the_owners_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processors, "REPORT_PAGE_SIZE", 100)
     store = RecordingStore()
     span = timedelta(days=80)
     count = 350
