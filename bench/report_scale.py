@@ -49,6 +49,9 @@ READ_UNIT_BYTES = 4096
 QUERY_PAGE_BYTES = 1024 * 1024
 #: Threads writing the owners' items (BatchWriteItem, 25 items per call).
 WRITERS = 4
+#: How long the consumer waits for a message while its job is unfinished before it says the job is stuck, seconds:
+#: longer than a retry's delay, a lease (35 s) and the queue's visibility timeout (180 s) together.
+STUCK_SECONDS = 300
 #: How long one owner's report may take here before the benchmark gives up on it (and says so), seconds.
 REPORT_TIMEOUT_SECONDS = 3600
 
@@ -227,7 +230,7 @@ def deliver(queue_url: str, sqs_endpoint: str, owner: str, job_id: str) -> dict[
     before_kb = memory_kb("VmRSS")
     durations: list[float] = []
     failures = 0
-    began = time.monotonic()
+    began = last = time.monotonic()
     while True:
         messages = sqs.receive_message(
             QueueUrl=queue_url,
@@ -237,10 +240,11 @@ def deliver(queue_url: str, sqs_endpoint: str, owner: str, job_id: str) -> dict[
         ).get("Messages", [])
         if not messages:
             job = store.get(owner, job_id)
-            if job is None or job.is_finished:
+            if job is None or job.is_finished or time.monotonic() - last > STUCK_SECONDS:
                 break
             time.sleep(1)  # a retry's message is hidden for its delay
             continue
+        last = time.monotonic()
         started = time.monotonic()
         response = app.lambda_handler({"Records": [to_record(messages[0], arn)]}, Invocation(TIMEOUT_SECONDS))
         durations.append(time.monotonic() - started)
@@ -339,8 +343,8 @@ def run_owner(
         "attempts": done.attempts if done is not None else 0,
         "total_jobs": result.get("total_jobs"),
         "job_error": done.error.model_dump() if done is not None and done.error else None,
-        "expected_units": expected_read_units(count + 1, item_bytes, consistent=False),
-        "strong_units": expected_read_units(count + 1, item_bytes, consistent=True),
+        "expected_units": expected_read_units(count, item_bytes, consistent=False),
+        "strong_units": expected_read_units(count, item_bytes, consistent=True),
         "dead_letters": len(
             moto.client("sqs")
             .receive_message(QueueUrl=moto.physical["JobsDeadLetterQueue"]["Ref"], MaxNumberOfMessages=10)
@@ -418,8 +422,8 @@ def report(measured: dict[str, Any]) -> str:
             f"one message per invocation of {TIMEOUT_SECONDS} s (the consumer's `Timeout`); messages on moto's SQS. "
             "Read capacity: what DynamoDB Local returned for the report's Queries (`ReturnConsumedCapacity`), then "
             "DynamoDB's rule (pages of at most 256 items and 1 MB, each rounded up to 4 KB; half a unit per 4 KB "
-            "eventually consistent, as the report reads) and the same read strongly consistent, as the report read "
-            "before. "
+            "eventually consistent, as the report reads) for the owner's jobs (the report's own item adds up to "
+            "a unit), and the same read strongly consistent, as the report read before. "
             "Memory: the consumer process's resident set before its first delivery → its peak (MB). "
             f"This section took {measured['seconds']:.0f} s, the owners' writes included.",
             "",
