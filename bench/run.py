@@ -3,7 +3,7 @@
 Benchmarks print figures; they never pass or fail on time. The machine is shared and noisy: each comparison
 is made against the peer measured in the same run, interleaved, and quoted as a ratio.
 
-    .venv/bin/python -m bench.run                 # the full run (about 22 minutes on 2 cores)
+    .venv/bin/python -m bench.run                 # the full run (about 24 minutes on 2 cores)
     .venv/bin/python -m bench.run --quick         # one tiny iteration of each, for the smoke test
 """
 
