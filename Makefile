@@ -150,5 +150,9 @@ bench: $(VENV)/.installed dynamodb-local ## Benchmarks against the FastAPI peer 
 bench-priority: $(VENV)/.installed dynamodb-local ## The priority benchmark alone (bench/priority.py, a few minutes): prints its table
 	PYTHONPATH=.:layers/jobs $(PY) -m bench.priority --backlog 1000 --high 20 --concurrency 2 4
 
+.PHONY: bench-report
+bench-report: $(VENV)/.installed dynamodb-local ## The report's curve alone (bench/report_scale.py: 1,000 to 100,000 jobs of 1 KB and 16 KB, about 5 minutes)
+	PYTHONPATH=.:layers/jobs $(PY) -m bench.report_scale --counts 1000 10000 100000 --sizes 1024 16384
+
 clean: ## Remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OPENAPI_CLIENT_VENV) .aws-sam .tools .pytest_cache .mypy_cache .ruff_cache

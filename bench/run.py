@@ -1,9 +1,9 @@
-"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their seven sections.
+"""``make bench``: every benchmark, one after the other, and ``bench/RESULTS.md`` with their eight sections.
 
 Benchmarks print figures; they never pass or fail on time. The machine is shared and noisy: each comparison
 is made against the peer measured in the same run, interleaved, and quoted as a ratio.
 
-    .venv/bin/python -m bench.run                 # the full run (about 22 minutes on 2 cores)
+    .venv/bin/python -m bench.run                 # the full run (about 24 minutes on 2 cores)
     .venv/bin/python -m bench.run --quick         # one tiny iteration of each, for the smoke test
 """
 
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import calls, coldstart, cost, fair_share, load, priority, size, warm
+from bench import callback_delay, calls, coldstart, cost, fair_share, load, priority, report_scale, size, warm
 from bench.common import ROOT, median
 
 
@@ -53,9 +53,13 @@ def _run(*, quick: bool, output: Path | None) -> str:
     sections.append(("6. Priority", priority.report(ranked)))
     shared = fair_share.measure(30, 2, modes=(True,)) if quick else fair_share.measure(1000, 10)
     sections.append(("7. A fair share between owners", fair_share.report(shared)))
+    scaled = report_scale.measure([(200, 1024)] if quick else report_scale.BENCH_OWNERS)
+    sections.append(("8. A report that scales with its owner", report_scale.report(scaled)))
     costed = cost.measure(quick=quick)
     sections.append(("9. What a million jobs cost on AWS", cost.report(costed)))
     sections.append(("10. Latency budget on AWS: 201 to RUNNING, on paper", cost.latency_report(costed)))
+    delayed = callback_delay.measure(3, 2, 15.0, 0.2) if quick else callback_delay.measure(30, 20, 30.0, 0.2)
+    sections.append(("11. Callbacks behind another owner's slow receiver", callback_delay.report(delayed)))
 
     text = render(sections, cold, hot, compiled, time.monotonic() - began, quick=quick)
     if output is not None:

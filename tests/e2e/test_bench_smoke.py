@@ -26,8 +26,10 @@ def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path
         "5. Size and memory",
         "6. Priority",
         "7. A fair share between owners",
+        "8. A report that scales with its owner",
         "9. What a million jobs cost on AWS",
         "10. Latency budget on AWS",
+        "11. Callbacks behind another owner's slow receiver",
     ):
         assert f"## {title}" in text
     assert "| get |" in text  # the cold start of ours and the peer's GET both answered

@@ -310,6 +310,39 @@ def test_an_expired_job_that_is_not_deleted_yet_is_gone_for_every_read(store: Jo
     assert store.delete("alice", make_job(6).job_id) is True
 
 
+def test_summary_pages_read_the_range_in_order_without_expired_jobs_and_resume_after_a_page(store: JobStore) -> None:
+    past, future = int(time.time()) - 5, int(time.time()) + 3600
+    for n in range(9):
+        store.put_new(make_job(n, big="x" * 1000))
+    store.put_new(make_job(3, owner="bob"))
+    for n in (2, 3):
+        _finish(store, n, past)
+    _finish(store, 4, future)
+    low, high = make_job(1).job_id, make_job(7).job_id
+
+    pages = list(store.summary_pages("alice", low, high, page_size=3))
+
+    # Limit counts the items read, expired ones too (DynamoDB filters after it), so a page may hold fewer.
+    assert [([j.job_id[-2:] for j in page.jobs], page.next_after) for page in pages] == [
+        (["01"], make_job(3).job_id),
+        (["04", "05", "06"], make_job(6).job_id),
+        (["07"], None),
+    ]
+    finished = pages[1].jobs[0]
+    assert (finished.status, finished.type, finished.created_at) == (JobStatus.SUCCEEDED, "noop", NOW)
+    assert finished.started_at == datetime.fromisoformat(T0)
+    assert finished.finished_at == datetime.fromisoformat(T1)
+    resumed = list(store.summary_pages("alice", low, high, after_job_id=pages[0].next_after, page_size=3))
+    assert [[j.job_id[-2:] for j in page.jobs] for page in resumed] == [["04", "05", "06"], ["07"]]
+    assert [j.job_id[-2:] for page in store.summary_pages("alice", low, high) for j in page.jobs] == [
+        "01",
+        "04",
+        "05",
+        "06",
+        "07",
+    ]
+
+
 def test_a_page_after_many_expired_jobs_is_still_full_and_the_last_page_has_no_cursor(store: JobStore) -> None:
     past = int(time.time()) - 5
     for n in range(12):

@@ -1,10 +1,10 @@
 """What a processor may do with its job: the ``JobContext`` it is given, the one door to the rest of the system.
 
 A processor is ``(job, context) -> result`` (``jobs.processors``). Through the context it may read its owner's own
-jobs (never anyone else's), report progress, learn that a cancel was asked, see how long its invocation has left,
-save a checkpoint, and ask to be continued by a new delivery from that checkpoint. Every write the context makes
-is conditional on the run still holding the job (its lease token, ``run_id``), so a run that lost its job writes
-nothing.
+jobs (never anyone else's; whole jobs, or summaries a page at a time with a position to resume from), report
+progress, learn that a cancel was asked, see how long its invocation has left, save a checkpoint, and ask to be
+continued by a new delivery from that checkpoint. Every write the context makes is conditional on the run still
+holding the job (its lease token, ``run_id``), so a run that lost its job writes nothing.
 
 For processor authors:
 
@@ -35,7 +35,7 @@ from pydantic import JsonValue, TypeAdapter
 from jobs import aws
 from jobs.models import MAX_PROGRESS_MESSAGE_LENGTH, ContinueLater, Job, format_timestamp, utc_now
 from jobs.settings import aws_settings
-from jobs.store import JobStore
+from jobs.store import JobStore, SummaryPage
 
 #: A checkpoint's size as compact UTF-8 JSON, bytes: with a full payload (64 KiB) and a result, the item stays far
 #: below DynamoDB's 400 KB item limit (developer guide, "Quotas": item size).
@@ -105,6 +105,17 @@ class JobContext:
         """The owner's own jobs whose ids lie in ``[lowest_job_id, highest_job_id]``, oldest first (a read view:
         only this job's owner's partition, strongly consistent)."""
         return self._store.list_range(self._job.owner_id, lowest_job_id, highest_job_id)
+
+    def summary_pages(
+        self, lowest_job_id: str, highest_job_id: str, *, after_job_id: str | None = None, page_size: int | None = None
+    ) -> Iterator[SummaryPage]:
+        """The summaries (id, type, status, timestamps) of the owner's own jobs whose ids lie in
+        ``[lowest_job_id, highest_job_id]`` and follow ``after_job_id``, oldest first, a page at a time: a page's
+        ``next_after`` resumes the read in a later run (``jobs.store.JobStore.summary_pages``; eventually
+        consistent)."""
+        return self._store.summary_pages(
+            self._job.owner_id, lowest_job_id, highest_job_id, after_job_id=after_job_id, page_size=page_size
+        )
 
     def get_job(self, job_id: str) -> Job | None:
         """One of the owner's own jobs, or None."""

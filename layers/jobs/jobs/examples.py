@@ -61,8 +61,8 @@ SUCCEEDED_JOB: dict[str, Any] = {
         "by_status": {"QUEUED": 0, "RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0},
         "by_type": {"report": 1},
         "success_rate": None,
-        "processing_seconds": {"count": 0, "p50": None, "p95": None},
-        "queue_wait_seconds": {"count": 1, "p50": 0.162, "p95": 0.162},
+        "processing_seconds": {"count": 0, "p50": None, "p95": None, "exact": True},
+        "queue_wait_seconds": {"count": 1, "p50": 0.162, "p95": 0.162, "exact": True},
         "requested": {
             "target_user_ids": SEED_REQUEST["payload"]["target_user_ids"],
             "complexity_level": 9000,

@@ -15,7 +15,8 @@ SDK costs more cold start than it tells (docs/decisions.md); Lambda's own segmen
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -37,7 +38,18 @@ metrics = Metrics()
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 
-def queue_wait_seconds(job: Job) -> float | None:
+class Started(Protocol):
+    """What ``queue_wait_seconds`` reads of a job (a ``Job`` or a ``jobs.store.JobSummary``)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def not_before(self) -> datetime | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+
+
+def queue_wait_seconds(job: Started) -> float | None:
     """How long a started job waited in its queue, seconds: from the later of ``created_at`` and ``not_before`` (a
     scheduled job waits from its start time) to ``started_at``; None before it started."""
     if job.started_at is None:

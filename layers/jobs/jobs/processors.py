@@ -18,13 +18,14 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobs import aws
 from jobs.context import JobContext
 from jobs.models import (
     InvalidPayload,
@@ -32,10 +33,13 @@ from jobs.models import (
     JobStatus,
     ProcessorError,
     RetryableProcessorError,
+    ServiceUnavailable,
+    TransitionRejected,
     UnknownJobType,
     format_timestamp,
 )
-from jobs.observability import queue_wait_seconds
+from jobs.observability import logger, queue_wait_seconds
+from jobs.settings import aws_settings
 
 Processor = Callable[[Job, JobContext], dict[str, Any]]
 
@@ -111,84 +115,289 @@ def percentile(values: Sequence[float], rank: float) -> float | None:
     return ordered[max(1, math.ceil(rank / 100 * len(ordered))) - 1]
 
 
-def _summary(seconds: list[float]) -> dict[str, Any]:
-    p50, p95 = percentile(seconds, 50), percentile(seconds, 95)
-    return {
-        "count": len(seconds),
-        "p50": round(p50, 3) if p50 is not None else None,
-        "p95": round(p95, 3) if p95 is not None else None,
-    }
+#: A duration figure (``processing_seconds``, ``queue_wait_seconds``) keeps every value to the millisecond while it
+#: holds at most this many distinct values; beyond that it keeps ``SIGNIFICANT_BITS`` of each (``Durations``).
+EXACT_DISTINCT_VALUES = 1000
+#: How many leading bits of a duration in milliseconds a coarse figure keeps: durations under 2**6 ms stay exact,
+#: longer ones fall in buckets 1/32 of their power of two wide.
+SIGNIFICANT_BITS = 6
+#: How far a coarse figure's p50/p95 may be from the true nearest-rank value, relative to it: half a bucket over
+#: the bucket's lowest value, 2**-SIGNIFICANT_BITS = 1/64 (1.6 %). Exact figures have none.
+RELATIVE_ERROR_BOUND = 2.0**-SIGNIFICANT_BITS
 
 
-def quarterly_audit(job: Job, jobs: Iterable[Job]) -> dict[str, Any]:
-    """The audit of ``jobs`` (the owner's jobs created in the quarter of ``job``'s creation).
+def _bucket(ms: int) -> int:
+    """The lowest value of the coarse bucket of ``ms`` (a negative duration mirrors a positive one)."""
+    if ms < 0:
+        return -_bucket(-ms)
+    shift = max(ms.bit_length() - SIGNIFICANT_BITS, 0)
+    return (ms >> shift) << shift
 
-    Returns counts by status and by type, the success rate (SUCCEEDED over SUCCEEDED and FAILED, None when none
-    of those; a CANCELLED job was stopped by its owner, neither a success nor a failure of the work), processing
-    time (finished_at - started_at, of SUCCEEDED and FAILED jobs only: a cancelled run's time says nothing of how
-    long the work takes) and queue wait (started_at - created_at, of every job that started, cancelled ones too)
-    as nearest-rank p50/p95 in seconds, and the request's own parameters as given.
+
+def _middle(key: int) -> int:
+    """The value a coarse bucket whose lowest value is ``key`` reports: its middle, so that every value in the
+    bucket is within half its width."""
+    if key < 0:
+        return -_middle(-key)
+    shift = max(key.bit_length() - SIGNIFICANT_BITS, 0)
+    return key + ((1 << shift) >> 1)
+
+
+@dataclass
+class Durations:
+    """A multiset of durations in whole milliseconds (the timestamps' precision), as a count per value.
+
+    It stays exact while it holds at most ``EXACT_DISTINCT_VALUES`` distinct values; past that every value is
+    replaced by its coarse bucket (``SIGNIFICANT_BITS``), for good, so that the figure fits in a checkpoint
+    (``jobs.context.MAX_CHECKPOINT_BYTES``) however many jobs it counts: at most 64 exact values and 32 buckets
+    per power of two beyond them, about 1,000 for durations of up to a year. A coarse p50/p95 is within
+    ``RELATIVE_ERROR_BOUND`` of the true nearest-rank value.
     """
-    start, end = quarter_bounds(job.created_at)
-    by_status: Counter[str] = Counter({status.value: 0 for status in JobStatus})
-    by_type: Counter[str] = Counter()
-    processing: list[float] = []
-    waiting: list[float] = []
-    total = 0
-    for item in jobs:
-        if not start <= item.created_at < end:
-            continue
-        total += 1
-        by_status[item.status] += 1
-        by_type[item.type] += 1
+
+    counts: Counter[int] = field(default_factory=Counter)
+    exact: bool = True
+
+    def add(self, seconds: float) -> None:
+        """Count one duration (seconds; rounded to the millisecond)."""
+        ms = round(seconds * 1000)
+        self.counts[ms if self.exact else _bucket(ms)] += 1
+        if self.exact and len(self.counts) > EXACT_DISTINCT_VALUES:
+            coarse: Counter[int] = Counter()
+            for value, count in self.counts.items():
+                coarse[_bucket(value)] += count
+            self.counts, self.exact = coarse, False
+
+    def percentile(self, rank: float) -> float | None:
+        """The ``rank``-th percentile (0 < rank ≤ 100) by the nearest-rank method, seconds; None when empty."""
+        total = sum(self.counts.values())
+        if total == 0:
+            return None
+        wanted = max(1, math.ceil(rank / 100 * total))
+        seen = 0
+        for value in sorted(self.counts):
+            seen += self.counts[value]
+            if seen >= wanted:
+                return (value if self.exact else _middle(value)) / 1000
+        raise AssertionError("unreachable: the counts sum to total")
+
+    def summary(self) -> dict[str, Any]:
+        """``{"count", "p50", "p95", "exact"}``: seconds rounded to the millisecond; ``exact`` False when the
+        percentiles are coarse (within ``RELATIVE_ERROR_BOUND``)."""
+        p50, p95 = self.percentile(50), self.percentile(95)
+        return {
+            "count": sum(self.counts.values()),
+            "p50": round(p50, 3) if p50 is not None else None,
+            "p95": round(p95, 3) if p95 is not None else None,
+            "exact": self.exact,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object for a checkpoint: ``{"exact": bool, "ms": [[value, count], ...]}``."""
+        return {"exact": self.exact, "ms": [[value, count] for value, count in sorted(self.counts.items())]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Durations:
+        """The figure ``to_json`` wrote."""
+        return cls(Counter({int(value): int(count) for value, count in data["ms"]}), bool(data["exact"]))
+
+
+class Counted(Protocol):
+    """What the audit reads of a job: a ``Job`` or a ``jobs.store.JobSummary``."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> JobStatus: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def not_before(self) -> datetime | None: ...
+
+
+#: The checkpoint format of a report read in several runs (``AuditTally.checkpoint``).
+AUDIT_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class AuditTally:
+    """The quarterly audit's running totals over the jobs read so far, and where the read stopped (``after``, the
+    ``after_job_id`` that resumes it). Small and mergeable: a report read over several runs carries it in its
+    checkpoint, and the result equals a single run's."""
+
+    start: datetime
+    end: datetime
+    read: int = 0
+    total: int = 0
+    by_status: Counter[str] = field(default_factory=lambda: Counter({status.value: 0 for status in JobStatus}))
+    by_type: Counter[str] = field(default_factory=Counter)
+    processing: Durations = field(default_factory=Durations)
+    waiting: Durations = field(default_factory=Durations)
+    after: str | None = None
+
+    def add(self, item: Counted) -> None:
+        """Count one job read: only one created within ``[start, end)`` is in the audit."""
+        self.read += 1
+        if not self.start <= item.created_at < self.end:
+            return
+        self.total += 1
+        self.by_status[item.status] += 1
+        self.by_type[item.type] += 1
         if (wait := queue_wait_seconds(item)) is not None:
-            waiting.append(wait)
+            self.waiting.add(wait)
             if (
                 item.started_at is not None
                 and item.finished_at is not None
                 and item.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
             ):
-                processing.append((item.finished_at - item.started_at).total_seconds())
-    finished = by_status[JobStatus.SUCCEEDED] + by_status[JobStatus.FAILED]
-    payload = ReportPayload.model_validate(job.payload)
-    return {
-        "report_type": payload.report_type,
-        "quarter": f"{start.year}-Q{(start.month - 1) // 3 + 1}",
-        "period": {"start": format_timestamp(start), "end": format_timestamp(end)},
-        "total_jobs": total,
-        "by_status": dict(by_status),
-        "by_type": dict(sorted(by_type.items())),
-        "success_rate": round(by_status[JobStatus.SUCCEEDED] / finished, 4) if finished else None,
-        "processing_seconds": _summary(processing),
-        "queue_wait_seconds": _summary(waiting),
-        "requested": {
-            "target_user_ids": payload.target_user_ids,
-            "complexity_level": payload.complexity_level,
-            "priority": payload.priority,
-        },
-    }
+                self.processing.add((item.finished_at - item.started_at).total_seconds())
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The tally as a JSON object for ``JobContext.continue_later`` (well under ``MAX_CHECKPOINT_BYTES``: the
+        two figures are bounded by ``Durations``, the type names by the registry)."""
+        return {
+            "audit": AUDIT_CHECKPOINT_VERSION,
+            "after": self.after,
+            "read": self.read,
+            "total": self.total,
+            "by_status": dict(self.by_status),
+            "by_type": dict(self.by_type),
+            "processing": self.processing.to_json(),
+            "waiting": self.waiting.to_json(),
+        }
+
+    @classmethod
+    def resume(cls, start: datetime, end: datetime, data: dict[str, Any]) -> AuditTally:
+        """The tally a ``checkpoint`` holds, for the quarter ``[start, end)``.
+
+        Raises:
+            ValueError: ``data`` is not a checkpoint of this format.
+        """
+        if data.get("audit") != AUDIT_CHECKPOINT_VERSION:
+            raise ValueError(f"not a quarterly audit checkpoint of version {AUDIT_CHECKPOINT_VERSION}")
+        return cls(
+            start,
+            end,
+            read=int(data["read"]),
+            total=int(data["total"]),
+            by_status=Counter({str(k): int(v) for k, v in data["by_status"].items()}),
+            by_type=Counter({str(k): int(v) for k, v in data["by_type"].items()}),
+            processing=Durations.from_json(data["processing"]),
+            waiting=Durations.from_json(data["waiting"]),
+            after=data["after"],
+        )
+
+    def report(self, job: Job) -> dict[str, Any]:
+        """The audit's result (``quarterly_audit``'s shape) for the report job ``job``."""
+        finished = self.by_status[JobStatus.SUCCEEDED] + self.by_status[JobStatus.FAILED]
+        payload = ReportPayload.model_validate(job.payload)
+        return {
+            "report_type": payload.report_type,
+            "quarter": f"{self.start.year}-Q{(self.start.month - 1) // 3 + 1}",
+            "period": {"start": format_timestamp(self.start), "end": format_timestamp(self.end)},
+            "total_jobs": self.total,
+            "by_status": dict(self.by_status),
+            "by_type": dict(sorted(self.by_type.items())),
+            "success_rate": round(self.by_status[JobStatus.SUCCEEDED] / finished, 4) if finished else None,
+            "processing_seconds": self.processing.summary(),
+            "queue_wait_seconds": self.waiting.summary(),
+            "requested": {
+                "target_user_ids": payload.target_user_ids,
+                "complexity_level": payload.complexity_level,
+                "priority": payload.priority,
+            },
+        }
+
+
+def quarterly_audit(job: Job, jobs: Iterable[Counted]) -> dict[str, Any]:
+    """The audit of ``jobs`` (the owner's jobs created in the quarter of ``job``'s creation; others are skipped).
+
+    Returns counts by status and by type, the success rate (SUCCEEDED over SUCCEEDED and FAILED, None when none
+    of those; a CANCELLED job was stopped by its owner, neither a success nor a failure of the work), processing
+    time (finished_at - started_at, of SUCCEEDED and FAILED jobs only: a cancelled run's time says nothing of how
+    long the work takes) and queue wait (started_at - created_at, of every job that started, cancelled ones too)
+    as nearest-rank p50/p95 in seconds (``Durations``: exact, or within ``RELATIVE_ERROR_BOUND`` when a figure
+    has more than ``EXACT_DISTINCT_VALUES`` distinct millisecond values, its ``exact`` then False), and the
+    request's own parameters as given.
+    """
+    tally = AuditTally(*quarter_bounds(job.created_at))
+    for item in jobs:
+        tally.add(item)
+    return tally.report(job)
 
 
 #: How far a UUIDv7's embedded time may stray from its job's ``created_at``; the id range is widened by it and
 #: ``quarterly_audit`` filters on ``created_at`` itself.
 ID_CLOCK_MARGIN = timedelta(minutes=1)
+#: Items per Query of the report's read (DynamoDB's ``Limit``; a Query also stops at 1 MB of items, 64 of 16 KB). A
+#: page of small items is then at most 256 KB, a quarter of what one Query may return, so one call stays far inside
+#: one attempt's time and a continuation re-reads little; the read capacity is the same (256 items of 1 KB are
+#: exactly 64 units of 4 KB). DynamoDB Local, without a ``Limit``, reads the rest of the key range before it cuts
+#: the page at 1 MB (3-4 s a page at 30,000 items of 16 KB, 0.02 s with a ``Limit`` of 16, measured here), which
+#: made the 100,000-item reads time out there. Tests lower it so that a small table takes several pages.
+REPORT_PAGE_SIZE: int | None = 256
 
 
 def run_report(job: Job, context: JobContext) -> dict[str, Any]:
-    """The ``report`` processor: reads only the owner's partition, within the quarter's id range, and reports its
-    progress as it reads (the share of the quarter, up to the job's creation, whose jobs it has read)."""
+    """The ``report`` processor: reads only the owner's partition, within the quarter's id range, page by page
+    (summaries only, eventually consistent), and reports its progress as it reads (the share of the quarter, up to
+    the job's creation, whose jobs it has read).
+
+    A read longer than one invocation is continued (docs/decisions.md, "A report that scales with its owner"):
+    before each page but a run's first, when less than one AWS attempt's time is left for it
+    (``JobContext.remaining_seconds``), the run ends with its tally as the checkpoint and a new delivery resumes
+    after the last page read. A read that fails (``ServiceUnavailable``: throttled, unreachable, out of time) after
+    the run has read a page is continued the same way (the run made progress, so this spends no attempt and cannot
+    loop); one that fails on the run's first page is the attempt's failure, retried from the tally so far, which is
+    saved first.
+    """
     start, end = quarter_bounds(job.created_at)
     low, high = job_id_bounds(start - ID_CLOCK_MARGIN, end + ID_CLOCK_MARGIN)
     span = max((min(end, job.created_at) - start).total_seconds(), 1.0)
+    tally = AuditTally.resume(start, end, context.checkpoint) if context.checkpoint else AuditTally(start, end)
+    pages = context.summary_pages(low, high, after_job_id=tally.after, page_size=REPORT_PAGE_SIZE)
+    attempt = aws_settings().attempt_seconds
+    read_here = 0  # pages this run has read
+    try:
+        while not read_here or context.remaining_seconds() >= attempt:
+            # The calls keep two attempts' time for the run's own writes (a result, or a checkpoint and a message)
+            # whatever their retries take (jobs.aws.reserving; remaining_seconds() already leaves that time out).
+            with aws.reserving(2 * attempt):
+                page = next(pages, None)
+            if page is None:
+                return tally.report(job)
+            read_here += 1
+            for item in page.jobs:
+                tally.add(item)
+            tally.after = page.next_after
+            if page.next_after is None:
+                return tally.report(job)
+            if page.jobs:  # a whole page counted: the tally is a checkpoint again
+                done = min(max((page.jobs[-1].created_at - start).total_seconds() / span, 0.0), 1.0)
+                with aws.reserving(2 * attempt):
+                    context.report_progress(round(99 * done, 1), f"{tally.read} jobs read")
+    except ServiceUnavailable:
+        if read_here:
+            context.continue_later(tally.checkpoint())
+        _keep(context, tally)
+        raise
+    return context.continue_later(tally.checkpoint())
 
-    def reading() -> Iterator[Job]:
-        for count, item in enumerate(context.list_jobs(low, high), 1):
-            if count % 100 == 0:
-                done = min(max((item.created_at - start).total_seconds() / span, 0.0), 1.0)
-                context.report_progress(round(99 * done, 1), f"{count} jobs read")
-            yield item
 
-    return quarterly_audit(job, reading())
+def _keep(context: JobContext, tally: AuditTally) -> None:
+    """Save the tally as the job's checkpoint if anything was read, so that a retry resumes from it; a save that
+    fails too is logged (the retry then reads from the last checkpoint kept)."""
+    if tally.read == 0:
+        return
+    try:
+        context.save_checkpoint(tally.checkpoint())
+    except (ServiceUnavailable, TransitionRejected) as error:
+        logger.warning("The report's tally was not saved before its retry: %s", error)
 
 
 # --- noop ---------------------------------------------------------------------------------------------------

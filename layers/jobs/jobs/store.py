@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
 from aws_lambda_powertools.shared.dynamodb_deserializer import DYNAMODB_CONTEXT, TypeDeserializer
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
 
 from jobs import aws
 from jobs.models import (
@@ -33,6 +35,8 @@ from jobs.models import (
     JobCallback,
     JobError,
     JobStatus,
+    OpenStatus,
+    Timestamp,
     TransitionRejected,
     WriteRefused,
     format_timestamp,
@@ -235,6 +239,38 @@ def item_to_job(item: Mapping[str, Any]) -> Job:
     return Job.model_validate({**data, "payload": payload_of(item.get(PAYLOAD))})
 
 
+class JobSummary(BaseModel):
+    """What the quarterly audit reads of a job (``JobStore.summary_pages``): its id, type, status and timestamps,
+    without its title, payload, result or error."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job_id: str
+    type: str
+    status: OpenStatus
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    not_before: Timestamp | None = None
+
+
+#: The attributes ``summary_pages`` asks DynamoDB for (a ``ProjectionExpression``; ``#type`` and ``#status`` are
+#: reserved words). A projection cuts what is sent and parsed, not the read capacity: DynamoDB charges a Query on
+#: the size of the items it reads, whatever attributes it returns (developer guide, "DynamoDB read and write
+#: operations": https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
+SUMMARY_ATTRIBUTES = ("job_id", "#type", "#status", "created_at", "started_at", "finished_at", "not_before")
+
+
+@dataclass(frozen=True)
+class SummaryPage:
+    """One page of ``JobStore.summary_pages``: the live jobs read (``jobs``, oldest first; possibly none, when the
+    page held only expired items), and ``next_after``: the ``after_job_id`` that continues the read from the end of
+    this page, or None when the range is read to its end."""
+
+    jobs: list[JobSummary]
+    next_after: str | None
+
+
 class JobStore(Protocol):
     """What the service needs from a job store. Implementations must keep the semantics in the docstrings."""
 
@@ -257,6 +293,21 @@ class JobStore(Protocol):
 
     def list_range(self, owner_id: str, lowest_job_id: str, highest_job_id: str) -> Iterator[Job]:
         """The owner's jobs whose ids lie in ``[lowest_job_id, highest_job_id]``, oldest first."""
+        ...
+
+    def summary_pages(
+        self,
+        owner_id: str,
+        lowest_job_id: str,
+        highest_job_id: str,
+        *,
+        after_job_id: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[SummaryPage]:
+        """The summaries of the owner's live jobs whose ids lie in ``[lowest_job_id, highest_job_id]`` and follow
+        ``after_job_id`` when given, oldest first, page by page: at most ``page_size`` items read per page (else as
+        many as one Query returns, up to 1 MB of items). Read eventually consistently: a write of the last second
+        may not be seen yet (DynamoDB's eventually consistent reads cost half a strongly consistent one's)."""
         ...
 
     def delete(self, owner_id: str, job_id: str) -> bool:
@@ -536,6 +587,46 @@ class DynamoJobStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def summary_pages(
+        self,
+        owner_id: str,
+        lowest_job_id: str,
+        highest_job_id: str,
+        *,
+        after_job_id: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[SummaryPage]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "owner_id = :owner AND job_id BETWEEN :low AND :high",
+            "FilterExpression": _LIVE,
+            "ProjectionExpression": ", ".join(SUMMARY_ATTRIBUTES),
+            "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
+            "ExpressionAttributeValues": {
+                ":owner": {"S": owner_id},
+                ":low": {"S": lowest_job_id},
+                ":high": {"S": highest_job_id},
+                ":now": self._now(),
+            },
+            "ConsistentRead": False,
+        }
+        if page_size is not None:
+            request["Limit"] = page_size
+        if after_job_id is not None:
+            request["ExclusiveStartKey"] = self._key(owner_id, after_job_id)
+        while True:
+            with aws.transient_errors_as_unavailable("Query"):
+                response = self.client.query(**request)
+            jobs = [
+                JobSummary.model_validate({name: from_attribute_value(value) for name, value in item.items()})
+                for item in response.get("Items", [])
+            ]
+            last = response.get("LastEvaluatedKey")
+            yield SummaryPage(jobs, last["job_id"]["S"] if last else None)
+            if last is None:
+                return
+            request["ExclusiveStartKey"] = last
 
     def delete(self, owner_id: str, job_id: str) -> bool:
         if not holdable_key(owner_id, job_id):
@@ -993,6 +1084,32 @@ class InMemoryJobStore:
             if job is not None:
                 yield job
 
+    def summary_pages(
+        self,
+        owner_id: str,
+        lowest_job_id: str,
+        highest_job_id: str,
+        *,
+        after_job_id: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[SummaryPage]:
+        size = page_size or 100
+        ids = sorted(
+            job_id
+            for owner, job_id in list(self.items)
+            if owner == owner_id
+            and lowest_job_id <= job_id <= highest_job_id
+            and (after_job_id is None or job_id > after_job_id)
+        )
+        for first in range(0, max(len(ids), 1), size):
+            chunk = ids[first : first + size]
+            jobs = [
+                JobSummary.model_validate(job.model_dump())
+                for job_id in chunk
+                if self._live((owner_id, job_id)) and (job := self._load((owner_id, job_id))) is not None
+            ]
+            yield SummaryPage(jobs, chunk[-1] if first + size < len(ids) else None)
+
     def index_queued(self, *, limit: int = 10000) -> int:  # noqa: ARG002 - the protocol's signature
         return 0  # every QUEUED job here is in the index: no item predates it
 
@@ -1253,6 +1370,8 @@ __all__ = [
     "DynamoJobStore",
     "InMemoryJobStore",
     "JobStore",
+    "JobSummary",
+    "SummaryPage",
     "from_attribute_value",
     "holdable_key",
     "item_to_job",
