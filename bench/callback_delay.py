@@ -79,8 +79,11 @@ def phase(base: str, ca: trustme.CA, jobs: int, interval: float) -> tuple[list[f
         return delays(fast, jobs, 120 + jobs)
 
 
-def measure(jobs: int, slow_jobs: int, slow_seconds: float, interval: float, warmup: int = 4) -> dict[str, Any]:
-    """Both phases; the figures by phase."""
+def measure(
+    jobs: int, slow_jobs: int, slow_seconds: float, interval: float, warmup: int = 4, concurrency: int = 2
+) -> dict[str, Any]:
+    """Both phases; the figures by phase. ``concurrency``: the stack's worker processes per function (``make run``'s
+    ``JOBS_LOCAL_CONCURRENCY``; the template's ``CallbacksMaximumConcurrency`` is 5)."""
     ca = trustme.CA()
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
@@ -88,7 +91,7 @@ def measure(jobs: int, slow_jobs: int, slow_seconds: float, interval: float, war
             "JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK": "1",
             "JOBS_LOCAL_CALLBACK_CA_BUNDLE": str(ca_bundle(ca, directory)),
         }
-        with running_stack(directory, secret=SECRET, environment=environment) as stack:
+        with running_stack(directory, secret=SECRET, environment=environment, concurrency=concurrency) as stack:
             with receiving(ca) as warm:
                 for _ in range(warmup):
                     submit(stack.base_url, "owner-warm", warm.url())
@@ -128,8 +131,10 @@ def main() -> None:
     parser.add_argument("--slow-jobs", type=int, default=20, help="owner A's jobs with a slow receiver")
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long A's receiver waits to answer")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between two of B's submits")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes per function (sender included)")
     args = parser.parse_args()
-    print(report(measure(args.jobs, args.slow_jobs, args.slow_seconds, args.interval)))
+    figures = measure(args.jobs, args.slow_jobs, args.slow_seconds, args.interval, concurrency=args.concurrency)
+    print(report(figures))
 
 
 if __name__ == "__main__":
