@@ -103,7 +103,18 @@ def measure(
                 slow.wait_for(1, 60)  # A's first attempts are hanging
                 behind = phase(stack.base_url, ca, jobs, interval)
                 hanging = len(slow.requests)
-    return {"quiet": quiet, "A slow": behind, "A attempts meanwhile": hanging}
+            deferred = deferrals(stack.log)
+    return {"quiet": quiet, "A slow": behind, "A attempts meanwhile": hanging, "deferrals": deferred}
+
+
+def deferrals(log: Path) -> dict[str, int]:
+    """How many times each owner's records were deferred (``Callback deferred`` lines of the stack's log)."""
+    counts: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        if '"Callback deferred' in line:
+            owner = str(json.loads(line).get("owner_id"))
+            counts[owner] = counts.get(owner, 0) + 1
+    return counts
 
 
 def summary(values: list[float]) -> str:
@@ -122,6 +133,11 @@ def report(figures: dict[str, Any]) -> str:
         after, runs = figures[name]
         lines.append(f"| {name} | {summary(after)} | {statistics.median(runs):.2f} |")
     lines.append(f"\nA's attempts that reached its slow receiver while B's jobs ran: {figures['A attempts meanwhile']}")
+    counts = figures["deferrals"]
+    lines.append(
+        f"Deferrals (an owner's slot held by another invocation): A {counts.get('owner-a', 0)}, "
+        f"B {counts.get('owner-b', 0)}"
+    )
     return "\n".join(lines)
 
 

@@ -163,6 +163,27 @@ def test_a_slow_receiver_delays_neither_its_job_nor_another_owners_callback(
     assert len(slow.requests) == 1
 
 
+def test_one_owners_many_hanging_callbacks_hold_one_sender_worker_not_all(
+    hooks_stack: RunningStack, ca: trustme.CA
+) -> None:
+    """Owner A's callbacks, more than a batch, all to a receiver that hangs past the timeout; the stack has two
+    sender workers. Without a slot per owner both workers would hang on A's batches and owner B's callback would
+    wait for the timeout (20 s); with it, one worker hangs and B's callback comes at once."""
+    with receiving(ca, delay=120) as slow, receiving(ca) as fast:
+        for _ in range(12):
+            submit(hooks_stack, "hook-many", slow.url())
+        slow.wait_for(1, timeout=60)
+        time.sleep(2)  # A's other records have reached the queue and the workers
+        fast_job = submit(hooks_stack, "hook-other", fast.url())
+        delivered = job_when(hooks_stack, "hook-other", fast_job, "DELIVERED", timeout=60)
+        hanging_meanwhile = len(slow.requests)
+
+    [request] = fast.requests
+    waited = request.wall - datetime.fromisoformat(delivered["finished_at"]).timestamp()
+    assert waited < CALLBACK_TIMEOUT / 2, waited
+    assert hanging_meanwhile <= 2  # one worker's two attempts per receiver (jobs.callbacks.HostCircuits)
+
+
 def test_query_strings_never_reach_the_logs(hooks_stack: RunningStack, ca: trustme.CA) -> None:
     with receiving(ca) as receiver:
         job_id = submit(hooks_stack, "hook-carol", receiver.url(query=f"token={QUERY_SECRET}"))

@@ -16,6 +16,7 @@ from jobs import bootstrap
 from jobs.events import DETAIL_TYPE, EVENT_SOURCE
 from jobs.models import Job, JobCreate, JobStatus
 from jobs.service import JobService
+from jobs.slots import DynamoOwnerSlots
 from jobs.store import DynamoJobStore
 from local import webhook_keys
 from local.poller import to_record
@@ -91,9 +92,15 @@ class Callbacks:
         assert len(messages) == expected, messages
         return {"Records": [to_record(message, arn) for message in messages]}
 
-    def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = self.handler.lambda_handler(event, FakeLambdaContext())
+    def deliver(self, event: dict[str, Any], request_id: str = FakeLambdaContext.aws_request_id) -> dict[str, Any]:
+        """The handler's answer to ``event``, as the invocation ``request_id``."""
+        response: dict[str, Any] = self.handler.lambda_handler(event, FakeLambdaContext(aws_request_id=request_id))
         return response
+
+    @property
+    def slots(self) -> DynamoOwnerSlots:
+        """The owner slots the sender takes (template.yaml's ``CallbackSlotsTable``, one per owner)."""
+        return DynamoOwnerSlots(self.aws.physical["CallbackSlotsTable"]["Ref"], 1, boto3.client("dynamodb"))
 
 
 @pytest.fixture
@@ -109,6 +116,8 @@ def callbacks(aws: Aws, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.Monk
         "JOBS_CALLBACK_CA_BUNDLE": str(ca_bundle(ca, tmp_path)),
         "JOBS_CALLBACK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
         "JOBS_CALLBACK_RETRY_DELAYS_SECONDS": "[2]",
+        "JOBS_CALLBACK_SLOTS_TABLE": aws.physical["CallbackSlotsTable"]["Ref"],
+        "JOBS_CALLBACK_SLOTS_PER_OWNER": "1",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("JOBS_SOURCE_QUEUE_URLS")

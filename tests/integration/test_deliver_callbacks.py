@@ -10,6 +10,7 @@ that settle theirs, and a body that is no job event dropped."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from functools import cache
 from typing import Any, get_args
@@ -22,6 +23,7 @@ from jobs.callbacks import CallbackSender
 from jobs.events import DETAIL_TYPE, EVENT_SOURCE
 from jobs.models import SQS_MAX_VISIBILITY_SECONDS, CallbackStatus
 from jobs_client import verify_webhook
+from local.poller import to_record
 from tests.helpers import (
     load_event,
 )
@@ -196,3 +198,122 @@ def test_the_sender_reads_the_events_the_publisher_writes(callbacks: Callbacks) 
 
     assert get_args(fields["source"].annotation) == (EVENT_SOURCE,)
     assert get_args(fields["detail_type"].annotation) == (DETAIL_TYPE,)
+
+
+def test_an_owner_whose_slot_another_invocation_holds_is_deferred_not_attempted(
+    callbacks: Callbacks, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One owner's callbacks go through one invocation at a time (jobs.slots): another invocation's records of that
+    owner go back to the queue as new delayed messages, spend no attempt, and come back; the other owners' records
+    of the batch are delivered meanwhile."""
+    monkeypatch.setattr(callbacks.handler, "DEFERRAL_BASE_SECONDS", 1)
+    with receiving(ca) as receiver:
+        jobs = [callbacks.finished_job(owner, receiver.url(query=f"owner={owner}")) for owner in ("alice", "bob")]
+        callbacks.publish(*jobs)
+        assert callbacks.slots.acquire("alice", "another-invocation", 30)  # alice's hanging receiver, elsewhere
+
+        response = callbacks.deliver(callbacks.batch(2))
+        waiting = callbacks.store.get("alice", jobs[0].job_id)
+        assert callbacks.aws.sqs.receive_message(QueueUrl=callbacks.queue_url).get("Messages", []) == []  # delayed
+        time.sleep(1.5)
+        again = callbacks.aws.sqs.receive_message(
+            QueueUrl=callbacks.queue_url, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
+        )["Messages"]
+        callbacks.slots.release("alice", "another-invocation")
+        arn = callbacks.aws.physical["JobCallbacksQueue"]["Arn"]
+        later = callbacks.deliver({"Records": [to_record(message, arn) for message in again]}, request_id="later")
+        requests = receiver.wait_for(2, timeout=5)
+
+    assert response == {"batchItemFailures": []}  # alice's deferred message is a new one; the old is acknowledged
+    assert waiting is not None
+    assert waiting.callback is not None
+    assert (waiting.callback.status, waiting.callback.attempts) == (CallbackStatus.PENDING, 0)  # no attempt made
+    [message] = again
+    assert message["MessageAttributes"]["deferrals"]["StringValue"] == "1"
+    assert json.loads(message["Body"])["detail"]["job_id"] == jobs[0].job_id
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # a new message: the redrive count starts again
+    assert later == {"batchItemFailures": []}
+    assert [r.path for r in requests] == ["/hooks/jobs?owner=bob", "/hooks/jobs?owner=alice"]
+    delivered = callbacks.store.get("alice", jobs[0].job_id)
+    assert delivered is not None
+    assert delivered.callback is not None
+    assert (delivered.callback.status, delivered.callback.attempts) == (CallbackStatus.DELIVERED, 1)
+
+
+def test_an_invocation_gives_its_owners_slots_back(callbacks: Callbacks, ca: trustme.CA) -> None:
+    with receiving(ca, status=500) as receiver:
+        callbacks.publish(callbacks.finished_job("alice", receiver.url()))
+
+        callbacks.deliver(callbacks.batch(1), request_id="first")
+
+    assert callbacks.slots.acquire("alice", "next", 30)
+
+
+def test_the_attempt_is_counted_from_the_job_not_from_the_receives(callbacks: Callbacks, ca: trustme.CA) -> None:
+    """A message received before without an attempt (a deferral, a crash before the request) does not bring the
+    give-up closer: attempt 1 of a one-wait schedule is retried, whatever the receive count."""
+    with receiving(ca, status=500) as receiver:
+        job = callbacks.finished_job("alice", receiver.url())
+        callbacks.publish(job)
+        event = callbacks.batch(1)
+        event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "7"
+
+        response = callbacks.deliver(event)
+
+    assert len(response["batchItemFailures"]) == 1  # retried, not given up
+    retrying = callbacks.store.get("alice", job.job_id)
+    assert retrying is not None
+    assert retrying.callback is not None
+    assert (retrying.callback.status, retrying.callback.attempts) == (CallbackStatus.RETRYING, 1)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "deferrals", "delay"),
+    [
+        (None, 0, 2),
+        ("1", 1, 4),
+        ("3", 3, 16),
+        ("9", 9, 900),
+        ("99999", 1000, 900),
+        ("9999999", 0, 2),
+        ("-1", 0, 2),
+        ("x", 0, 2),
+    ],
+)
+def test_a_deferral_waits_longer_each_time_up_to_sqs_longest_delay(
+    callbacks: Callbacks, attribute: str | None, deferrals: int, delay: int
+) -> None:
+    record = load_event("sqs/job_callback.json")["Records"][0]
+    if attribute is not None:
+        record["messageAttributes"] = {"deferrals": {"stringValue": attribute, "dataType": "String"}}
+
+    parsed = callbacks.handler.CallbackRecord.model_validate(record)
+
+    assert parsed.deferrals == deferrals
+    assert callbacks.handler.deferral_delay(parsed.deferrals) == delay
+
+
+def test_a_slow_owner_keeps_no_other_owners_slot_for_the_batchs_length(
+    callbacks: Callbacks, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_CALLBACK_TIMEOUT_SECONDS", "10")  # alice's attempt hangs 10 s: a wide window to look
+    bootstrap.reset()
+    with receiving(ca, delay=30) as slow, receiving(ca) as fast:
+        callbacks.publish(callbacks.finished_job("alice", slow.url()), callbacks.finished_job("bob", fast.url()))
+        event = callbacks.batch(2)
+        done = threading.Event()
+        invocation = threading.Thread(target=lambda: (callbacks.deliver(event), done.set()))
+        invocation.start()
+        fast.wait_for(1, timeout=5)
+        deadline = time.monotonic() + 5
+        while not (bob_free := callbacks.slots.acquire("bob", "another-invocation", 30)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        alice_free = callbacks.slots.acquire("alice", "another-invocation", 30)
+        still_running = not done.is_set()
+        invocation.join()
+
+    assert still_running  # alice's attempt was still waiting for its slow receiver
+    assert bob_free  # bob's slot was given back when bob's delivery ended
+    assert not alice_free

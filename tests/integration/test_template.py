@@ -283,13 +283,15 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
     }
     assert actions("DeliverCallbacksFunctionRole") == {
         "dynamodb:GetItem",  # the job, as GET returns it
-        "dynamodb:UpdateItem",  # its callback's state
+        "dynamodb:UpdateItem",  # its callback's state; an owner's slot taken
+        "dynamodb:DeleteItem",  # an owner's slot given back
         "ssm:GetParameter",  # the signing keys
         "kms:Decrypt",  # with WebhookSigningKeyKmsKeyArn only
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:ChangeMessageVisibility",  # a failed attempt's message hides until the next one
+        "sqs:SendMessage",  # a deferred record goes back as a new message
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }

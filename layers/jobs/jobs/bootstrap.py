@@ -22,6 +22,7 @@ from jobs.store import DynamoJobStore
 if TYPE_CHECKING:
     from jobs.callbacks import CallbackSender
     from jobs.idempotency import JobCreator
+    from jobs.slots import DynamoOwnerSlots
 
 
 @cache
@@ -106,6 +107,15 @@ def callback_sender() -> CallbackSender:
 
 
 @cache
+def owner_slots() -> DynamoOwnerSlots | None:
+    """The callback sender's owner slots (``jobs.slots``), or None when ``JOBS_CALLBACK_SLOTS_TABLE`` is unset."""
+    from jobs.slots import DynamoOwnerSlots  # imported on first use: only the sender delivers
+
+    config = settings.callback_settings()
+    return DynamoOwnerSlots(config.slots_table, config.slots_per_owner) if config.slots_table else None
+
+
+@cache
 def outbox_service() -> JobService:
     """The outbox relay's (and the reconciler's) service: the store and the SQS jobs queue named by its
     settings."""
@@ -181,6 +191,7 @@ def reset() -> None:
     for cached in (
         api_service,
         callback_sender,
+        owner_slots,
         outbox_service,
         discarded_batches,
         job_creator,

@@ -64,7 +64,7 @@ class CallbackOutcome:
 
 SKIPPED = CallbackOutcome("skipped", None, None)
 #: powertools' Metrics is not thread-safe, and the sender function settles a batch's deliveries from several threads.
-_METRICS_LOCK = threading.Lock()
+METRICS_LOCK = threading.Lock()
 
 
 class HostCircuits:
@@ -146,15 +146,17 @@ class CallbackSender:
         self.clock = clock
         self.circuits = HostCircuits(settings.circuit_cooldown_seconds, settings.per_host_concurrency)
 
-    def deliver(self, owner_id: str, job_id: str, *, version: str, attempt: int) -> CallbackOutcome:
+    def deliver(self, owner_id: str, job_id: str, *, version: str, attempt: int | None = None) -> CallbackOutcome:
         """Make one attempt at the job's callback and record it on the job.
 
         Args:
             owner_id: the job's owner.
             job_id: the job.
             version: the version of the job the event announced (part of ``webhook-id``).
-            attempt: 1-based number of this attempt (the queue message's ``ApproximateReceiveCount``); the retry
-                wait is ``retry_delays_seconds[attempt - 1]``, and past the schedule's end the delivery gives up.
+            attempt: 1-based number of this attempt; the retry wait is ``retry_delays_seconds[attempt - 1]``, and
+                past the schedule's end the delivery gives up. None (the sender function's way): one more than the
+                attempts recorded on the job, so a receive that made no attempt (a deferral, a crash before the
+                request) spends none.
 
         Returns:
             The ``CallbackOutcome``.
@@ -164,6 +166,8 @@ class CallbackSender:
                 sent; the caller leaves the message to the queue's retry).
         """
         job = self.store.get(owner_id, job_id)
+        previous_attempts = job.callback.attempts if job is not None and job.callback is not None else 0
+        attempt = previous_attempts + 1 if attempt is None else attempt
         if job is None or not job.callback_url:
             return self._log_skipped(owner_id, job_id, attempt, "the job is gone or has no callback_url")
         if not job.status.is_terminal:  # the event is only a hint (anyone who may PutEvents on the bus can send one)
@@ -174,7 +178,6 @@ class CallbackSender:
             # Given up: an event published again (a replayed stream batch) does not start a second schedule.
             return self._log_skipped(owner_id, job_id, attempt, "already given up")
         url = job.callback_url
-        previous_attempts = job.callback.attempts if job.callback is not None else 0
         started_at = self.clock()
         try:
             parts = webhooks.check_callback_url(url, allow_loopback=self.settings.allow_loopback)
@@ -263,7 +266,7 @@ class CallbackSender:
                 "recorded": recorded,
             },
         )
-        with _METRICS_LOCK:
+        with METRICS_LOCK:
             if action == "delivered":
                 metrics.add_metric(name="CallbacksDelivered", unit=MetricUnit.Count, value=1)
             else:

@@ -243,6 +243,33 @@ class SourceQueues:
                 QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
             )
 
+    def send_again(self, queue_arn: str, body: str, delay_seconds: int, attributes: Mapping[str, str]) -> None:
+        """Send ``body`` to the queue ``queue_arn`` as a new message, delayed ``delay_seconds`` (0 to
+        ``MAX_DELAY_SECONDS``, 900: SendMessage's ``DelaySeconds``), with ``attributes`` as String message
+        attributes. A new message starts at receive count 0, so waiting this way spends nothing of the queue's
+        redrive policy (``maxReceiveCount``).
+
+        Raises:
+            ValueError: ``queue_arn`` names none of the queues, or ``delay_seconds`` is outside 0 to 900.
+            jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
+        """
+        url = self._urls.get(queue_name(queue_arn))
+        if url is None:
+            raise ValueError(f"{queue_arn} is none of this function's queues")
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"delay_seconds {delay_seconds} is outside 0 to {MAX_DELAY_SECONDS}")
+        if self._client is None:
+            self._client = aws.client("sqs")
+        with aws.transient_errors_as_unavailable("SendMessage"):
+            self._client.send_message(
+                QueueUrl=url,
+                MessageBody=body,
+                DelaySeconds=delay_seconds,
+                MessageAttributes={
+                    name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+                },
+            )
+
 
 class DiscardedBatchQueue(Protocol):
     """Where the relay's event source mapping puts the stream batches it gave up on (its on-failure destination)."""

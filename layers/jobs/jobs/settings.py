@@ -169,6 +169,9 @@ class CallbackSettings(BaseSettings):
     ``circuit_cooldown_seconds``, ``per_host_concurrency``: a receiver that gave no answer is not tried again by
     the same process for this long, and at most this many attempts to one receiver run at once
     (``jobs.callbacks.HostCircuits``).
+    ``slots_table``, ``slots_per_owner``: the DynamoDB table of owner slots and how many sender invocations may
+    deliver one owner's callbacks at once (``jobs.slots``; no table: no limit). Keep ``slots_per_owner`` below the
+    mapping's maximum concurrency, or one owner's hanging receiver can hold every invocation.
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBS_CALLBACK_", frozen=True, extra="ignore")
@@ -184,6 +187,8 @@ class CallbackSettings(BaseSettings):
     keys_max_age_seconds: int = Field(default=300, ge=1, le=3600)
     circuit_cooldown_seconds: float = Field(default=60.0, ge=0, le=3600)
     per_host_concurrency: int = Field(default=2, ge=1, le=10)
+    slots_table: str = ""
+    slots_per_owner: int = Field(default=1, ge=1, le=10)
 
 
 class JobTypeSettings(BaseSettings):
