@@ -364,7 +364,15 @@ def measure(owners: Sequence[tuple[int, int]] = BENCH_OWNERS) -> dict[str, Any]:
     tables live in memory)."""
     from jobs.observability import logger
 
+    level = logger.log_level
     logger.setLevel("WARNING")  # the benchmark's own job creation logs nothing on its output
+    try:
+        return _measure(owners)
+    finally:
+        logger.setLevel(level)  # the process's logger is shared: make bench's other sections and tests log again
+
+
+def _measure(owners: Sequence[tuple[int, int]]) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
     with moto_server() as moto:

@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 
 from bench import run
+from jobs.observability import logger
 
 pytestmark = pytest.mark.e2e
 
 
 def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
+    level = logger.log_level
 
     text = run.run(quick=True, output=output)
 
+    assert logger.log_level == level  # the shared logger is left as it was: later tests' log capture sees lines
     assert output.read_text(encoding="utf-8") == text
     for title in (
         "1. Cold start",
