@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -107,7 +108,9 @@ class CallbackRecord(BaseModel):
         """How many times the message was deferred before (its ``deferrals`` attribute; 0 when absent or not a
         count)."""
         value = str((self.messageAttributes.get(DEFERRALS_ATTRIBUTE) or {}).get("stringValue", "0"))
-        return min(int(value), 1000) if value.isdigit() and len(value) < 6 else 0
+        # ASCII digits only: str.isdigit() also accepts characters int() refuses ("\u00b2"), which would raise in
+        # the deferral and fail the record instead of deferring it.
+        return min(int(value), 1000) if re.fullmatch(r"[0-9]{1,5}", value) else 0
 
 
 def deferral_delay(deferrals: int) -> int:

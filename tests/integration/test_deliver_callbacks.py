@@ -278,6 +278,8 @@ def test_the_attempt_is_counted_from_the_job_not_from_the_receives(callbacks: Ca
         ("9999999", 0, 2),
         ("-1", 0, 2),
         ("x", 0, 2),
+        ("\u00b2", 0, 2),  # str.isdigit() is true of a superscript two, which int() refuses
+        ("\u0663", 0, 2),  # an Arabic-Indic three: not the ASCII count the sender writes
     ],
 )
 def test_a_deferral_waits_longer_each_time_up_to_sqs_longest_delay(
