@@ -304,7 +304,12 @@ def test_a_slow_owner_keeps_no_other_owners_slot_for_the_batchs_length(
         callbacks.publish(callbacks.finished_job("alice", slow.url()), callbacks.finished_job("bob", fast.url()))
         event = callbacks.batch(2)
         done = threading.Event()
-        invocation = threading.Thread(target=lambda: (callbacks.deliver(event), done.set()))
+
+        def invoke() -> None:
+            callbacks.deliver(event)
+            done.set()
+
+        invocation = threading.Thread(target=invoke)
         invocation.start()
         fast.wait_for(1, timeout=5)
         deadline = time.monotonic() + 5
