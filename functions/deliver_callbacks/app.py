@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -64,6 +65,12 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 RECEIVE_WAIT_SECONDS = 20
 #: The message attribute counting a message's deferrals (String; absent: none yet).
 DEFERRALS_ATTRIBUTE = "deferrals"
+#: The message attribute counting the receives of the earlier messages of a deferred record that were not deferrals
+#: (attempts, crashes): a deferral is a new message, whose ApproximateReceiveCount starts again at 1.
+RECEIVES_ATTRIBUTE = "receives"
+#: template.yaml's JobCallbacksQueue ``maxReceiveCount``: a record received this often (its deferrals aside) is no
+#: longer deferred as a new message but hidden as it is, so its receives go on counting towards the dead-letter queue.
+MAX_RECEIVES = 12
 #: How long an invocation waits for a held slot of an owner before deferring the owner's records, seconds.
 SLOT_WAIT_SECONDS = 0.5
 #: The first deferral's delay, seconds (a hanging receiver's slot is given back after the attempt's timeout, 10 s);
@@ -102,12 +109,26 @@ class CallbackRecord(BaseModel):
     attributes: dict[str, Any]
     messageAttributes: dict[str, Any] = Field(default_factory=dict)  # noqa: N815 - Lambda's SQS record field
 
+    def _count(self, name: str) -> int:
+        """The message attribute ``name`` as a count (0 when absent or not a count, at most 1000)."""
+        value = str((self.messageAttributes.get(name) or {}).get("stringValue", "0"))
+        # ASCII digits only: str.isdigit() also accepts characters int() refuses ("\u00b2"), which would raise in
+        # the deferral and fail the record instead of deferring it.
+        return min(int(value), 1000) if re.fullmatch(r"[0-9]{1,5}", value) else 0
+
     @property
     def deferrals(self) -> int:
         """How many times the message was deferred before (its ``deferrals`` attribute; 0 when absent or not a
         count)."""
-        value = str((self.messageAttributes.get(DEFERRALS_ATTRIBUTE) or {}).get("stringValue", "0"))
-        return min(int(value), 1000) if value.isdigit() and len(value) < 6 else 0
+        return self._count(DEFERRALS_ATTRIBUTE)
+
+    @property
+    def earlier_receives(self) -> int:
+        """The receives of the record before this one that were not deferrals: its ``receives`` attribute (those of
+        the messages before the last deferral) and this message's own earlier receives."""
+        count = str(self.attributes.get("ApproximateReceiveCount", "1"))
+        own = int(count) - 1 if re.fullmatch(r"[0-9]{1,5}", count) and int(count) > 0 else 0
+        return self._count(RECEIVES_ATTRIBUTE) + own
 
 
 def deferral_delay(deferrals: int) -> int:
@@ -209,18 +230,30 @@ def retry_visibility(seconds: int, started: float) -> int:
 
 
 def defer(record: SQSRecord, parsed: CallbackRecord) -> None:
-    """Send the record's event again as a new message, delayed by ``deferral_delay``, counting the deferral; the
-    record is then acknowledged (deleted) by the partial batch response.
+    """Send the record's event again as a new message, delayed by ``deferral_delay``, counting the deferral and
+    carrying its earlier receives; the record is then acknowledged (deleted) by the partial batch response. A
+    record received ``MAX_RECEIVES`` times before (deferrals aside) is hidden for the delay instead, and reported:
+    the redrive policy goes on counting it, so a record that crashes every invocation that delivers it reaches the
+    dead-letter queue even while its owner's slot is often held.
 
     Raises:
         jobs.models.ServiceUnavailable: SQS failed: the record is reported, and comes back after the visibility
-            timeout.
+            timeout; or the record was hidden rather than sent again.
     """
     delay = deferral_delay(parsed.deferrals)
-    bootstrap.source_queues().send_again(
-        record.event_source_arn, record.body, delay, {DEFERRALS_ATTRIBUTE: str(parsed.deferrals + 1)}
-    )
     detail = parsed.body.detail
+    if parsed.earlier_receives >= MAX_RECEIVES:
+        bootstrap.source_queues().delay(record.event_source_arn, record.receipt_handle, delay)
+        raise ServiceUnavailable(
+            f"its owner's slot is held and it was received {parsed.earlier_receives} times before: hidden {delay} s",
+            retry_after=delay,
+        )
+    bootstrap.source_queues().send_again(
+        record.event_source_arn,
+        record.body,
+        delay,
+        {DEFERRALS_ATTRIBUTE: str(parsed.deferrals + 1), RECEIVES_ATTRIBUTE: str(parsed.earlier_receives)},
+    )
     logger.info(
         "Callback deferred: its owner's delivery slots are held by other invocations",
         extra={

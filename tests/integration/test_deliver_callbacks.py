@@ -278,6 +278,8 @@ def test_the_attempt_is_counted_from_the_job_not_from_the_receives(callbacks: Ca
         ("9999999", 0, 2),
         ("-1", 0, 2),
         ("x", 0, 2),
+        ("\u00b2", 0, 2),  # str.isdigit() is true of a superscript two, which int() refuses
+        ("\u0663", 0, 2),  # an Arabic-Indic three: not the ASCII count the sender writes
     ],
 )
 def test_a_deferral_waits_longer_each_time_up_to_sqs_longest_delay(
@@ -302,7 +304,12 @@ def test_a_slow_owner_keeps_no_other_owners_slot_for_the_batchs_length(
         callbacks.publish(callbacks.finished_job("alice", slow.url()), callbacks.finished_job("bob", fast.url()))
         event = callbacks.batch(2)
         done = threading.Event()
-        invocation = threading.Thread(target=lambda: (callbacks.deliver(event), done.set()))
+
+        def invoke() -> None:
+            callbacks.deliver(event)
+            done.set()
+
+        invocation = threading.Thread(target=invoke)
         invocation.start()
         fast.wait_for(1, timeout=5)
         deadline = time.monotonic() + 5
@@ -317,3 +324,54 @@ def test_a_slow_owner_keeps_no_other_owners_slot_for_the_batchs_length(
     assert still_running  # alice's attempt was still waiting for its slow receiver
     assert bob_free  # bob's slot was given back when bob's delivery ended
     assert not alice_free
+
+
+def _deferred_record(callbacks: Callbacks, receive_count: int, receives: str | None) -> dict[str, Any]:
+    """alice's record, received ``receive_count`` times, with its ``receives`` attribute; her slot held elsewhere."""
+    assert callbacks.slots.acquire("alice", "another-invocation", 30)
+    event = callbacks.batch(1)
+    record = event["Records"][0]
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    if receives is not None:
+        record["messageAttributes"] = {"receives": {"stringValue": receives, "dataType": "String"}}
+    return event
+
+
+def test_a_deferral_carries_the_receives_the_redrive_policy_counts(callbacks: Callbacks, ca: trustme.CA) -> None:
+    """A deferral is a new message, whose ApproximateReceiveCount starts again: the earlier receives (retries,
+    crashes) travel with it, or a record that crashes the sender whenever its busy owner's slot is free would be
+    deferred in between forever and never reach the dead-letter queue."""
+    with receiving(ca) as receiver:
+        callbacks.publish(callbacks.finished_job("alice", receiver.url()))
+        event = _deferred_record(callbacks, 3, "4")
+
+        response = callbacks.deliver(event)
+        time.sleep(2.5)
+        [message] = callbacks.aws.sqs.receive_message(QueueUrl=callbacks.queue_url, MessageAttributeNames=["All"])[
+            "Messages"
+        ]
+
+    assert response == {"batchItemFailures": []}
+    assert message["MessageAttributes"]["receives"]["StringValue"] == "6"  # 4 carried, 2 before this one
+
+
+def test_a_record_received_as_often_as_the_redrive_policy_allows_is_not_deferred_again(
+    callbacks: Callbacks, ca: trustme.CA
+) -> None:
+    """Past the redrive policy's receives, a held slot hides the message itself (a receive spent) rather than
+    sending a fresh one: the chain of deferrals ends in the dead-letter queue like any message."""
+    attributes = callbacks.aws.sqs.get_queue_attributes(QueueUrl=callbacks.queue_url, AttributeNames=["All"])
+    redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert redrive["maxReceiveCount"] == callbacks.handler.MAX_RECEIVES
+    with receiving(ca) as receiver:
+        callbacks.publish(callbacks.finished_job("alice", receiver.url()))
+        event = _deferred_record(callbacks, 2, str(callbacks.handler.MAX_RECEIVES - 1))
+
+        response = callbacks.deliver(event)
+        time.sleep(2.5)
+        again = callbacks.aws.sqs.receive_message(QueueUrl=callbacks.queue_url, MaxNumberOfMessages=10)["Messages"]
+
+    message_id = event["Records"][0]["messageId"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": message_id}]}
+    # no new message: the old one comes back after the deferral's delay, one receive more
+    assert [message["MessageId"] for message in again] == [message_id]
