@@ -170,9 +170,10 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
     aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+    remaining_millis: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_millis
 
 
 def local_lambda(port: int, **options: Any) -> Any:

@@ -26,8 +26,8 @@ import boto3
 import pytest
 import trustme
 
-from jobs import bootstrap, webhooks
-from jobs.callbacks import CallbackSender, webhook_id
+from jobs import aws, bootstrap, webhooks
+from jobs.callbacks import CallbackOutcome, CallbackSender, webhook_id
 from jobs.models import CallbackStatus, Job, JobCallback, JobStatus, ServiceUnavailable
 from jobs.observability import metrics
 from jobs.settings import CallbackSettings
@@ -35,7 +35,7 @@ from jobs.store import DynamoJobStore
 from jobs.webhooks import SigningKey
 from jobs_client import verify_webhook
 from tests.conftest import Aws
-from tests.helpers import Clock, silent_http_endpoint
+from tests.helpers import Clock, FakeLambdaContext, silent_http_endpoint
 
 NAME = "receiver.test"
 VERSION = "2026-11-29T10:00:05.000Z"
@@ -882,3 +882,24 @@ def test_one_hanging_receiver_holds_at_most_per_host_concurrency_threads(
 
     assert len(receiver.requests) == 2  # two attempts hung; the four others waited for them, then failed at once
     assert [outcome.action for outcome in outcomes] == ["retry"] * 6
+
+
+def test_no_attempt_starts_that_could_outlive_the_invocation(
+    store: DynamoJobStore, serve: Callable[..., Receiver], ca_bundle: str
+) -> None:
+    """A receiver's turn (``HostCircuits``' slots) can come late in the invocation; an attempt started then could
+    run past the function's Timeout, and a timed-out invocation fails its whole batch."""
+    receiver = serve()
+    job = finished_job(store, receiver.url)
+    config = settings(ca_bundle, timeout_seconds=10)
+
+    @aws.time_budget
+    def invocation(event: Any, context: Any) -> CallbackOutcome:
+        return sender(store, config).deliver("alice", job.job_id, version=VERSION)
+
+    with pytest.raises(ServiceUnavailable, match="no time left"):
+        invocation({}, FakeLambdaContext(remaining_millis=11_000))
+    assert receiver.requests == []
+    assert callback_of(store, job) == job.callback  # no attempt recorded
+
+    assert invocation({}, FakeLambdaContext(remaining_millis=14_000)).action == "delivered"

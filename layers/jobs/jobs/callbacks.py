@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from jobs import webhooks
-from jobs.models import CallbackStatus, JobCallback, utc_now
+from jobs import aws, webhooks
+from jobs.models import CallbackStatus, JobCallback, ServiceUnavailable, utc_now
 from jobs.observability import MetricUnit, logger, metrics
 from jobs.webhooks import CallbackRefused, DeliveryResult, Resolver, SigningKey, system_resolver
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from jobs.settings import CallbackSettings
     from jobs.store import JobStore
 
+#: Seconds an attempt needs beyond its timeout: recording its outcome on the job and answering the batch.
+ATTEMPT_MARGIN_SECONDS = 2.0
 #: The ``User-Agent`` of deliveries (RFC 9110 section 10.1.5), so receivers can tell them apart.
 USER_AGENT = "jobs-callbacks/1"
 
@@ -162,8 +164,9 @@ class CallbackSender:
             The ``CallbackOutcome``.
 
         Raises:
-            jobs.models.ServiceUnavailable: DynamoDB failed, or the signing keys could not be read (nothing was
-                sent; the caller leaves the message to the queue's retry).
+            jobs.models.ServiceUnavailable: DynamoDB failed, the signing keys could not be read, or the invocation
+                (``jobs.aws.time_budget``) has less than an attempt's timeout left once the receiver's turn came
+                (nothing was sent; the caller leaves the message to the queue's retry).
         """
         job = self.store.get(owner_id, job_id)
         previous_attempts = job.callback.attempts if job is not None and job.callback is not None else 0
@@ -208,6 +211,11 @@ class CallbackSender:
         }
         receiver = f"{parts.hostname}:{parts.port or 443}"
         with self.circuits.slot(receiver):
+            left = aws.seconds_left()
+            if left is not None and left < self.settings.timeout_seconds + ATTEMPT_MARGIN_SECONDS:
+                # Waiting for the receiver's turn used up the invocation: an attempt now could outlive it, and a
+                # timed-out invocation fails its whole batch (deliveries already made would be made again).
+                raise ServiceUnavailable(f"no time left for an attempt ({left:.1f} s); nothing was sent")
             failing = self.circuits.failing_since(receiver)
             if failing is None:
                 result = webhooks.deliver_once(url, body, headers, addresses=addresses, settings=self.settings)
