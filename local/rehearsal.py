@@ -406,8 +406,12 @@ def rule_target_problems(template: Template) -> list[str]:
     for rule_id, rule in resources.items():
         if rule["Type"] != "AWS::Events::Rule":
             continue
-        for target in rule["Properties"].get("Targets", []):
-            arn = target.get("Arn")
+        targets = rule["Properties"].get("Targets", [])
+        # Each target queue, and each target's dead-letter queue ("Granting permissions to the dead-letter queue").
+        arns = [t.get("Arn") for t in targets] + [
+            t["DeadLetterConfig"].get("Arn") for t in targets if "DeadLetterConfig" in t
+        ]
+        for arn in arns:
             queue = arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
             if queue is None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
                 continue

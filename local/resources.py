@@ -10,7 +10,9 @@ EventBridge delivers matching events to those queues. AWS sends to an SQS target
 policy lets ``events.amazonaws.com`` send from the rule ("Permissions for Amazon SQS", EventBridge user guide:
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions); otherwise
 it drops every event, which moto does not play. So ``create_all`` refuses (``UndeliverableRule``) a rule whose
-target queue has no ``AWS::SQS::QueuePolicy`` allowing it (``queue_policy_allows``).
+target queue, or a target's dead-letter queue (``DeadLetterConfig``, which needs the same permission), has no
+``AWS::SQS::QueuePolicy`` allowing it (``queue_policy_allows``). moto's delivery to a queue never fails, so a
+target's dead-letter queue is kept on the target but never receives anything here.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ _QUEUE_ATTRIBUTES = {
 #: ``AWS::Events::Rule`` properties the local stack plays (a schedule, a role or another target kind is reported).
 _RULE_PROPERTIES = {"Name", "Description", "EventBusName", "EventPattern", "State", "Targets"}
 #: Target properties it plays.
-_RULE_TARGET_PROPERTIES = {"Id", "Arn"}
+_RULE_TARGET_PROPERTIES = {"Id", "Arn", "DeadLetterConfig"}
 #: The principal EventBridge sends to a target as.
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 
@@ -358,11 +360,22 @@ class LocalStack:
                 raise UnsupportedTemplate(f"{logical_id}: rule target properties {sorted(extra)} are not emulated")
             if not str(target["Arn"]).startswith("arn:aws:sqs:"):
                 raise UnsupportedTemplate(f"{logical_id}: rule targets other than SQS queues are not emulated")
-            targets.append({"Id": str(target["Id"]), "Arn": str(target["Arn"])})
+            entry: dict[str, Any] = {"Id": str(target["Id"]), "Arn": str(target["Arn"])}
+            dead_letters = target.get("DeadLetterConfig", {}).get("Arn")
+            if dead_letters is not None:
+                if not str(dead_letters).startswith("arn:aws:sqs:"):
+                    raise UnsupportedTemplate(f"{logical_id}: a target's dead-letter queue must be an SQS queue")
+                # Kept on the target as AWS keeps it; moto's delivery never fails, so nothing is ever sent there.
+                entry["DeadLetterConfig"] = {"Arn": str(dead_letters)}
+            targets.append(entry)
         if targets:
             events.put_targets(Rule=rule_name, EventBusName=bus, Targets=targets)
         ref = rule_name if bus == "default" else f"{bus}|{rule_name}"
-        return {"Ref": ref, "Arn": arn, "TargetArns": json.dumps([t["Arn"] for t in targets])}
+        # Every queue EventBridge may send to for this rule: each target and each target's dead-letter queue.
+        receivers = [t["Arn"] for t in targets] + [
+            t["DeadLetterConfig"]["Arn"] for t in targets if "DeadLetterConfig" in t
+        ]
+        return {"Ref": ref, "Arn": arn, "TargetArns": json.dumps(receivers)}
 
     def _create_queue_policy(self, logical_id: str, properties: Mapping[str, Any]) -> dict[str, str]:
         """An ``AWS::SQS::QueuePolicy``: the policy set on each of its queues (``Policy`` attribute)."""

@@ -69,14 +69,28 @@ def test_the_rule_sends_final_events_of_jobs_with_a_callback_to_the_queue_on_the
         rule["EventBusName"]
         == properties("PublishJobEventsFunction")["Environment"]["Variables"]["JOBS_EVENT_BUS_NAME"]
     )
-    assert rule["Targets"] == [{"Id": "callbacks", "Arn": {"Fn::GetAtt": ["JobCallbacksQueue", "Arn"]}}]
+    assert rule["Targets"] == [
+        {
+            "Id": "callbacks",
+            "Arn": {"Fn::GetAtt": ["JobCallbacksQueue", "Arn"]},
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["JobCallbacksDeadLetterQueue", "Arn"]}},
+        }
+    ]
 
 
-def test_only_that_rule_may_send_to_the_queue() -> None:
-    policy = properties("JobCallbacksQueuePolicy")
+@pytest.mark.parametrize(
+    ("policy_id", "queue"),
+    [
+        ("JobCallbacksQueuePolicy", "JobCallbacksQueue"),
+        ("JobCallbacksDeadLetterQueuePolicy", "JobCallbacksDeadLetterQueue"),
+    ],
+)
+def test_only_that_rule_may_send_to_the_queue_and_to_its_dead_letter_queue(policy_id: str, queue: str) -> None:
+    policy = properties(policy_id)
     [statement] = policy["PolicyDocument"]["Statement"]
 
-    assert policy["Queues"] == [{"Ref": "JobCallbacksQueue"}]
+    assert policy["Queues"] == [{"Ref": queue}]
+    assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["JobCallbacksRule", "Arn"]}}}
@@ -112,6 +126,7 @@ def write(template: dict[str, Any], directory: Path) -> Path:
         "no policy",
         "another rule's policy",
         "another principal",
+        "no policy on the target's dead-letter queue",
     ],
 )
 def test_the_local_stack_refuses_a_rule_whose_queue_would_drop_its_events(fault: str, tmp_path: Path) -> None:
@@ -119,6 +134,8 @@ def test_the_local_stack_refuses_a_rule_whose_queue_would_drop_its_events(fault:
     policy = template["Resources"]["JobCallbacksQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     if fault == "no policy":
         del template["Resources"]["JobCallbacksQueuePolicy"]
+    elif fault == "no policy on the target's dead-letter queue":
+        del template["Resources"]["JobCallbacksDeadLetterQueuePolicy"]
     elif fault == "another rule's policy":
         policy["Condition"]["ArnEquals"]["aws:SourceArn"] = RULE.replace("JobCallbacksRule", "Other")
     else:

@@ -45,6 +45,11 @@ def queue_policy_for_any_rule(template: dict[str, Any]) -> None:
     del statement["Condition"]
 
 
+def dead_letter_queue_policy_missing(template: dict[str, Any]) -> None:
+    """EventBridge may not send an undeliverable event to the target's dead-letter queue: it is dropped after all."""
+    del template["Resources"]["JobCallbacksDeadLetterQueuePolicy"]
+
+
 def gave_up_unwatched(template: dict[str, Any]) -> None:
     """A client never called back, and nobody hears of it."""
     del template["Resources"]["CallbacksGaveUpAlarm"]
@@ -68,6 +73,7 @@ def unbounded_concurrency(template: dict[str, Any]) -> None:
 
 FAULTS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (queue_policy_missing, "rule targets"),
+    (dead_letter_queue_policy_missing, "rule targets"),
     (queue_policy_for_any_rule, "rule targets"),
     (gave_up_unwatched, "alarms"),
     (dead_letters_unwatched, "alarms"),
