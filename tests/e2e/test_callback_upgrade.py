@@ -22,10 +22,10 @@ import trustme
 
 from jobs_client import verify_webhook
 from local.webhook_keys import DEFAULT_PUBLIC_PARAMETER, DEFAULT_SIGNING_PARAMETER
-from tests.e2e.support import SECRET, RunningStack, running_stack, token
-from tests.e2e.test_callbacks import job_when, key_tool, public_keys, submit
+from tests.e2e.support import RunningStack, token
+from tests.e2e.test_callbacks import job_when, key_tool, loopback_callbacks_stack, public_keys, submit
 from tests.helpers import ROOT
-from tests.webhook_receiver import ca_bundle, receiving
+from tests.webhook_receiver import receiving
 
 pytestmark = pytest.mark.e2e
 
@@ -55,22 +55,12 @@ def ca() -> trustme.CA:
 def keyless_stack(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[RunningStack]:
     """A stack whose key parameters do not exist yet, as after a ``sam deploy`` run before ``make webhook-keys``."""
     directory = tmp_path_factory.mktemp("callback-upgrade")
-    with running_stack(
-        directory,
-        secret=SECRET,
-        template=quick_callbacks_template(directory),
-        function_environment={
-            "DeliverCallbacksFunction": {"JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1"},
-            "ApiFunction": {"JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1"},
-        },
-        environment={
-            "JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK": "1",
-            "JOBS_LOCAL_CALLBACK_CA_BUNDLE": str(ca_bundle(ca, directory)),
-        },
-    ) as process:
-        ssm = aws(process.aws_endpoint, "ssm")
-        ssm.delete_parameters(Names=[DEFAULT_SIGNING_PARAMETER, DEFAULT_PUBLIC_PARAMETER])
-        yield RunningStack(process.base_url, process.log, process.dynamodb_endpoint, process.physical, process)
+    with loopback_callbacks_stack(directory, ca, template=quick_callbacks_template(directory)) as stack:
+        assert stack.process is not None
+        aws(stack.process.aws_endpoint, "ssm").delete_parameters(
+            Names=[DEFAULT_SIGNING_PARAMETER, DEFAULT_PUBLIC_PARAMETER]
+        )
+        yield stack
 
 
 def aws(endpoint: str, service: str) -> Any:

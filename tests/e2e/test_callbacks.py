@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,30 +46,47 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture(scope="module")
-def hooks_stack(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[RunningStack]:
-    """A stack whose callbacks may reach loopback receivers trusted through the test CA."""
-    directory = tmp_path_factory.mktemp("callbacks-stack")
+@contextmanager
+def loopback_callbacks_stack(
+    directory: Path,
+    ca: trustme.CA,
+    *,
+    template: Path | None = None,
+    sender_environment: Mapping[str, str] | None = None,
+    switches: Mapping[str, str] | None = None,
+) -> Iterator[RunningStack]:
+    """A stack started with the documented loopback flag and the test CA, whose API and sender re-read the keys
+    every second (not 5 minutes); ``sender_environment`` adds to the sender's variables, ``switches`` to the
+    stack's ``JOBS_LOCAL_*``."""
     with running_stack(
         directory,
         secret=SECRET,
+        template=template,
         function_environment={
-            "DeliverCallbacksFunction": {
-                "JOBS_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT),
-                "JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1",
-            },
-            # The rotation rehearsal reads the keys again within a second, not 5 minutes.
+            "DeliverCallbacksFunction": {"JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1", **(sender_environment or {})},
             "ApiFunction": {"JOBS_CALLBACK_KEYS_MAX_AGE_SECONDS": "1"},
         },
         environment={
             "JOBS_LOCAL_CALLBACKS_ALLOW_LOOPBACK": "1",
             "JOBS_LOCAL_CALLBACK_CA_BUNDLE": str(ca_bundle(ca, directory)),
-            "JOBS_LOCAL_CALLBACK_RETRY_DELAYS": ",".join(map(str, RETRY_DELAYS)),
+            **(switches or {}),
         },
     ) as process:
         assert "loopback receivers ALLOWED" in process.banner
         assert f"public keys {process.base_url}/api/v1/webhooks/public-key" in process.banner
         yield RunningStack(process.base_url, process.log, process.dynamodb_endpoint, process.physical, process)
+
+
+@pytest.fixture(scope="module")
+def hooks_stack(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[RunningStack]:
+    """A stack whose callbacks may reach loopback receivers trusted through the test CA."""
+    with loopback_callbacks_stack(
+        tmp_path_factory.mktemp("callbacks-stack"),
+        ca,
+        sender_environment={"JOBS_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT)},
+        switches={"JOBS_LOCAL_CALLBACK_RETRY_DELAYS": ",".join(map(str, RETRY_DELAYS))},
+    ) as stack:
+        yield stack
 
 
 def submit(stack: RunningStack, owner: str, callback_url: str) -> str:
