@@ -186,7 +186,7 @@ def deliver_all(
 
         def owner_deliveries(owner: str, mine: list[CallbackRecord]) -> dict[str, Future[CallbackOutcome | None]]:
             if slots is not None and not acquire_within(slots, owner, holder, lease_seconds, SLOT_WAIT_SECONDS):
-                return {record.messageId: in_context(deferred, defer, record) for record in mine}
+                return {record.messageId: in_context(defer, record) for record in mine}  # None: deferred
             started = {
                 record.messageId: in_context(
                     sender.deliver, owner, record.body.detail.job_id, version=record.body.detail.version
@@ -205,11 +205,6 @@ def deliver_all(
                 outcomes.update({record.messageId: future for record in by_owner[owner]})
         wait(list(outcomes.values()))
     return outcomes
-
-
-def deferred(defer: Callable[[CallbackRecord], None], record: CallbackRecord) -> None:
-    """``defer(record)``; None, the outcome of a deferred record."""
-    defer(record)
 
 
 def give_back(slots: OwnerSlots, owner_id: str, holder: str, deliveries: Sequence[Future[Any]]) -> None:

@@ -224,6 +224,19 @@ class SourceQueues:
         self._urls = {queue_name(url): url for url in queue_urls}
         self._client = client
 
+    def _url(self, queue_arn: str) -> str:
+        """The URL of the queue ``queue_arn``; ValueError when it is none of this function's queues."""
+        url = self._urls.get(queue_name(queue_arn))
+        if url is None:
+            raise ValueError(f"{queue_arn} is none of this function's queues")
+        return url
+
+    def _sqs(self) -> Any:
+        """The SQS client, made on first use."""
+        if self._client is None:
+            self._client = aws.client("sqs")
+        return self._client
+
     def delay(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Make a message received from the queue ``queue_arn`` (a record's ``eventSourceARN``) visible again after
         ``seconds`` (0 to 43200 from now, and at most 12 hours after its receive; ChangeMessageVisibility, SQS API
@@ -233,15 +246,9 @@ class SourceQueues:
             ValueError: ``queue_arn`` names none of the queues.
             jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
         """
-        url = self._urls.get(queue_name(queue_arn))
-        if url is None:
-            raise ValueError(f"{queue_arn} is none of this function's queues")
-        if self._client is None:
-            self._client = aws.client("sqs")
+        url = self._url(queue_arn)
         with aws.transient_errors_as_unavailable("ChangeMessageVisibility"):
-            self._client.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
-            )
+            self._sqs().change_message_visibility(QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds)
 
     def send_again(self, queue_arn: str, body: str, delay_seconds: int, attributes: Mapping[str, str]) -> None:
         """Send ``body`` to the queue ``queue_arn`` as a new message, delayed ``delay_seconds`` (0 to
@@ -253,15 +260,11 @@ class SourceQueues:
             ValueError: ``queue_arn`` names none of the queues, or ``delay_seconds`` is outside 0 to 900.
             jobs.models.ServiceUnavailable: SQS throttled, failed or could not be reached.
         """
-        url = self._urls.get(queue_name(queue_arn))
-        if url is None:
-            raise ValueError(f"{queue_arn} is none of this function's queues")
+        url = self._url(queue_arn)
         if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
             raise ValueError(f"delay_seconds {delay_seconds} is outside 0 to {MAX_DELAY_SECONDS}")
-        if self._client is None:
-            self._client = aws.client("sqs")
         with aws.transient_errors_as_unavailable("SendMessage"):
-            self._client.send_message(
+            self._sqs().send_message(
                 QueueUrl=url,
                 MessageBody=body,
                 DelaySeconds=delay_seconds,
