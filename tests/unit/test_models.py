@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from jobs.models import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, Job, JobCreate, JobStatus, format_timestamp
 
@@ -77,6 +78,51 @@ def test_a_job_never_serialises_its_owner() -> None:
 
 def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
     assert format_timestamp(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+
+
+def _reference_text(value: datetime) -> str:
+    """The rule format_timestamp follows, written the slow, obvious way."""
+    m = value.astimezone(UTC)
+    day = f"{m.year:04d}-{m.month:02d}-{m.day:02d}"
+    return f"{day}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}Z"
+
+
+#: Every kind of aware datetime a model holds: datetime.UTC, pydantic's own UTC tzinfo (what validating a stored
+#: "...Z" gives), other zero offsets, non-zero offsets (either side, minutes included), whole seconds, sub-millisecond
+#: parts (cut, never rounded), years below 1000, and both ends of the calendar.
+_TIMESTAMP_TEXTS = [
+    "2026-12-01T07:54:47.123Z",
+    "2026-12-01T07:54:47Z",
+    "2026-12-01T07:54:47.000Z",
+    "2026-12-01T07:54:47.999999Z",
+    "2026-12-01T07:54:47.000999Z",
+    "2026-12-01T07:54:47.5+00:00",
+    "2026-12-01T07:54:47.5-00:00",
+    "2026-12-01T00:30:00.250+01:00",
+    "2026-12-31T23:59:59.999-05:30",
+    "0999-01-01T00:00:00.001Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.999999Z",
+]
+
+
+@pytest.mark.parametrize("text", _TIMESTAMP_TEXTS)
+def test_a_timestamp_of_any_offset_or_precision_is_written_in_utc_with_milliseconds(text: str) -> None:
+    parsed = TypeAdapter(datetime).validate_python(text)  # pydantic's tzinfo, as read from the table
+    values = [parsed, parsed.astimezone(UTC)]
+    if parsed.year > 1:
+        values.append(parsed.astimezone(timezone(timedelta(hours=-7))))
+    for value in values:
+        assert format_timestamp(value) == _reference_text(value)
+
+
+def test_many_timestamps_match_the_rule() -> None:
+    chance = random.Random(20261201)  # noqa: S311 - test data, seeded
+    for _ in range(5_000):
+        offset = timezone(timedelta(minutes=chance.randrange(-1439, 1440)))
+        moment = datetime(1, 1, 2, tzinfo=UTC) + timedelta(microseconds=chance.randrange(315_500_000_000_000_000))
+        value = moment.astimezone(offset)
+        assert format_timestamp(value) == _reference_text(value), value
 
 
 def test_only_succeeded_failed_and_cancelled_are_terminal() -> None:
