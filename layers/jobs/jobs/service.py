@@ -77,7 +77,13 @@ LIST_PAGE_BUDGET_BYTES = 4_194_304
 
 
 def job_response_bytes(job: Job) -> int:
-    """What ``job`` adds to the API function's serialised invocation response, bytes.
+    """What ``job`` adds to the API function's serialised invocation response, bytes (``text_response_bytes`` of
+    its ``model_dump_json()``)."""
+    return text_response_bytes(job.model_dump_json())
+
+
+def text_response_bytes(text: str) -> int:
+    """What a job whose JSON text is ``text`` adds to the API function's serialised invocation response, bytes.
 
     The page's body is JSON text (``model_dump_json``) inside the proxy response's ``body`` string, which the
     Lambda runtime serialises again: every ``"`` and ``\\`` of the body costs two bytes, a control character's
@@ -85,7 +91,7 @@ def job_response_bytes(job: Job) -> int:
     escapes it, as Python runtimes before 3.12 do (later ones write UTF-8, which is never larger). This measures the
     larger: ``json.dumps`` of the job's text, less its two quotes, plus the comma between items.
     """
-    return len(json.dumps(job.model_dump_json())) - 1
+    return len(json.dumps(text)) - 1
 
 
 def is_job_id(text: str) -> bool:
@@ -521,7 +527,8 @@ class JobService:
     ) -> JobPage:
         """One page of the owner's jobs, newest first, only those in ``status`` when given: ``limit`` jobs, or fewer
         when more would take more than ``page_budget_bytes`` of the API's response (``job_response_bytes``), so no
-        page passes Lambda's response limit; ``next_token`` then continues after the last job returned.
+        page passes Lambda's response limit; ``next_token`` then continues after the last job returned. The page
+        keeps the JSON text of its jobs, written to size it (``JobPage.json_text``).
 
         Args:
             limit: page size, 1 to ``MAX_PAGE_SIZE``.
@@ -533,15 +540,18 @@ class JobService:
         """
         after = decode_page_token(next_token, owner_id, status) if next_token is not None else None
         jobs, last = self.store.list_page(owner_id, limit=limit, after_job_id=after, status=status)
+        texts: list[str] = []  # each job is written once: to size the page here, and as the response's text
         size = 0
         for count, job in enumerate(jobs):
-            size += job_response_bytes(job)
+            text = job.model_dump_json()
+            size += text_response_bytes(text)
             if count and size > self.page_budget_bytes:
                 # The rest of the page would pass Lambda's response limit: it starts the next page instead.
                 jobs, last = jobs[:count], jobs[count - 1].job_id
                 break
+            texts.append(text)
         logger.info(SEED_LIST_LINE, len(jobs), owner_id)
-        return JobPage(items=jobs, next_token=encode_page_token(owner_id, last, status) if last else None)
+        return JobPage.written(jobs, texts, encode_page_token(owner_id, last, status) if last else None)
 
     def delete_job(self, owner_id: str, job_id: str) -> None:
         """Delete the owner's job, whatever its status. Raises ``JobNotFound`` when there is none."""
