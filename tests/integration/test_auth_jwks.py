@@ -315,6 +315,31 @@ def test_a_key_rotation_adds_the_new_key_and_retires_the_old_one(idp: JwksServer
     assert idp.fetches == 3
 
 
+def test_a_verified_token_is_not_verified_again_until_its_key_is_retired(
+    idp: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = idp.add_key("2026-01")
+    idp.add_key("2026-02")  # stays published
+    auth = authenticator(idp.url, JWKS_CACHE_SECONDS=1, JWKS_REFRESH_COOLDOWN_SECONDS=0.2)
+    token = rs256(key, "2026-01")
+    decodes: list[str] = []
+    original = jwt.decode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(token)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+
+    assert [auth.authenticate(f"Bearer {token}").sub for _ in range(3)] == ["alice"] * 3
+    assert len(decodes) == 1
+    idp.remove_key("2026-01")
+    time.sleep(1.2)  # the cached key set expires: the key is gone, and the same token with it
+
+    with pytest.raises(Unauthenticated):  # the key is looked up before the cache is: an unknown kid
+        auth.authenticate(f"Bearer {token}")
+
+
 @pytest.mark.parametrize(
     "behaviour", ["slow", "drip", "status500", "not-json", "not-object", "no-keys", "redirect", "huge"]
 )

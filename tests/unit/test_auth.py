@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from jobs.auth import Authenticator, bearer_token, issue_token
+from jobs.auth import Authenticator, VerifiedTokens, bearer_token, issue_token
 from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.settings import AuthSettings
 from tests.helpers import BAD_SUBS, GOOD_SUBS, TEST_SECRET, sign, sign_sub
@@ -260,3 +260,151 @@ def test_the_ssm_secret_is_fetched_once_per_max_age_and_a_failure_is_not_cached(
         now[0] += 300
         with pytest.raises(AuthUnavailable, match="empty"):
             secret()
+
+
+# --- verified tokens: a repeated token is not decoded again, and never outlives its key or its exp ----------
+
+
+class Decodes:
+    """Counts PyJWT's decodes, passing each on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = jwt.decode
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counted)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cached(secret: list[str], clock: Clock, *, leeway: int = 10, size: int = 1024) -> Authenticator:
+    config = AuthSettings.model_validate({"JWT_SECRET_PARAMETER": "/jobs/jwt-secret", "JWT_LEEWAY_SECONDS": leeway})
+    found = Authenticator(config, secret=lambda: secret[0])
+    found.verified = VerifiedTokens(leeway, size=size, clock=clock)
+    return found
+
+
+def test_a_repeated_token_is_decoded_once_and_still_logged_each_time(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    decodes = Decodes(monkeypatch)
+    auth = cached([TEST_SECRET], Clock())
+    token = sign("alice", scope="jobs:high")
+
+    first = auth.authenticate(f"Bearer {token}")
+    again = auth.authenticate(f"Bearer {token}")
+
+    assert decodes.count == 1
+    assert again == first
+    assert again.sub == "alice"
+    assert again.scopes == {"jobs:high"}
+    assert [r.getMessage() for r in caplog.records].count("User alice authenticated successfully") == 2
+
+
+def test_a_cached_token_is_verified_in_full_again_once_its_exp_passes_the_leeway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decodes = Decodes(monkeypatch)
+    clock = Clock()
+    auth = cached([TEST_SECRET], clock, leeway=10)
+    exp = int(clock.now) + 60
+    token = sign("alice", exp=exp)
+    auth.authenticate(f"Bearer {token}")
+
+    clock.now = exp + 9.5  # inside the leeway: still the cached answer
+    assert auth.authenticate(f"Bearer {token}").sub == "alice"
+    assert decodes.count == 1
+    clock.now = exp + 10  # PyJWT's rule: exp <= now - leeway is expired; PyJWT's own clock then decides
+    assert auth.verified.get(token, TEST_SECRET) is None
+    assert len(auth.verified) == 0
+    auth.authenticate(f"Bearer {token}")
+    assert decodes.count == 2
+
+
+def test_a_cached_token_whose_nbf_or_iat_is_ahead_of_a_clock_set_back_is_verified_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decodes = Decodes(monkeypatch)
+    clock = Clock()
+    auth = cached([TEST_SECRET], clock, leeway=10)
+    now = int(clock.now)
+    for claim in ("nbf", "iat"):
+        token = sign("alice", nbf=now) if claim == "nbf" else sign("alice", iat=now)
+        auth.authenticate(f"Bearer {token}")
+        auth.authenticate(f"Bearer {token}")  # cached
+        clock.now = now - 11  # the clock went back past the leeway: PyJWT decides again
+        auth.authenticate(f"Bearer {token}")
+        clock.now = now
+    assert decodes.count == 4
+
+
+def test_a_rotated_secret_stops_a_cached_token_at_once() -> None:
+    secret = [TEST_SECRET]
+    auth = cached(secret, Clock())
+    token = sign("alice")
+    auth.authenticate(f"Bearer {token}")
+
+    secret[0] = "a-rotated-secret-of-at-least-thirty-two-bytes"
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(f"Bearer {token}")
+    assert auth.authenticate(f"Bearer {sign('alice', secret=secret[0])}").sub == "alice"
+
+
+def test_a_token_changed_in_one_character_is_never_served_from_the_cache() -> None:
+    auth = cached([TEST_SECRET], Clock())
+    token = sign("alice")
+    auth.authenticate(f"Bearer {token}")
+    last = token[-1]
+    forged = token[:-1] + ("A" if last != "A" else "B")
+
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(f"Bearer {forged}")
+
+
+def test_refused_tokens_are_never_kept() -> None:
+    auth = cached([TEST_SECRET], Clock())
+    strict = authenticator(JWT_AUDIENCE="jobs-api")
+    for token in (sign("alice", secret="another-secret-of-at-least-thirty-two-bytes"), sign(None), sign("al ice")):
+        for each in (auth, strict):
+            with pytest.raises(Unauthenticated):
+                each.authenticate(f"Bearer {token}")
+    with pytest.raises(Unauthenticated):
+        strict.authenticate(f"Bearer {sign('alice', aud='another-api')}")
+    assert len(auth.verified) == len(strict.verified) == 0
+
+
+def test_the_cache_keeps_the_most_recently_used_tokens_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = cached([TEST_SECRET], Clock(), size=3)
+    tokens = [sign(f"user-{n}") for n in range(4)]
+    for token in tokens[:3]:
+        auth.authenticate(f"Bearer {token}")
+    auth.authenticate(f"Bearer {tokens[0]}")  # used again: the least recently used is now user-1
+    auth.authenticate(f"Bearer {tokens[3]}")
+
+    decodes = Decodes(monkeypatch)
+    for token in (tokens[0], tokens[2], tokens[3]):
+        auth.authenticate(f"Bearer {token}")
+    assert decodes.count == 0
+    auth.authenticate(f"Bearer {tokens[1]}")
+    assert decodes.count == 1
+    assert len(auth.verified) == 3
+
+
+def test_cached_claims_are_read_only_and_the_token_itself_is_not_kept() -> None:
+    auth = cached([TEST_SECRET], Clock())
+    token = sign("alice")
+    principal = auth.authenticate(f"Bearer {token}")
+
+    with pytest.raises(TypeError):
+        principal.claims["sub"] = "bob"  # type: ignore[index]
+    assert all(token not in repr(entry) for entry in auth.verified._entries.items())

@@ -18,14 +18,16 @@ and size, and a key set that cannot be fetched or used is ``AuthUnavailable`` (5
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from jobs import aws
@@ -188,6 +190,79 @@ def audience_matches(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> b
     return isinstance(client_id, str) and client_id in audiences
 
 
+#: How many verified tokens one sandbox remembers (``VerifiedTokens``): about 1 KB each.
+VERIFIED_TOKENS_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class _Verified:
+    key: Any
+    claims: Mapping[str, Any]
+    expires: int
+    starts: int | None
+
+
+class VerifiedTokens:
+    """The claims of the tokens this sandbox verified lately, so that a client's next request with the same token
+    is not decoded and its signature not checked again (PyJWT's ``decode``: about half of the authentication's
+    CPU time in HS256 mode, bench/RESULTS.md section 3; a public-key signature costs more).
+
+    An entry holds the SHA-256 of the token (never the token), the key that verified it and the claims. It answers
+    only while both of these hold; otherwise the token is decoded and verified in full again:
+
+    - the key the token's verification takes now equals that key (compared by value), so a rotated secret or a
+      key the identity provider retired stops a cached token exactly when it stops a new one (the secret and the
+      key set are themselves cached for ``jwks_cache_seconds``);
+    - the time claims PyJWT checked still hold, with the same leeway and the same integer reading:
+      ``exp`` > now - leeway, and ``nbf`` and ``iat`` <= now + leeway (RFC 7519 sections 4.1.4 to 4.1.6).
+
+    Only tokens that passed every check are put. At most ``size`` are kept; the least recently used goes first.
+
+    Args:
+        leeway: seconds of clock skew allowed, as ``AuthSettings.jwt_leeway_seconds``.
+        size: how many tokens are kept.
+        clock: seconds since the epoch (``time.time``; tests pass another).
+    """
+
+    def __init__(self, leeway: float, size: int = VERIFIED_TOKENS_SIZE, clock: Callable[[], float] = time.time) -> None:
+        self.leeway = leeway
+        self.size = size
+        self._clock = clock
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, key: Any) -> Mapping[str, Any] | None:
+        """The claims of ``token`` when it was verified with ``key`` and its time claims still hold, else None."""
+        digest = hashlib.sha256(token.encode()).digest()
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        now = self._clock()
+        if (
+            entry.key != key
+            or entry.expires <= now - self.leeway
+            or (entry.starts is not None and entry.starts > now + self.leeway)
+        ):
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry.claims
+
+    def put(self, token: str, key: Any, claims: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Remember that ``token`` verified with ``key`` and has ``claims`` (which hold a numeric ``exp``); returns
+        the claims as kept, read-only."""
+        starts = [int(claims[name]) for name in ("nbf", "iat") if name in claims]
+        kept = MappingProxyType(dict(claims))
+        digest = hashlib.sha256(token.encode()).digest()
+        self._entries[digest] = _Verified(key, kept, int(claims["exp"]), max(starts) if starts else None)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return kept
+
+
 #: What a caller is told (RFC 6750 error_description) when a verified token breaks a claim rule. Never a value.
 NO_SUB = "the token has no sub claim"
 BAD_SUB = "the sub claim is not 1 to 255 printable ASCII characters"
@@ -214,6 +289,7 @@ class Authenticator:
         self.settings = settings
         self._secret = secret
         self._jwks_client = jwks_client
+        self.verified = VerifiedTokens(settings.jwt_leeway_seconds)
         if settings.jwks_url is None and secret is None:
             assert settings.jwt_secret_parameter is not None  # guaranteed by AuthSettings
             self._secret = SsmSecret(settings.jwt_secret_parameter, settings.jwks_cache_seconds)
@@ -248,20 +324,25 @@ class Authenticator:
         jwt = pyjwt(asymmetric=settings.jwks_url is not None)
         try:
             key = self._verification_key(token)
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=list(settings.jwt_algorithms),
-                issuer=settings.jwt_issuer,
-                leeway=settings.jwt_leeway_seconds,
-                options={
-                    "require": ["exp"],
-                    # Checked below, after the signature: PyJWT's aud check knows no client_id, and its sub
-                    # check takes any string.
-                    "verify_aud": False,
-                    "verify_sub": False,
-                    "verify_iss": settings.jwt_issuer is not None,
-                },
+            known = self.verified.get(token, key)  # this token, verified with this key, and not expired
+            claims = (
+                known
+                if known is not None
+                else jwt.decode(
+                    token,
+                    key,
+                    algorithms=list(settings.jwt_algorithms),
+                    issuer=settings.jwt_issuer,
+                    leeway=settings.jwt_leeway_seconds,
+                    options={
+                        "require": ["exp"],
+                        # Checked below, after the signature: PyJWT's aud check knows no client_id, and its sub
+                        # check takes any string.
+                        "verify_aud": False,
+                        "verify_sub": False,
+                        "verify_iss": settings.jwt_issuer is not None,
+                    },
+                )
             )
         except jwt.PyJWKClientConnectionError as error:
             raise AuthUnavailable("the JWKS could not be fetched") from error
@@ -286,6 +367,8 @@ class Authenticator:
             raise Unauthenticated("token has no sub", description=NO_SUB)
         if not is_owner_id(sub):
             raise Unauthenticated("token sub breaks the identity rule", description=BAD_SUB)
+        if known is None:
+            claims = self.verified.put(token, key, claims)
         logger.info(SEED_AUTH_LINE, sub)
         return Principal(sub=sub, claims=claims)
 
