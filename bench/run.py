@@ -61,7 +61,7 @@ def _run(*, quick: bool, output: Path | None) -> str:
     delayed = callback_delay.measure(3, 2, 15.0, 0.2) if quick else callback_delay.measure(30, 20, 30.0, 0.2)
     sections.append(("11. Callbacks behind another owner's slow receiver", callback_delay.report(delayed)))
 
-    text = render(sections, cold, hot, compiled, time.monotonic() - began, quick=quick)
+    text = render(sections, cold, hot, compiled, costed, time.monotonic() - began, quick=quick)
     if output is not None:
         output.write_text(text, encoding="utf-8")
     return text
@@ -85,6 +85,7 @@ def render(
     cold: dict[str, Any],
     hot: dict[str, Any],
     compiled: dict[str, Any],
+    costed: dict[str, Any],
     seconds: float,
     **kw: Any,
 ) -> str:
@@ -108,7 +109,7 @@ def render(
         "and Metrics, so that only the framework differs.",
     ]
     body = [f"## {title}\n\n{text}" for title, text in sections]
-    return "\n".join(header) + "\n\n" + "\n\n".join(body) + "\n\n" + closing_note(cold, hot, compiled) + "\n"
+    return "\n".join(header) + "\n\n" + "\n\n".join(body) + "\n\n" + closing_note(cold, hot, compiled, costed) + "\n"
 
 
 def compiled_ratio(compiled: dict[str, Any], build: int) -> str:
@@ -117,8 +118,8 @@ def compiled_ratio(compiled: dict[str, Any], build: int) -> str:
     return f"{totals[build] / totals[0]:.2f}x"
 
 
-def closing_note(cold: dict[str, Any], hot: dict[str, Any], compiled: dict[str, Any]) -> str:
-    """What the figures say is left, from this run's own profile."""
+def closing_note(cold: dict[str, Any], hot: dict[str, Any], compiled: dict[str, Any], costed: dict[str, Any]) -> str:
+    """What the figures say is left, from this run's own profile, and the bill of a million jobs."""
     targets = cold["targets"]
     ours, peer = targets["ours get"], targets["peer get"]
     framework = ", ".join(f"{name} {ms:.0f}" for name, ms in ours.packages("framework", 6))
@@ -129,10 +130,16 @@ def closing_note(cold: dict[str, Any], hot: dict[str, Any], compiled: dict[str, 
         f"{route} {sides['ours']['framework_us'] / sides['peer']['framework_us']:.2f}x"
         for route, sides in routes.items()
     )
+    totals = {key: cost.total(lines) for key, lines in cost.bills(costed).items()}
+    bill = "; ".join(
+        f"{shape}: ours ${totals[(shape, 'ours')]:,.2f}, the peer design ${totals[(shape, 'peer')]:,.2f}"
+        for shape in cost.SHAPES
+    )
     return "\n".join(
         [
             "## Closing note: what is left",
             "",
+            f"- A million `noop` jobs on AWS (section 9, USD, {cost.PRICED_REGION}): {bill}.",
             f"- Cold start, what our framework part is made of (GET, median ms of import time by package): "
             f"{framework}. The peer's: {peer_framework}. powertools' `event_handler` package imports every "
             "resolver it has (AppSync's pulls in asyncio and ssl), and request validation builds pydantic models "
@@ -145,15 +152,17 @@ def closing_note(cold: dict[str, Any], hot: dict[str, Any], compiled: dict[str, 
             "instead of powertools' parameters utility, and powertools' idempotency package loads with the first "
             "request that carries an Idempotency-Key (the error table maps jobs' own idempotency errors).",
             f"- Warm framework ratios (ours/peer): {warm_ratios}. What is left of ours is mostly what the peer pays "
-            "alike: PyJWT's decode and the 'User <sub> authenticated successfully' line DESIGN.md asks for, the "
-            "Logger's per-invocation context and the EMF line, and for the list the 80 calls per page of the "
-            "models' millisecond timestamp serialiser (`jobs.models.format_timestamp`, which pydantic calls per "
-            "field; its native datetime output has no millisecond form; FastAPI calls it twice per field); the "
-            "rest is powertools' routing and validation. The API function freezes its heap after its first "
-            "invocation (`jobs.sandbox`): a full garbage collection of the ~190,000 objects of a warm sandbox "
-            "cost 170-370 ms at random requests before. Caching verified tokens would cut the auth part, but "
-            "changes what auth means per request (a revoked key would keep working until the cache expires); "
-            "not done.",
+            "alike: the 'User <sub> authenticated successfully' line DESIGN.md asks for, the Logger's "
+            "per-invocation context and the EMF line; the rest is powertools' routing and validation. Three cuts "
+            "made the last of it: a list page's jobs are written to JSON once (the service writes them to size the "
+            "page against Lambda's response limit, and the route sends that text: `JobPage.json_text`); the "
+            "millisecond timestamp serialiser runs at half its cost (`jobs.models.format_timestamp`, 80 calls per "
+            "page); and a sandbox remembers the tokens it verified (`jobs.auth.VerifiedTokens`: a repeated token "
+            "skips PyJWT's decode while the key that verified it is still the key and its exp still holds, so a "
+            "rotated secret or a retired key stops it exactly when it stops a new token). The bench sends one "
+            "token, as one client does; a request with a token the sandbox has not seen pays the decode (~50 µs). "
+            "The API function freezes its heap after its first invocation (`jobs.sandbox`): a full garbage "
+            "collection of the ~190,000 objects of a warm sandbox cost 170-370 ms at random requests before.",
             f"- Bytecode: the layer and the functions ship it ({compiled_ratio(compiled, 1)} of the cold start from "
             f"sources only with the layer's, {compiled_ratio(compiled, 2)} with the function's own too; table 1): "
             "sam's python builder leaves out `__pycache__` and Lambda's /opt and /var/task are read-only, so "

@@ -37,3 +37,4 @@ def test_every_benchmark_runs_one_tiny_iteration_and_writes_its_section(tmp_path
         assert f"## {title}" in text
     assert "| get |" in text  # the cold start of ours and the peer's GET both answered
     assert "Closing note" in text
+    assert "A million `noop` jobs on AWS" in text  # the bill of ours and the peer design, in the note too
