@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from jobs.auth import Authenticator, VerifiedTokens, bearer_token, issue_token
+from jobs.auth import MAX_CACHED_TOKEN_LENGTH, Authenticator, VerifiedTokens, bearer_token, issue_token
 from jobs.models import AuthUnavailable, Unauthenticated
 from jobs.settings import AuthSettings
 from tests.helpers import BAD_SUBS, GOOD_SUBS, TEST_SECRET, sign, sign_sub
@@ -408,3 +408,41 @@ def test_cached_claims_are_read_only_and_the_token_itself_is_not_kept() -> None:
     with pytest.raises(TypeError):
         principal.claims["sub"] = "bob"  # type: ignore[index]
     assert all(token not in repr(entry) for entry in auth.verified._entries.items())
+
+
+def test_an_exp_too_large_for_a_float_is_a_number_not_a_crash() -> None:
+    # RFC 7519 section 2: a NumericDate is a JSON number, of any size; math.isfinite(10**400) raises OverflowError.
+    assert authenticator().authenticate(f"Bearer {sign('alice', exp=10**400)}").sub == "alice"
+
+
+def test_cached_claims_are_read_only_at_every_depth() -> None:
+    auth = cached([TEST_SECRET], Clock())
+    token = sign("alice", scp=["jobs:read"], aud=["jobs-api", "other"], extra={"nested": [{"k": "v"}]})
+    first = auth.authenticate(f"Bearer {token}")
+
+    for claims in (first.claims, auth.authenticate(f"Bearer {token}").claims):
+        with pytest.raises((TypeError, AttributeError)):
+            claims["scp"].append("jobs:admin")
+        with pytest.raises(TypeError):
+            claims["extra"]["nested"][0]["k"] = "changed"
+    assert auth.authenticate(f"Bearer {token}").scopes == {"jobs:read"}
+
+
+def test_an_audience_list_and_a_scope_list_read_the_same_from_the_cache() -> None:
+    config = {"JWT_SECRET_PARAMETER": "/jobs/jwt-secret", "JWT_AUDIENCE": "jobs-api"}
+    auth = Authenticator(AuthSettings.model_validate(config), secret=lambda: TEST_SECRET)
+    token = sign("alice", aud=["other", "jobs-api"], scp=["a", "b"])
+
+    assert [auth.authenticate(f"Bearer {token}").scopes for _ in range(2)] == [{"a", "b"}] * 2
+    refused = sign("alice", aud=["other"])
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(f"Bearer {refused}")
+
+
+def test_a_very_long_token_is_verified_every_time_and_never_kept() -> None:
+    auth = cached([TEST_SECRET], Clock())
+    token = sign("alice", padding="x" * MAX_CACHED_TOKEN_LENGTH)
+
+    assert auth.authenticate(f"Bearer {token}").sub == "alice"
+    assert len(auth.verified) == 0

@@ -97,7 +97,7 @@ class Principal:
             value = self.claims.get(name)
             if isinstance(value, str):
                 found.update(value.split(" "))
-            elif isinstance(value, list):
+            elif isinstance(value, list | tuple):  # a JSON array (a tuple once verified: VerifiedTokens)
                 found.update(item for item in value if isinstance(item, str))
         found.discard("")
         return frozenset(found)
@@ -175,7 +175,10 @@ class SsmSecret:
 
 
 def _is_numeric_date(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number (RFC 7519 section 2, NumericDate): an int of any size, or a finite float; never a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def audience_matches(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> bool:
@@ -184,14 +187,28 @@ def audience_matches(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> b
     A token with a wrong ``aud`` is refused whatever its ``client_id``. Values are compared exactly."""
     if "aud" in claims:
         aud = claims["aud"]
-        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list | tuple) else []
         return any(isinstance(value, str) and value in audiences for value in values)
     client_id = claims.get("client_id")
     return isinstance(client_id, str) and client_id in audiences
 
 
-#: How many verified tokens one sandbox remembers (``VerifiedTokens``): about 1 KB each.
-VERIFIED_TOKENS_SIZE = 1024
+#: How many verified tokens one sandbox remembers (``VerifiedTokens``). A sandbox serves one request at a time, so
+#: a few hundred distinct recent callers is plenty.
+VERIFIED_TOKENS_SIZE = 256
+#: The longest token remembered, characters (identity providers' access tokens are 1 to 2 KB); a longer one is
+#: verified on every request. With ``VERIFIED_TOKENS_SIZE`` it bounds the cache: a token of many tiny claims takes
+#: about 13 times its length once parsed, so at most about 14 MB, and a few hundred KB for ordinary tokens.
+MAX_CACHED_TOKEN_LENGTH = 4096
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON value that cannot be changed at any depth: objects as read-only mappings, arrays as tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({name: _frozen(item) for name, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -207,7 +224,8 @@ class VerifiedTokens:
     is not decoded and its signature not checked again (PyJWT's ``decode``: about half of the authentication's
     CPU time in HS256 mode, bench/RESULTS.md section 3; a public-key signature costs more).
 
-    An entry holds the SHA-256 of the token (never the token), the key that verified it and the claims. It answers
+    An entry holds the SHA-256 of the token (never the token), the key that verified it and the claims, read-only
+    at every depth (arrays as tuples: a request cannot change what the next one reads). It answers
     only while both of these hold; otherwise the token is decoded and verified in full again:
 
     - the key the token's verification takes now equals that key (compared by value), so a rotated secret or a
@@ -216,7 +234,8 @@ class VerifiedTokens:
     - the time claims PyJWT checked still hold, with the same leeway and the same integer reading:
       ``exp`` > now - leeway, and ``nbf`` and ``iat`` <= now + leeway (RFC 7519 sections 4.1.4 to 4.1.6).
 
-    Only tokens that passed every check are put. At most ``size`` are kept; the least recently used goes first.
+    Only tokens that passed every check are put, and only those of at most ``MAX_CACHED_TOKEN_LENGTH`` characters.
+    At most ``size`` are kept; the least recently used goes first.
 
     Args:
         leeway: seconds of clock skew allowed, as ``AuthSettings.jwt_leeway_seconds``.
@@ -252,9 +271,12 @@ class VerifiedTokens:
 
     def put(self, token: str, key: Any, claims: Mapping[str, Any]) -> Mapping[str, Any]:
         """Remember that ``token`` verified with ``key`` and has ``claims`` (which hold a numeric ``exp``); returns
-        the claims as kept, read-only."""
+        the claims read-only at every depth, as they are kept (and as they are returned for a token too long to
+        keep)."""
+        kept: Mapping[str, Any] = _frozen(dict(claims))
+        if len(token) > MAX_CACHED_TOKEN_LENGTH:
+            return kept
         starts = [int(claims[name]) for name in ("nbf", "iat") if name in claims]
-        kept = MappingProxyType(dict(claims))
         digest = hashlib.sha256(token.encode()).digest()
         self._entries[digest] = _Verified(key, kept, int(claims["exp"]), max(starts) if starts else None)
         self._entries.move_to_end(digest)
