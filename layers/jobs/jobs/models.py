@@ -599,7 +599,8 @@ class JobPage(BaseModel):
 
     def json_text(self) -> str:
         """The page as ``model_dump_json()`` writes it, byte for byte, from the items' kept texts when it holds one
-        for each of its items as they are now (``written``); else written in full. Half the cost of writing a page
+        for each of its items as they are now (``written``; the same job objects, which are frozen models whose
+        dicts nothing changes in place); else written in full. Half the cost of writing a page
         of 20 jobs twice (bench/RESULTS.md, the warm benchmark)."""
         kept, items = self._item_texts, self.items
         if len(kept) != len(items) or any(job is not item for (job, _), item in zip(kept, items, strict=True)):
