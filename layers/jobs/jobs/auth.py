@@ -222,7 +222,7 @@ class _Verified:
 class VerifiedTokens:
     """The claims of the tokens this sandbox verified lately, so that a client's next request with the same token
     is not decoded and its signature not checked again (PyJWT's ``decode``: about half of the authentication's
-    CPU time in HS256 mode, bench/RESULTS.md section 3; a public-key signature costs more).
+    CPU time in HS256 mode, bench/RESULTS.md section 2; a public-key signature costs more).
 
     An entry holds the SHA-256 of the token (never the token), the key that verified it and the claims, read-only
     at every depth (arrays as tuples: a request cannot change what the next one reads). It answers
